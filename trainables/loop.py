@@ -1,0 +1,296 @@
+"""The training loop of one trial, independent of Ray.
+
+:func:`train` runs a :class:`TrialConfig` on a :class:`DataSplits`, asks a :class:`Reporter`
+for a checkpoint to resume from, and hands it one report per epoch (metrics plus the state to
+checkpoint). The Ray Tune adapter (``trainables.tune_entry``) and the command-line runner
+(``python -m trainables``) are the two reporters.
+
+Determinism: model init comes from ``seed``; each epoch's shuffle and augmentation come from a
+generator keyed by (seed, epoch), and each range test's batches from one keyed by (seed, epoch,
+test index). So the position in the data stream is fixed by the epoch alone, a range test never
+advances the epoch's stream, and a trial resumed after epoch k repeats epochs k+1.. exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import socket
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from trainables import results as R
+from trainables.augment import BatchPipeline
+from trainables.checkpoint import rng_state, set_rng_state
+from trainables.config import TrialConfig
+from trainables.data import DataSplits
+from trainables.device import DeviceSetup
+from trainables.lr import LRPolicy, RangeTestResult, make_policy, run_range_test
+from trainables.models import build_model
+
+EVAL_BATCH = 500
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced a non-finite loss: the trial fails instead of reporting NaNs."""
+
+
+class Reporter(Protocol):
+    def restore(self) -> dict[str, Any] | None:
+        """The checkpointed state to resume from, or None for a fresh start."""
+
+    def report(self, metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
+        """One epoch's metrics, and the state to checkpoint with them (None: no checkpoint)."""
+
+
+@dataclass
+class Counters:
+    epoch: int = 0
+    global_step: int = 0
+    images_seen: int = 0
+    range_test_images: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "epoch": self.epoch,
+            "global_step": self.global_step,
+            "images_seen": self.images_seen,
+            "range_test_images": self.range_test_images,
+        }
+
+
+def stream_seed(seed: int, epoch: int, purpose: int, index: int = 0) -> int:
+    """A stable 63-bit seed for one data stream (purpose 0: epoch order, 1: range tests)."""
+    mixed = np.random.SeedSequence([seed, epoch, purpose, index]).generate_state(2, np.uint32)
+    return int(mixed[0]) << 31 | int(mixed[1]) >> 1
+
+
+def seeded_generator(seed: int) -> torch.Generator:
+    gen = torch.Generator()
+    gen.manual_seed(seed)
+    return gen
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def build_optimizer(cfg: TrialConfig, model: nn.Module) -> torch.optim.Optimizer:
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(
+        model.parameters(),
+        lr=cfg.lr,
+        momentum=cfg.momentum,
+        nesterov=cfg.nesterov,
+        weight_decay=cfg.weight_decay,
+    )
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
+def downsample(points: list[tuple[int, float]], limit: int) -> list[tuple[int, float]]:
+    if len(points) <= limit:
+        return points
+    idx = np.unique(np.linspace(0, len(points) - 1, limit).round().astype(int))
+    return [points[i] for i in idx]
+
+
+@torch.inference_mode()
+def evaluate(model: nn.Module, pipe: BatchPipeline, setup: DeviceSetup) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy over every image of ``pipe`` (no augmentation)."""
+    model.eval()
+    loss_sum = torch.zeros((), device=setup.device, dtype=torch.float64)
+    correct = torch.zeros((), device=setup.device, dtype=torch.int64)
+    n = 0
+    for x, y in pipe.sequential():
+        with setup.autocast():
+            out = model(x)
+        loss_sum += F.cross_entropy(out.float(), y, reduction="sum").double()
+        correct += (out.argmax(1) == y).sum()
+        n += y.numel()
+    return float(loss_sum) / n, float(correct) / n
+
+
+class Trial:
+    """One trial's mutable training state, built from a config and the data splits."""
+
+    def __init__(self, cfg: TrialConfig, splits: DataSplits, setup: DeviceSetup) -> None:
+        self.cfg = cfg
+        self.setup = setup
+        seed_everything(cfg.seed)
+        data = splits.to(setup.device)
+        cl = setup.channels_last
+        self.train_pipe = BatchPipeline(
+            data.train_x, data.train_y, batch_size=cfg.batch_size, augment=cfg.augment,
+            channels_last=cl,
+        )
+        eval_bs = max(cfg.batch_size, EVAL_BATCH)
+        self.val_pipe = BatchPipeline(
+            data.val_x, data.val_y, batch_size=min(eval_bs, len(data.val_y)), augment=False,
+            channels_last=cl,
+        )
+        self.test_pipe = BatchPipeline(
+            data.test_x, data.test_y, batch_size=min(eval_bs, len(data.test_y)), augment=False,
+            channels_last=cl,
+        )
+        self.steps_per_epoch = self.train_pipe.steps_per_epoch(drop_last=True)
+        model = build_model(cfg.model).to(setup.device)
+        self.model = model.to(memory_format=torch.channels_last) if cl else model
+        self.optimizer = build_optimizer(cfg, self.model)
+        self.policy: LRPolicy = make_policy(
+            cfg.policy, cfg.policy_kwargs(), base_lr=cfg.lr, steps_per_epoch=self.steps_per_epoch
+        )
+        self.counters = Counters()
+
+    # -- checkpoint state ------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "policy": self.policy.state_dict(),
+            "counters": self.counters.state(),
+            "rng": rng_state(),
+        }
+
+    def load(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.policy.load_state_dict(state["policy"])
+        c = state["counters"]
+        self.counters = Counters(
+            epoch=c["epoch"],
+            global_step=c["global_step"],
+            images_seen=c["images_seen"],
+            range_test_images=c["range_test_images"],
+        )
+        set_rng_state(state["rng"])
+
+    # -- one epoch ---------------------------------------------------------------------------------
+    def train_epoch(self, epoch: int) -> tuple[float, float, list[tuple[int, float]]]:
+        """Train one epoch (1-based); returns mean loss, accuracy and the (step, lr) trace."""
+        model, opt, policy = self.model, self.optimizer, self.policy
+        model.train()
+        gen = seeded_generator(stream_seed(self.cfg.seed, epoch, 0))
+        loss_sum = torch.zeros((), device=self.setup.device, dtype=torch.float64)
+        correct = torch.zeros((), device=self.setup.device, dtype=torch.int64)
+        n = 0
+        trace: list[tuple[int, float]] = []
+        for x, y in self.train_pipe.epoch(gen, drop_last=True):
+            lr = policy.lr()
+            set_lr(opt, lr)
+            trace.append((self.counters.global_step, lr))
+            with self.setup.autocast():
+                out = model(x)
+                loss = F.cross_entropy(out, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            policy.step_batch()
+            self.counters.global_step += 1
+            loss_sum += loss.detach().double() * y.numel()
+            correct += (out.argmax(1) == y).sum()
+            n += y.numel()
+        self.counters.images_seen += n
+        mean_loss = float(loss_sum) / n
+        if not math.isfinite(mean_loss):
+            raise NonFiniteLossError(
+                f"non-finite training loss in epoch {epoch} (lr {policy.lr():.3g}, policy "
+                f"{self.cfg.policy}): trial stopped; lower lr or the policy's max_lr"
+            )
+        # An epoch's LR is constant for the non-cyclical policies: keep their traces tiny.
+        return mean_loss, float(correct) / n, trace
+
+    def probe(self, epoch: int) -> Any:
+        """The range-test callable handed to the policy at the end of ``epoch``."""
+        tests_so_far = self.policy.num_range_tests
+
+        def run(min_lr: float, max_lr: float, num_steps: int) -> RangeTestResult:
+            gen = seeded_generator(stream_seed(self.cfg.seed, epoch, 1, tests_so_far))
+            batches: Iterator[tuple[torch.Tensor, torch.Tensor]] = self.train_pipe.random_batches(
+                gen
+            )
+            return run_range_test(
+                self.model,
+                self.optimizer,
+                F.cross_entropy,
+                batches,
+                min_lr=min_lr,
+                max_lr=max_lr,
+                num_steps=num_steps,
+                autocast=self.setup.autocast,
+            )
+
+        return run
+
+
+def train(
+    cfg: TrialConfig,
+    splits: DataSplits,
+    reporter: Reporter,
+    setup: DeviceSetup,
+    *,
+    node_id: str | None = None,
+) -> dict[str, Any]:
+    """Run (or resume) one trial to ``cfg.epochs``; returns the last metrics reported."""
+    trial = Trial(cfg, splits, setup)
+    restored = reporter.restore()
+    if restored is not None:
+        trial.load(restored)
+    identity = {
+        R.POLICY: cfg.policy,
+        R.SEED: cfg.seed,
+        R.NODE_ID: node_id or "",
+        R.HOSTNAME: socket.gethostname(),
+        R.PID: os.getpid(),
+        R.DEVICE: setup.name,
+    }
+    metrics: dict[str, Any] = {}
+    for epoch in range(trial.counters.epoch + 1, cfg.epochs + 1):
+        start = time.perf_counter()
+        train_loss, train_acc, trace = trial.train_epoch(epoch)
+        val_loss, val_acc = evaluate(trial.model, trial.val_pipe, setup)
+        monitored = {"val_loss": val_loss, "val_acc": val_acc, "train_loss": train_loss,
+                     "train_acc": train_acc}[cfg.monitor]
+        events = trial.policy.end_epoch(epoch, monitored, trial.probe(epoch))
+        test_images = sum(e.images for e in events)
+        trial.counters.range_test_images += test_images
+        trial.counters.images_seen += test_images
+        trial.counters.epoch = epoch
+        set_lr(trial.optimizer, trial.policy.lr())
+        metrics = {
+            R.EPOCH: epoch,
+            R.TRAIN_LOSS: train_loss,
+            R.TRAIN_ACC: train_acc,
+            R.VAL_LOSS: val_loss,
+            R.VAL_ACC: val_acc,
+            R.LR: trial.policy.lr(),
+            R.IMAGES_SEEN: trial.counters.images_seen,
+            R.RANGE_TEST_IMAGES: trial.counters.range_test_images,
+            R.RANGE_TESTS: trial.policy.num_range_tests,
+            R.POLICY_EVENTS: json.dumps([e.to_dict() for e in events]),
+            R.LR_TRACE: json.dumps(downsample(trace, cfg.lr_trace_points)),
+            **identity,
+        }
+        metrics[R.EPOCH_TIME_S] = time.perf_counter() - start
+        last = epoch == cfg.epochs
+        if last:
+            metrics[R.TEST_LOSS], metrics[R.TEST_ACC] = evaluate(trial.model, trial.test_pipe, setup)
+        save = last or epoch % cfg.checkpoint_every == 0
+        reporter.report(metrics, trial.state() if save else None)
+    return metrics
