@@ -1,0 +1,539 @@
+"""LR policies: formulas, plateau behaviour, fallback/clamping, state round-trips, validation."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from trainables.lr import (
+    POLICY_NAMES,
+    ConstantLR,
+    CyclicalLR,
+    LRPolicy,
+    PolicyEvent,
+    RangeTestOnPlateauLR,
+    RangeTestResult,
+    ReduceOnPlateauLR,
+    lr_ladder,
+    make_policy,
+    policy_param_names,
+)
+
+# -- fake probes -------------------------------------------------------------------------------
+
+
+class FakeProbe:
+    """Returns a synthetic curve on the requested ladder; records the calls it got."""
+
+    def __init__(self, shape: str = "u", stop_reason: str = "completed") -> None:
+        self.shape = shape
+        self.stop_reason = stop_reason
+        self.calls: list[tuple[float, float, int]] = []
+
+    def __call__(self, min_lr: float, max_lr: float, num_steps: int) -> RangeTestResult:
+        self.calls.append((min_lr, max_lr, num_steps))
+        lrs = lr_ladder(min_lr, max_lr, num_steps)
+        t = np.linspace(0.0, 1.0, num_steps)
+        if self.shape == "u":  # steepest descent at t = 0.4
+            losses = 2.0 - np.tanh((t - 0.4) / 0.08) + np.exp(8.0 * (t - 1.0))
+        elif self.shape == "flat":
+            losses = np.full(num_steps, 1.7)
+        else:  # rising
+            losses = 1.0 + t**2
+        return RangeTestResult(
+            lrs=tuple(lrs.tolist()),
+            losses=tuple(losses.tolist()),
+            stop_reason=self.stop_reason,
+            images=num_steps * 8,
+            seconds=0.01,
+        )
+
+
+def fixed_probe(lrs: np.ndarray, losses: np.ndarray) -> Callable[[float, float, int], Any]:
+    """A probe that ignores the requested range (e.g. to force a suggestion outside it)."""
+
+    def probe(min_lr: float, max_lr: float, num_steps: int) -> RangeTestResult:
+        return RangeTestResult(tuple(lrs.tolist()), tuple(losses.tolist()), "completed", 0, 0.0)
+
+    return probe
+
+
+def plateau_now(policy: LRPolicy, probe: Any = None) -> list[PolicyEvent]:
+    """Two identical metrics with patience 0 make the plateau fire on the second."""
+    assert policy.end_epoch(0, 1.0, probe) == []
+    return policy.end_epoch(1, 1.0, probe)
+
+
+# -- constant / cyclical -----------------------------------------------------------------------
+
+
+def test_constant() -> None:
+    policy = ConstantLR(base_lr=3e-4, steps_per_epoch=10)
+    for _ in range(25):
+        assert policy.lr() == 3e-4
+        policy.step_batch()
+    assert policy.end_epoch(0, 1.0) == [] and policy.end_epoch(1, None) == []
+    assert policy.iteration == 25 and policy.events == [] and policy.num_range_tests == 0
+
+
+def lr_at(policy: LRPolicy, iteration: int) -> float:
+    policy.iteration = iteration
+    return policy.lr()
+
+
+# base 0.001, max 0.006, half-cycle 10 iterations; values worked out by hand from Smith (2017)
+@pytest.mark.parametrize(
+    ("mode", "iteration", "expected"),
+    [
+        ("triangular", 0, 0.001),
+        ("triangular", 5, 0.0035),
+        ("triangular", 10, 0.006),
+        ("triangular", 15, 0.0035),
+        ("triangular", 20, 0.001),
+        ("triangular", 30, 0.006),
+        ("triangular2", 0, 0.001),
+        ("triangular2", 5, 0.0035),
+        ("triangular2", 10, 0.006),
+        ("triangular2", 20, 0.001),
+        ("triangular2", 25, 0.00225),
+        ("triangular2", 30, 0.0035),
+        ("triangular2", 50, 0.00225),
+        ("exp_range", 0, 0.001),
+        ("exp_range", 5, 0.001 + 0.005 * 0.5 * 0.99**5),
+        ("exp_range", 10, 0.001 + 0.005 * 0.99**10),
+        ("exp_range", 20, 0.001),
+        ("exp_range", 30, 0.001 + 0.005 * 0.99**30),
+    ],
+)
+def test_cyclical_formulas(mode: str, iteration: int, expected: float) -> None:
+    by_iters = CyclicalLR(
+        base_lr=0.001,
+        steps_per_epoch=5,
+        max_lr=0.006,
+        mode=mode,
+        step_size_epochs=None,
+        step_size_iters=10,
+        gamma=0.99,
+    )
+    by_epochs = CyclicalLR(
+        base_lr=0.001, steps_per_epoch=5, max_lr=0.006, mode=mode, step_size_epochs=2.0, gamma=0.99
+    )
+    assert lr_at(by_iters, iteration) == pytest.approx(expected, rel=1e-12)
+    assert lr_at(by_epochs, iteration) == pytest.approx(expected, rel=1e-12)
+
+
+def test_cyclical_steps_per_batch_and_ignores_epochs() -> None:
+    policy = CyclicalLR(base_lr=0.1, steps_per_epoch=4, max_lr=0.5, step_size_epochs=1.0)
+    seen = []
+    for epoch in range(2):
+        for _ in range(4):
+            seen.append(policy.lr())
+            policy.step_batch()
+        assert policy.end_epoch(epoch, 1.0) == []
+    assert seen == pytest.approx([0.1, 0.2, 0.3, 0.4, 0.5, 0.4, 0.3, 0.2])
+
+
+@pytest.mark.parametrize("mode", ["triangular", "triangular2", "exp_range"])
+def test_cyclical_round_trip_mid_cycle(mode: str) -> None:
+    def make() -> CyclicalLR:
+        return CyclicalLR(
+            base_lr=1e-3, steps_per_epoch=7, max_lr=1e-2, mode=mode, step_size_epochs=1.5
+        )
+
+    policy = make()
+    for _ in range(13):  # half-cycle 10.5: saved on the way down
+        policy.step_batch()
+    resumed = make()
+    resumed.load_state_dict(policy.state_dict())
+    fresh = make()
+    trace, resumed_trace, fresh_trace = [], [], []
+    for _ in range(60):
+        trace.append(policy.lr())
+        resumed_trace.append(resumed.lr())
+        fresh_trace.append(fresh.lr())
+        for p in (policy, resumed, fresh):
+            p.step_batch()
+    assert resumed_trace == trace
+    assert fresh_trace != trace
+
+
+# -- reduce on plateau -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_reduce_on_plateau_matches_torch(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    kwargs: dict[str, Any] = {
+        "mode": str(rng.choice(["min", "max"])),
+        "patience": int(rng.integers(0, 4)),
+        "cooldown": int(rng.integers(0, 3)),
+        "threshold": 1e-3,
+        "threshold_mode": str(rng.choice(["rel", "abs"])),
+    }
+    factor, min_lr = 0.5, 1e-3
+    policy = ReduceOnPlateauLR(
+        base_lr=0.1, steps_per_epoch=3, factor=factor, min_lr=min_lr, **kwargs
+    )
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, factor=factor, min_lr=min_lr, eps=0.0, **kwargs
+    )
+    metrics = np.round(1.0 + np.cumsum(rng.normal(0.0, 0.02, 80)), 2).tolist()
+    reductions = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for epoch, metric in enumerate(metrics):
+            events = policy.end_epoch(epoch, metric)
+            sched.step(metric)
+            assert policy.lr() == pytest.approx(optimizer.param_groups[0]["lr"], rel=1e-12)
+            reductions += sum(e.new_lr < e.old_lr for e in events)
+    assert all(e.kind == "reduce" for e in policy.events)
+    assert reductions == sum(e.new_lr < e.old_lr for e in policy.events)
+
+
+def test_reduce_event_and_floor() -> None:
+    policy = ReduceOnPlateauLR(
+        base_lr=0.1, steps_per_epoch=2, patience=0, factor=0.1, min_lr=0.005, metric_name="val_acc"
+    )
+    (event,) = plateau_now(policy)
+    assert (event.kind, event.old_lr, event.new_lr) == ("reduce", 0.1, pytest.approx(0.01))
+    assert "plateau: val_acc did not improve for 1 epochs" in event.reason
+    assert policy.end_epoch(2, 1.0)[0].new_lr == 0.005  # floored at min_lr
+    last = policy.end_epoch(3, 1.0)[0]
+    assert last.new_lr == last.old_lr == 0.005 and "unchanged" in last.reason
+    assert policy.num_range_tests == 0 and len(policy.events) == 3
+
+
+# -- range test on plateau ---------------------------------------------------------------------
+
+
+def make_rtp(**kwargs: Any) -> RangeTestOnPlateauLR:
+    args: dict[str, Any] = {
+        "base_lr": 1e-2,
+        "steps_per_epoch": 50,
+        "patience": 0,
+        "cooldown": 0,
+        "min_lr": 1e-5,
+        "max_lr": 1.0,
+        "metric_name": "val_loss",
+    }
+    args.update(kwargs)
+    return RangeTestOnPlateauLR(**args)
+
+
+def test_range_test_event_uses_suggestion() -> None:
+    probe = FakeProbe("u")
+    policy = make_rtp(num_steps=60)
+    (event,) = plateau_now(policy, probe)
+    assert probe.calls == [(1e-5, 1.0, 60)]
+    assert event.kind == "range_test" and event.rule == "steepest"
+    assert event.suggested_lr is not None and policy.lr() == event.new_lr == event.suggested_lr
+    assert event.old_lr == 1e-2
+    assert len(event.lrs) == 60 and event.images == 480 and event.stop_reason == "completed"
+    assert "val_loss did not improve for 1 epochs" in event.reason
+    assert "range test suggested" in event.reason and "(steepest)" in event.reason
+    assert policy.num_range_tests == 1 and policy.events == [event]
+
+
+@pytest.mark.parametrize("shape", ["flat", "rising"])
+def test_fallback_when_no_descent(shape: str) -> None:
+    policy = make_rtp(factor=0.1)
+    (event,) = plateau_now(policy, FakeProbe(shape))
+    assert event.suggested_lr is None
+    assert event.new_lr == pytest.approx(1e-3) and policy.lr() == event.new_lr
+    assert "no suggestion (no usable descent); fell back to lr x 0.1" in event.reason
+    assert policy.num_range_tests == 1
+
+
+def test_stop_reason_is_described() -> None:
+    (event,) = plateau_now(make_rtp(num_steps=30), FakeProbe("u", stop_reason="non_finite"))
+    assert event.stop_reason == "non_finite"
+    assert "range test stopped: non-finite loss at lr 1" in event.reason
+    (event,) = plateau_now(make_rtp(num_steps=30), FakeProbe("u", stop_reason="diverged"))
+    assert "loss diverged at lr" in event.reason
+
+
+def test_new_lr_is_clamped_to_range() -> None:
+    low_lrs = np.geomspace(1e-9, 1e-7, 40)  # every suggestion would be below min_lr
+    t = np.linspace(0.0, 1.0, 40)
+    losses = 2.0 - np.tanh((t - 0.5) / 0.1)
+    policy = make_rtp(min_lr=1e-5)
+    (event,) = plateau_now(policy, fixed_probe(low_lrs, losses))
+    assert event.suggested_lr is not None and event.suggested_lr < 1e-7
+    assert event.new_lr == policy.lr() == 1e-5
+    assert "clamped to [1e-5, 1]" in event.reason
+
+    high = make_rtp(base_lr=50.0, max_lr=1.0)  # fallback 50 x 0.1 = 5 > max_lr
+    (event,) = plateau_now(high, FakeProbe("flat"))
+    assert event.new_lr == high.lr() == 1.0
+    low = make_rtp(base_lr=2e-5, min_lr=1e-5)  # fallback 2e-6 < min_lr
+    (event,) = plateau_now(low, FakeProbe("rising"))
+    assert event.new_lr == low.lr() == 1e-5
+
+
+def test_probe_steps_from_epoch_fraction() -> None:
+    probe = FakeProbe("u")
+    plateau_now(make_rtp(steps_per_epoch=1000, epoch_fraction=0.05, min_steps=20), probe)
+    plateau_now(make_rtp(steps_per_epoch=100, epoch_fraction=0.05, min_steps=20), probe)
+    plateau_now(make_rtp(steps_per_epoch=1001, epoch_fraction=0.1, num_steps=33), probe)
+    plateau_now(make_rtp(steps_per_epoch=999, epoch_fraction=0.1), probe)
+    assert [n for _, _, n in probe.calls] == [50, 20, 33, 100]
+
+
+def test_cooldown_applies_after_range_test() -> None:
+    probe = FakeProbe("u")
+    policy = make_rtp(patience=0, cooldown=2)
+    fired = [bool(policy.end_epoch(e, 1.0, probe)) for e in range(8)]
+    assert fired == [False, True, False, False, True, False, False, True]
+    assert policy.num_range_tests == 3 and len(probe.calls) == 3
+
+
+def test_missing_probe_or_metric_is_an_error() -> None:
+    policy = make_rtp()
+    with pytest.raises(ValueError, match="needs a range-test probe"):
+        policy.end_epoch(0, 1.0)
+    with pytest.raises(ValueError, match="needs the monitored metric"):
+        policy.end_epoch(0, None, FakeProbe())
+    with pytest.raises(ValueError, match="needs the monitored metric"):
+        ReduceOnPlateauLR(base_lr=0.1, steps_per_epoch=1).end_epoch(0, None)
+
+
+def test_event_to_dict_is_json_safe() -> None:
+    event = PolicyEvent(
+        epoch=3,
+        kind="range_test",
+        reason="r",
+        old_lr=0.1,
+        new_lr=0.01,
+        suggested_lr=None,
+        rule="steepest",
+        lrs=(1e-3, 1e-2, 1e-1),
+        losses=(2.0, math.nan, math.inf),
+        stop_reason="non_finite",
+        images=96,
+        seconds=0.5,
+    )
+    d = event.to_dict()
+    assert d["losses"] == [2.0, None, None] and d["lrs"] == [1e-3, 1e-2, 1e-1]
+    assert json.loads(json.dumps(d, allow_nan=False)) == d
+    with pytest.raises(ValueError, match="'grow'"):
+        PolicyEvent(epoch=0, kind="grow", reason="", old_lr=1.0, new_lr=1.0)
+
+
+# -- every policy: state round-trip ------------------------------------------------------------
+
+POLICY_FACTORIES: dict[str, Callable[[], LRPolicy]] = {
+    "constant": lambda: ConstantLR(base_lr=0.01, steps_per_epoch=4),
+    "cyclical": lambda: CyclicalLR(
+        base_lr=0.001, steps_per_epoch=4, max_lr=0.01, mode="triangular2", step_size_epochs=1.5
+    ),
+    "reduce_on_plateau": lambda: ReduceOnPlateauLR(
+        base_lr=0.1, steps_per_epoch=4, patience=1, cooldown=2, factor=0.5, min_lr=1e-4
+    ),
+    "range_test_on_plateau": lambda: RangeTestOnPlateauLR(
+        base_lr=0.1,
+        steps_per_epoch=4,
+        patience=1,
+        cooldown=2,
+        min_lr=1e-4,
+        max_lr=1.0,
+        min_steps=25,
+    ),
+}
+# improves, plateaus (fires at 3), cooldown 4-5, improves, plateaus again ...
+METRICS = [1.0, 0.9, 0.95, 0.92, 0.91, 0.93, 0.8, 0.85, 0.84, 0.86, 0.7, 0.75, 0.74, 0.73, 0.72]
+
+
+def run_epochs(
+    policy: LRPolicy, epochs: list[tuple[int, float]], probe: Any
+) -> tuple[list[float], list[dict[str, Any]]]:
+    """Drive a policy like the trainer does; returns the per-batch lrs and the events."""
+    lrs: list[float] = []
+    events: list[dict[str, Any]] = []
+    for epoch, metric in epochs:
+        for _ in range(policy.steps_per_epoch):
+            lrs.append(policy.lr())
+            policy.step_batch()
+        events += [
+            {k: v for k, v in e.to_dict().items() if k != "seconds"}
+            for e in policy.end_epoch(epoch, metric, probe)
+        ]
+    return lrs, events
+
+
+def assert_plain(value: Any, path: str = "state") -> None:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            assert isinstance(k, str), f"{path}: key {k!r}"
+            assert_plain(v, f"{path}.{k}")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            assert_plain(v, f"{path}[{i}]")
+    else:
+        assert value is None or type(value) in (int, float, str, bool), f"{path}: {type(value)}"
+
+
+@pytest.mark.parametrize("name", POLICY_NAMES)
+def test_state_round_trip_continues_identically(name: str) -> None:
+    make = POLICY_FACTORIES[name]
+    epochs = list(enumerate(METRICS))
+    policy = make()
+    _, head_events = run_epochs(policy, epochs[:5], FakeProbe())
+    if isinstance(policy, ReduceOnPlateauLR | RangeTestOnPlateauLR):
+        assert head_events and policy.detector.in_cooldown  # saved mid-cooldown
+    state = policy.state_dict()
+    assert_plain(state)
+
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    resumed = make()
+    resumed.load_state_dict(torch.load(buffer, weights_only=True))
+    assert resumed.state_dict() == state
+    assert resumed.lr() == policy.lr() and resumed.num_range_tests == policy.num_range_tests
+
+    tail = run_epochs(policy, epochs[5:], FakeProbe())
+    assert run_epochs(resumed, epochs[5:], FakeProbe()) == tail
+    # the resumed state matters: a fresh instance on the same tail behaves differently
+    if name != "constant":
+        assert run_epochs(make(), epochs[5:], FakeProbe()) != tail
+    if name in ("reduce_on_plateau", "range_test_on_plateau"):
+        assert len(tail[1]) == 2  # the continuation saw plateaus too
+
+
+def test_load_state_rejects_other_policy() -> None:
+    state = ConstantLR(base_lr=0.1, steps_per_epoch=1).state_dict()
+    with pytest.raises(ValueError, match="state is for policy 'constant', not 'cyclical'"):
+        POLICY_FACTORIES["cyclical"]().load_state_dict(state)
+
+
+# -- factory -----------------------------------------------------------------------------------
+
+
+def test_policy_names_and_params() -> None:
+    assert POLICY_NAMES == ("constant", "cyclical", "reduce_on_plateau", "range_test_on_plateau")
+    assert policy_param_names("constant") == ()
+    assert policy_param_names("cyclical") == (
+        "max_lr",
+        "mode",
+        "step_size_epochs",
+        "step_size_iters",
+        "gamma",
+    )
+    assert {
+        "mode",
+        "factor",
+        "patience",
+        "threshold",
+        "threshold_mode",
+        "cooldown",
+        "min_lr",
+    } <= set(policy_param_names("reduce_on_plateau"))
+    rtp = set(policy_param_names("range_test_on_plateau"))
+    assert {"num_steps", "epoch_fraction", "min_steps", "rule", "max_lr", "beta"} <= rtp
+    assert not rtp & {"base_lr", "steps_per_epoch"}
+
+
+@pytest.mark.parametrize("name", POLICY_NAMES)
+def test_make_policy_builds_each(name: str) -> None:
+    params: dict[str, Any] = {"max_lr": 0.1} if name == "cyclical" else {}
+    policy = make_policy(name, params, base_lr=0.01, steps_per_epoch=10)
+    assert policy.name == name and policy.lr() == 0.01
+
+
+def test_make_policy_passes_params() -> None:
+    policy = make_policy(
+        "reduce_on_plateau", {"patience": 0, "factor": 0.5}, base_lr=0.2, steps_per_epoch=3
+    )
+    assert isinstance(policy, ReduceOnPlateauLR)
+    assert plateau_now(policy)[0].new_lr == pytest.approx(0.1)
+    # step_size_iters alone replaces the default step_size_epochs
+    cyc = make_policy(
+        "cyclical", {"max_lr": 0.006, "step_size_iters": 10}, base_lr=0.001, steps_per_epoch=3
+    )
+    assert lr_at(cyc, 10) == pytest.approx(0.006)
+
+
+def test_make_policy_unknown_name_and_param() -> None:
+    with pytest.raises(ValueError) as info:
+        make_policy("cyclic", {}, base_lr=0.1, steps_per_epoch=1)
+    assert "unknown policy 'cyclic'" in str(info.value)
+    assert all(n in str(info.value) for n in POLICY_NAMES)
+    with pytest.raises(ValueError) as info:
+        make_policy("reduce_on_plateau", {"patiense": 3}, base_lr=0.1, steps_per_epoch=1)
+    message = str(info.value)
+    assert message.startswith(
+        "unknown parameter 'patiense' for policy 'reduce_on_plateau' (valid: "
+    )
+    assert "patience" in message and "did you mean 'patience'" in message
+    with pytest.raises(ValueError, match=r"'base_lr'.*comes from the trial"):
+        make_policy("constant", {"base_lr": 0.1}, base_lr=0.1, steps_per_epoch=1)
+    with pytest.raises(ValueError, match=r"unknown parameter 'max_lr' for policy 'constant'"):
+        make_policy("constant", {"max_lr": 1.0}, base_lr=0.1, steps_per_epoch=1)
+
+
+# -- validation --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "params", "bad"),
+    [
+        ("constant", {}, None),  # baseline: base_lr below is the culprit
+        ("cyclical", {"max_lr": 0.001}, "base_lr (0.01) must be < max_lr (0.001)"),
+        ("cyclical", {"max_lr": 0.1, "mode": "sine"}, "'sine'"),
+        ("cyclical", {"max_lr": 0.1, "step_size_iters": 5, "step_size_epochs": 2.0}, "exactly one"),
+        ("cyclical", {"max_lr": 0.1, "step_size_epochs": None}, "exactly one"),
+        ("cyclical", {"max_lr": 0.1, "step_size_epochs": 0.0}, "step_size_epochs (0.0)"),
+        (
+            "cyclical",
+            {"max_lr": 0.1, "step_size_epochs": None, "step_size_iters": 0},
+            "step_size_iters (0)",
+        ),
+        ("cyclical", {"max_lr": 0.1, "gamma": 1.5}, "gamma (1.5)"),
+        ("cyclical", {"max_lr": 0.1, "gamma": 0.0}, "gamma (0.0)"),
+        ("reduce_on_plateau", {"patience": -1}, "patience (-1)"),
+        ("reduce_on_plateau", {"mode": "maximum"}, "'maximum'"),
+        ("reduce_on_plateau", {"threshold_mode": "pct"}, "'pct'"),
+        ("reduce_on_plateau", {"factor": 1.0}, "factor (1.0)"),
+        ("reduce_on_plateau", {"factor": 0.0}, "factor (0.0)"),
+        ("reduce_on_plateau", {"factor": -0.5}, "factor (-0.5)"),
+        ("reduce_on_plateau", {"min_lr": -1e-3}, "min_lr (-0.001)"),
+        ("reduce_on_plateau", {"cooldown": -1}, "cooldown (-1)"),
+        ("reduce_on_plateau", {"threshold": -1.0}, "threshold (-1.0)"),
+        ("reduce_on_plateau", {"metric_name": ""}, "metric_name ('')"),
+        (
+            "range_test_on_plateau",
+            {"min_lr": 0.1, "max_lr": 0.01},
+            "min_lr (0.1) must be < max_lr (0.01)",
+        ),
+        ("range_test_on_plateau", {"min_lr": 0.0}, "min_lr (0.0)"),
+        ("range_test_on_plateau", {"patience": -2}, "patience (-2)"),
+        ("range_test_on_plateau", {"patience": 2.5}, "patience (2.5)"),
+        ("range_test_on_plateau", {"mode": "up"}, "'up'"),
+        ("range_test_on_plateau", {"rule": "fastest"}, "'fastest'"),
+        ("range_test_on_plateau", {"factor": 1.5}, "factor (1.5)"),
+        ("range_test_on_plateau", {"num_steps": 1}, "num_steps (1)"),
+        ("range_test_on_plateau", {"min_steps": 0}, "min_steps (0)"),
+        ("range_test_on_plateau", {"epoch_fraction": 0.0}, "epoch_fraction (0.0)"),
+        ("range_test_on_plateau", {"beta": 1.0}, "beta (1.0)"),
+        ("range_test_on_plateau", {"max_lr": "1"}, "max_lr ('1')"),
+    ],
+)
+def test_constructors_reject_bad_values(name: str, params: dict[str, Any], bad: str | None) -> None:
+    if bad is None:
+        with pytest.raises(ValueError, match=r"base_lr \(0.0\)"):
+            make_policy(name, params, base_lr=0.0, steps_per_epoch=1)
+        with pytest.raises(ValueError, match=r"steps_per_epoch \(0\)"):
+            make_policy(name, params, base_lr=0.1, steps_per_epoch=0)
+        return
+    with pytest.raises(ValueError) as info:
+        make_policy(name, params, base_lr=0.01, steps_per_epoch=10)
+    assert bad in str(info.value)

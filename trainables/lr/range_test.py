@@ -1,0 +1,160 @@
+"""The LR range test (Smith 2015 / fastai): a short exponential LR sweep from a snapshot.
+
+The model, optimizer, grad scaler and RNGs are snapshotted before the sweep and restored after
+it, whatever happens, so a range test leaves no trace in the training run except the batches it
+drew from the iterator it was given.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from numbers import Integral, Real
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from trainables.lr.snapshot import TrainingSnapshot
+
+STOP_REASONS = ("completed", "diverged", "non_finite", "exhausted")
+"""completed: all steps ran; diverged: smoothed loss > diverge_factor x best smoothed;
+non_finite: a loss was NaN/inf; exhausted: the batch iterator ran out first."""
+
+
+@dataclass(frozen=True)
+class RangeTestResult:
+    """The whole recorded curve (raw per-batch losses, non-finite kept as recorded)."""
+
+    lrs: tuple[float, ...]
+    losses: tuple[float, ...]
+    stop_reason: str
+    images: int
+    seconds: float
+
+    def __post_init__(self) -> None:
+        if len(self.lrs) != len(self.losses):
+            raise ValueError(
+                f"lrs ({len(self.lrs)} points) and losses ({len(self.losses)}) differ in length"
+            )
+        if self.stop_reason not in STOP_REASONS:
+            raise ValueError(
+                f"unknown stop_reason {self.stop_reason!r} (valid: {', '.join(STOP_REASONS)})"
+            )
+
+    @property
+    def num_steps(self) -> int:
+        return len(self.lrs)
+
+
+def lr_ladder(min_lr: float, max_lr: float, num_steps: int) -> np.ndarray:
+    """``num_steps`` exponentially spaced LRs, first exactly ``min_lr``, last exactly ``max_lr``."""
+    _check_range(min_lr, max_lr, num_steps)
+    ladder = np.geomspace(float(min_lr), float(max_lr), int(num_steps))
+    ladder[0], ladder[-1] = float(min_lr), float(max_lr)
+    return ladder
+
+
+def run_range_test(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: Callable[[Any, Tensor], Tensor],
+    batches: Iterator[tuple[Tensor, Tensor]],
+    *,
+    min_lr: float,
+    max_lr: float,
+    num_steps: int,
+    beta: float = 0.98,
+    diverge_factor: float = 4.0,
+    scaler: Any | None = None,
+    autocast: Callable[[], AbstractContextManager[Any]] | None = None,
+    generators: Sequence[torch.Generator] = (),
+) -> RangeTestResult:
+    """Train one batch per LR of :func:`lr_ladder`, record the losses, then restore everything.
+
+    Stops early on a non-finite loss or when the bias-corrected smoothed loss exceeds
+    ``diverge_factor`` x the best smoothed loss so far. ``batches`` should be the range test's own
+    iterator (so the epoch's data stream is not advanced); inputs are moved to the model's device.
+    ``scaler`` is a ``torch.amp.GradScaler``; ``autocast`` makes the context for forward + loss.
+    """
+    ladder = lr_ladder(min_lr, max_lr, num_steps)
+    if not _is_real(beta) or not 0.0 <= beta < 1.0:
+        raise ValueError(f"beta ({beta!r}) must be in [0, 1)")
+    if not _is_real(diverge_factor) or not diverge_factor > 1.0:
+        raise ValueError(f"diverge_factor ({diverge_factor!r}) must be > 1")
+    device = next((p.device for p in model.parameters()), None)
+    make_ctx = autocast if autocast is not None else contextlib.nullcontext
+
+    lrs: list[float] = []
+    losses: list[float] = []
+    images = 0
+    stop_reason = "completed"
+    start = time.perf_counter()
+    with TrainingSnapshot.capture(model, optimizer, scaler, generators):
+        avg, best = 0.0, math.inf
+        for i, lr in enumerate(ladder.tolist()):
+            try:
+                inputs, targets = next(batches)
+            except StopIteration:
+                stop_reason = "exhausted"
+                break
+            if device is not None:
+                inputs, targets = inputs.to(device), targets.to(device)
+            images += int(inputs.shape[0])
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            model.train()
+            optimizer.zero_grad(set_to_none=True)
+            with make_ctx():
+                loss = loss_fn(model(inputs), targets)
+            value = float(loss.detach())
+            lrs.append(lr)
+            losses.append(value)
+            if not math.isfinite(value):
+                stop_reason = "non_finite"
+                break
+            avg = beta * avg + (1.0 - beta) * value
+            smoothed = avg / (1.0 - beta ** (i + 1))
+            best = min(best, smoothed)
+            if best > 0 and smoothed > diverge_factor * best:
+                stop_reason = "diverged"
+                break
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                loss.backward()
+                optimizer.step()
+    return RangeTestResult(
+        lrs=tuple(lrs),
+        losses=tuple(losses),
+        stop_reason=stop_reason,
+        images=images,
+        seconds=time.perf_counter() - start,
+    )
+
+
+def _check_range(min_lr: float, max_lr: float, num_steps: int) -> None:
+    for name, value in (("min_lr", min_lr), ("max_lr", max_lr)):
+        if not _is_real(value) or not math.isfinite(value) or value <= 0:
+            raise ValueError(f"{name} ({value!r}) must be a finite number > 0")
+    if min_lr >= max_lr:
+        raise ValueError(f"min_lr ({min_lr}) must be < max_lr ({max_lr})")
+    if not _is_int(num_steps) or num_steps < 2:
+        raise ValueError(f"num_steps ({num_steps!r}) must be an int >= 2")
+
+
+def _is_real(value: Any) -> bool:
+    """A real number that is not a bool (numpy scalars included)."""
+    return isinstance(value, Real) and not isinstance(value, bool)
+
+
+def _is_int(value: Any) -> bool:
+    """An integer that is not a bool (numpy scalars included)."""
+    return isinstance(value, Integral) and not isinstance(value, bool)
