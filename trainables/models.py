@@ -1,0 +1,102 @@
+"""The CNNs a sweep can train: the seed article's small Keras CNN and a CIFAR ResNet-18.
+
+Weights are initialised with PyTorch's defaults from torch's global RNG (the trainer seeds it).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+MODEL_NAMES = ("seed_cnn", "resnet18")
+
+
+class SeedCNN(nn.Module):
+    """The seed article's Keras model: three conv (3x3, same padding, ReLU) + 2x2 max-pool stages
+    with 32, 64 and 128 filters, then Dense 256 (ReLU), 128 (ReLU) and 10 logits."""
+
+    def __init__(self, num_classes: int = 10) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        in_ch = 3
+        for out_ch in (32, 64, 128):
+            layers += [
+                nn.Conv2d(in_ch, out_ch, 3, padding=1),
+                nn.ReLU(inplace=True),
+                nn.MaxPool2d(2),
+            ]
+            in_ch = out_ch
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(128 * 4 * 4, 256),
+            nn.ReLU(inplace=True),
+            nn.Linear(256, 128),
+            nn.ReLU(inplace=True),
+            nn.Linear(128, num_classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 conv-BN layers with an identity (or 1x1 conv-BN projection) shortcut."""
+
+    expansion = 1
+
+    def __init__(self, in_ch: int, out_ch: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(out_ch)
+        self.conv2 = nn.Conv2d(out_ch, out_ch, 3, stride=1, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_ch)
+        self.relu = nn.ReLU(inplace=True)
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or in_ch != out_ch:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_ch, out_ch, 1, stride=stride, bias=False), nn.BatchNorm2d(out_ch)
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + self.shortcut(x))
+
+
+class ResNet18(nn.Module):
+    """ResNet-18 for 32x32 inputs: 3x3 stride-1 stem with 64 filters and no max-pool, four
+    stages of two BasicBlocks (64, 128, 256, 512 filters; stride 2 from the second stage),
+    global average pooling and a linear classifier."""
+
+    def __init__(self, num_classes: int = 10) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, 64, 3, stride=1, padding=1, bias=False),
+            nn.BatchNorm2d(64),
+            nn.ReLU(inplace=True),
+        )
+        stages: list[nn.Module] = []
+        in_ch = 64
+        for i, out_ch in enumerate((64, 128, 256, 512)):
+            stride = 1 if i == 0 else 2
+            stages.append(
+                nn.Sequential(BasicBlock(in_ch, out_ch, stride), BasicBlock(out_ch, out_ch))
+            )
+            in_ch = out_ch
+        self.layers = nn.Sequential(*stages)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(512, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.pool(self.layers(self.stem(x)))
+        return self.fc(torch.flatten(out, 1))
+
+
+def build_model(name: str, *, num_classes: int = 10) -> nn.Module:
+    """A fresh, randomly initialised model by name (one of :data:`MODEL_NAMES`)."""
+    if name == "seed_cnn":
+        return SeedCNN(num_classes)
+    if name == "resnet18":
+        return ResNet18(num_classes)
+    raise ValueError(f"unknown model {name!r}: choose one of {', '.join(MODEL_NAMES)}")
