@@ -64,7 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
     parser.add_argument("--config", type=Path, help="YAML file with TrialConfig fields")
-    parser.add_argument("--checkpoint-dir", type=Path, help="keep checkpoints here; resume from the newest")
+    parser.add_argument(
+        "--checkpoint-dir", type=Path, help="keep checkpoints here; resume from the newest"
+    )
     args = parser.parse_args(argv)
     try:
         raw: dict[str, Any] = {}

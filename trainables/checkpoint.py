@@ -73,7 +73,9 @@ def load_state(directory: str | os.PathLike[str]) -> dict[str, Any]:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, RuntimeError, OSError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({first[:200]})") from None
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt or truncated ({first[:200]})"
+        ) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT_VERSION:
         raise CheckpointError(f"checkpoint {path} is not a plateau-sweep checkpoint (format)")
     return state

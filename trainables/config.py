@@ -94,6 +94,7 @@ class TrialConfig:
         params = dict(self.policy_params)
         if self.policy in ("reduce_on_plateau", "range_test_on_plateau"):
             params.setdefault("mode", self.monitor_mode)
+            params.setdefault("metric_name", self.monitor)
         return params
 
     # -- validation -----------------------------------------------------------------------------
@@ -120,7 +121,9 @@ class TrialConfig:
         if not 0.0 <= self.val_fraction < 1.0:
             raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         if self.seed < 0 or self.split_seed < 0:
-            raise ConfigError(f"seeds must be >= 0, got seed={self.seed}, split_seed={self.split_seed}")
+            raise ConfigError(
+                f"seeds must be >= 0, got seed={self.seed}, split_seed={self.split_seed}"
+            )
         for key in ("train_subset", "val_subset", "test_subset"):
             value = getattr(self, key)
             if value is not None:

@@ -137,16 +137,25 @@ class Trial:
         data = splits.to(setup.device)
         cl = setup.channels_last
         self.train_pipe = BatchPipeline(
-            data.train_x, data.train_y, batch_size=cfg.batch_size, augment=cfg.augment,
+            data.train_x,
+            data.train_y,
+            batch_size=cfg.batch_size,
+            augment=cfg.augment,
             channels_last=cl,
         )
         eval_bs = max(cfg.batch_size, EVAL_BATCH)
         self.val_pipe = BatchPipeline(
-            data.val_x, data.val_y, batch_size=min(eval_bs, len(data.val_y)), augment=False,
+            data.val_x,
+            data.val_y,
+            batch_size=min(eval_bs, len(data.val_y)),
+            augment=False,
             channels_last=cl,
         )
         self.test_pipe = BatchPipeline(
-            data.test_x, data.test_y, batch_size=min(eval_bs, len(data.test_y)), augment=False,
+            data.test_x,
+            data.test_y,
+            batch_size=min(eval_bs, len(data.test_y)),
+            augment=False,
             channels_last=cl,
         )
         self.steps_per_epoch = self.train_pipe.steps_per_epoch(drop_last=True)
@@ -265,8 +274,12 @@ def train(
         start = time.perf_counter()
         train_loss, train_acc, trace = trial.train_epoch(epoch)
         val_loss, val_acc = evaluate(trial.model, trial.val_pipe, setup)
-        monitored = {"val_loss": val_loss, "val_acc": val_acc, "train_loss": train_loss,
-                     "train_acc": train_acc}[cfg.monitor]
+        monitored = {
+            "val_loss": val_loss,
+            "val_acc": val_acc,
+            "train_loss": train_loss,
+            "train_acc": train_acc,
+        }[cfg.monitor]
         events = trial.policy.end_epoch(epoch, monitored, trial.probe(epoch))
         test_images = sum(e.images for e in events)
         trial.counters.range_test_images += test_images
@@ -290,7 +303,9 @@ def train(
         metrics[R.EPOCH_TIME_S] = time.perf_counter() - start
         last = epoch == cfg.epochs
         if last:
-            metrics[R.TEST_LOSS], metrics[R.TEST_ACC] = evaluate(trial.model, trial.test_pipe, setup)
+            metrics[R.TEST_LOSS], metrics[R.TEST_ACC] = evaluate(
+                trial.model, trial.test_pipe, setup
+            )
         save = last or epoch % cfg.checkpoint_every == 0
         reporter.report(metrics, trial.state() if save else None)
     return metrics

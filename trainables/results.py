@@ -15,7 +15,9 @@ TRAIN_LOSS: Final = "train_loss"
 TRAIN_ACC: Final = "train_acc"
 VAL_LOSS: Final = "val_loss"
 VAL_ACC: Final = "val_acc"
-LR: Final = "lr"  # LR in effect after this epoch's policy decision (what the next epoch starts with)
+LR: Final = (
+    "lr"  # LR in effect after this epoch's policy decision (what the next epoch starts with)
+)
 IMAGES_SEEN: Final = "images_seen"  # training images so far, range-test images included
 RANGE_TEST_IMAGES: Final = "range_test_images"  # of which spent in range tests
 RANGE_TESTS: Final = "range_tests"  # count so far
