@@ -1,0 +1,579 @@
+"""Compare the LR policies of a finished sweep, read back from MLflow.
+
+:func:`compare_sweep` finds the sweep's parent run (by its tags), its FINISHED child runs (by
+``mlflow.parentRunId``), reads their metric histories and summarises, per policy, over seeds:
+best val_acc, final test_acc, how soon a target val_acc is reached (in epochs and in training
+images, range-test images included), how many range tests ran and which LRs they chose. The
+table, a JSON version and two plots go to ``out_dir`` and, by default, onto the parent run
+under ``comparison/``.
+
+Confidence intervals are two-sided 95% Student-t intervals of the mean over seeds:
+``mean ± t(0.975, n-1) · s / sqrt(n)`` with the sample standard deviation ``s`` (ddof=1).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import re
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sweep.tracking import (
+    LR_STEP_METRIC,
+    RANGE_TEST_LR_METRIC,
+    TAG_POLICY,
+    TAG_POLICY_LABEL,
+    TAG_SEED,
+    TAG_SWEEP,
+    TAG_TRIAL_ID,
+    TrackingError,
+    check_tracking_store,
+    children_filter,
+    make_client,
+    parent_filter,
+    search_all_runs,
+    sqlite_db_path,
+)
+from trainables import results as R
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities import Run
+
+log = logging.getLogger(__name__)
+
+COMPARISON_ARTIFACT_DIR = "comparison"
+FILES = ("comparison.txt", "comparison.json", "val_acc_vs_epoch.png", "lr_vs_step.png")
+
+#: Two-sided 95% critical values of Student's t, t(0.975, df), for df = 1..30.
+T95 = (
+    12.7062, 4.3027, 3.1824, 2.7764, 2.5706, 2.4469, 2.3646, 2.3060, 2.2622, 2.2281,
+    2.2010, 2.1788, 2.1604, 2.1448, 2.1314, 2.1199, 2.1098, 2.1009, 2.0930, 2.0860,
+    2.0796, 2.0739, 2.0687, 2.0639, 2.0595, 2.0555, 2.0518, 2.0484, 2.0452, 2.0423,
+)  # fmt: skip
+_Z975 = 1.959963984540054
+
+
+class CompareError(ValueError):
+    """A sweep that cannot be compared; the message is one line with the fix."""
+
+
+def t_critical_95(df: int) -> float:
+    """t(0.975, df): the table for df <= 30, a Cornish–Fisher expansion beyond (error < 1e-4)."""
+    if df < 1:
+        raise ValueError(f"degrees of freedom must be >= 1, got {df}")
+    if df <= len(T95):
+        return T95[df - 1]
+    z = _Z975
+    return (
+        z
+        + (z**3 + z) / (4 * df)
+        + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
+        + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * df**3)
+    )
+
+
+@dataclass(frozen=True)
+class Stat:
+    """Summary of one quantity over seeds; std and ci95 (t half-width) need n >= 2."""
+
+    n: int
+    mean: float | None = None
+    std: float | None = None
+    ci95: float | None = None
+    min: float | None = None
+    max: float | None = None
+
+    @classmethod
+    def of(cls, values: Sequence[float | int | None]) -> Stat:
+        vals = [float(v) for v in values if v is not None and math.isfinite(v)]
+        n = len(vals)
+        if n == 0:
+            return cls(0)
+        mean = sum(vals) / n
+        std = ci = None
+        if n >= 2:
+            std = math.sqrt(sum((v - mean) ** 2 for v in vals) / (n - 1))
+            ci = t_critical_95(n - 1) * std / math.sqrt(n)
+        return cls(n, mean, std, ci, min(vals), max(vals))
+
+    def format(self, spec: str = ".4f") -> str:
+        if self.mean is None:
+            return "-"
+        text = format(self.mean, spec)
+        if self.std is not None and self.ci95 is not None:
+            text += f" ± {format(self.std, spec)} (CI ±{format(self.ci95, spec)})"
+        return text
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What one finished child run contributes."""
+
+    run_id: str
+    trial_id: str | None
+    policy: str
+    seed: str | None
+    epochs: int
+    best_val_acc: float | None
+    final_test_acc: float | None
+    reached_epoch: int | None
+    images_to_target: float | None
+    range_tests: int
+    range_test_lrs: list[float]
+
+
+@dataclass(frozen=True)
+class PolicyRow:
+    policy: str
+    n: int
+    seeds: list[str]
+    best_val_acc: Stat
+    final_test_acc: Stat
+    target_val_acc: float | None
+    reached: int  # runs that reached the target (0 when there is no target)
+    epochs_to_target: Stat  # over the runs that reached it
+    images_to_target: Stat  # over the runs that reached it
+    range_tests: Stat  # range tests per run
+    range_test_lrs: list[float]  # every LR a range test chose, all seeds
+
+    @property
+    def reached_text(self) -> str:
+        return "-" if self.target_val_acc is None else f"{self.reached}/{self.n}"
+
+    @property
+    def lrs_text(self) -> str:
+        lrs = sorted(self.range_test_lrs)
+        if not lrs:
+            return "-"
+        mid = len(lrs) // 2
+        median = lrs[mid] if len(lrs) % 2 else math.sqrt(lrs[mid - 1] * lrs[mid])
+        return f"{median:.2e} [{lrs[0]:.2e}, {lrs[-1]:.2e}] (n={len(lrs)})"
+
+
+@dataclass
+class Comparison:
+    tracking_uri: str
+    sweep_name: str
+    experiment_name: str
+    parent_run_id: str
+    target_val_acc: float | None
+    rows: list[PolicyRow]
+    runs: list[RunSummary]
+    excluded: dict[str, int] = field(default_factory=dict)  # child runs not FINISHED, by status
+    out_dir: Path | None = None
+    files: dict[str, Path] = field(default_factory=dict)
+
+    def row(self, policy: str) -> PolicyRow:
+        for r in self.rows:
+            if r.policy == policy:
+                return r
+        raise KeyError(policy)
+
+    def format(self) -> str:
+        """A plain-text table, one line per policy."""
+        head = [
+            f"sweep '{self.sweep_name}' (experiment '{self.experiment_name}', "
+            f"parent run {self.parent_run_id}): {len(self.runs)} finished child runs",
+        ]
+        if self.excluded:
+            parts = ", ".join(f"{n} {s}" for s, n in sorted(self.excluded.items()))
+            head.append(f"not compared (not FINISHED): {parts}")
+        head.append(
+            "mean ± std over seeds (CI: 95% t half-width); "
+            + (
+                f"target val_acc >= {self.target_val_acc:g}: epochs/images are means over the "
+                "runs that reached it"
+                if self.target_val_acc is not None
+                else "no target val_acc given"
+            )
+        )
+        columns = [
+            "policy",
+            "n",
+            "best val_acc",
+            "final test_acc",
+            "reached",
+            "epochs to target",
+            "images to target",
+            "range tests",
+            "range-test LR median [min, max]",
+        ]
+        table = [columns]
+        for r in self.rows:
+            table.append(
+                [
+                    r.policy,
+                    str(r.n),
+                    r.best_val_acc.format(".4f"),
+                    r.final_test_acc.format(".4f"),
+                    r.reached_text,
+                    r.epochs_to_target.format(".2f"),
+                    r.images_to_target.format(",.0f"),
+                    r.range_tests.format(".2f"),
+                    r.lrs_text,
+                ]
+            )
+        widths = [max(len(line[i]) for line in table) for i in range(len(columns))]
+        lines = [
+            "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
+            for line in table
+        ]
+        lines.insert(1, "  ".join("-" * w for w in widths))
+        return "\n".join([*head, "", *lines]) + "\n"
+
+    def to_dict(self) -> dict[str, Any]:
+        def clean(obj: Any) -> Any:
+            if isinstance(obj, float):
+                return obj if math.isfinite(obj) else None
+            if isinstance(obj, dict):
+                return {k: clean(v) for k, v in obj.items()}
+            if isinstance(obj, list | tuple):
+                return [clean(v) for v in obj]
+            return obj
+
+        return clean(
+            {
+                "tracking_uri": self.tracking_uri,
+                "sweep_name": self.sweep_name,
+                "experiment_name": self.experiment_name,
+                "parent_run_id": self.parent_run_id,
+                "target_val_acc": self.target_val_acc,
+                "excluded": dict(self.excluded),
+                "rows": [
+                    {**dataclasses.asdict(r), "reached_text": r.reached_text} for r in self.rows
+                ],
+                "runs": [dataclasses.asdict(r) for r in self.runs],
+            }
+        )
+
+    def to_json(self, indent: int = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent, sort_keys=False)
+
+
+# -- reading the store -------------------------------------------------------------------------
+def _client(tracking_uri: str, *, must_exist: bool = True) -> MlflowClient | None:
+    """A client for an existing store; None when a sqlite db is missing and must_exist=False.
+
+    Never creates a db: MLflow would happily create an empty one (and its folder).
+    """
+    if not isinstance(tracking_uri, str) or not tracking_uri.strip():
+        raise CompareError(f"tracking store {tracking_uri!r}: empty URI")
+    if tracking_uri.startswith("sqlite:"):
+        path = sqlite_db_path(tracking_uri)
+        if path is None:
+            raise CompareError(
+                f"tracking store {tracking_uri}: an in-memory store holds no sweeps; "
+                "pass the sweep's sqlite:///path/mlflow.db"
+            )
+        if path.is_dir():
+            raise CompareError(f"tracking store {tracking_uri}: {path} is a folder, not a db")
+        if not path.exists():
+            if not must_exist:
+                return None
+            raise CompareError(
+                f"tracking store {tracking_uri}: {path} does not exist; pass the store the "
+                "sweep wrote to (--tracking-uri) or run `python -m sweep run --name NAME` first"
+            )
+    else:
+        try:
+            check_tracking_store(tracking_uri)
+        except TrackingError as exc:
+            raise CompareError(str(exc)) from None
+    return make_client(tracking_uri)
+
+
+def _experiment_ids(client: MlflowClient) -> list[str]:
+    ids: list[str] = []
+    token = None
+    while True:
+        page = client.search_experiments(max_results=1000, page_token=token)
+        ids.extend(str(e.experiment_id) for e in page)
+        token = page.token
+        if not token:
+            return ids
+
+
+def _parents(client: MlflowClient, experiment_ids: list[str]) -> list[Run]:
+    if not experiment_ids:
+        return []
+    return search_all_runs(
+        client, experiment_ids, parent_filter(), order_by=["attributes.start_time DESC"]
+    )
+
+
+def latest_sweep_name(tracking_uri: str) -> str | None:
+    """The sweep of the most recently started parent run, or None when the store has none."""
+    try:
+        client = _client(tracking_uri, must_exist=False)
+        if client is None:
+            return None
+        parents = _parents(client, _experiment_ids(client))
+    except CompareError:
+        raise
+    except Exception as exc:
+        raise CompareError(
+            f"tracking store {tracking_uri}: unusable ({type(exc).__name__}: "
+            f"{' '.join(str(exc).split())[:200]})"
+        ) from None
+    for run in parents:
+        name = run.data.tags.get(TAG_SWEEP)
+        if name:
+            return name
+    return None
+
+
+def _history(client: MlflowClient, run_id: str, key: str) -> dict[int, float]:
+    """step -> value, the latest logged value winning for a repeated step."""
+    out: dict[int, tuple[int, float]] = {}
+    for m in client.get_metric_history(run_id, key):
+        prev = out.get(m.step)
+        if prev is None or m.timestamp >= prev[0]:
+            out[m.step] = (m.timestamp, m.value)
+    return {s: v for s, (_, v) in sorted(out.items())}
+
+
+def _last(history: Mapping[int, float]) -> float | None:
+    if not history:
+        return None
+    value = history[max(history)]
+    return value if math.isfinite(value) else None
+
+
+def _policy_of(run: Run) -> str:
+    tags, params = run.data.tags, run.data.params
+    for value in (
+        tags.get(TAG_POLICY_LABEL),
+        tags.get("policy_label"),
+        tags.get(TAG_POLICY),
+        tags.get("policy"),
+        params.get("policy"),
+    ):
+        if value:
+            return value
+    return "unknown"
+
+
+def _seed_of(run: Run) -> str | None:
+    return run.data.tags.get(TAG_SEED) or run.data.tags.get("seed") or run.data.params.get("seed")
+
+
+def _summarise_run(
+    client: MlflowClient, run: Run, target: float | None
+) -> tuple[RunSummary, dict[int, float], list[tuple[int, float]]]:
+    rid = run.info.run_id
+    val = _history(client, rid, R.VAL_ACC)
+    images = _history(client, rid, R.IMAGES_SEEN)
+    test = _history(client, rid, R.TEST_ACC)
+    tests_count = _history(client, rid, R.RANGE_TESTS)
+    chosen = list(client.get_metric_history(rid, RANGE_TEST_LR_METRIC))
+    chosen.sort(key=lambda m: (m.step, m.timestamp))
+    lr_trace = sorted(_history(client, rid, LR_STEP_METRIC).items())
+
+    finite_val = {e: v for e, v in val.items() if math.isfinite(v)}
+    reached_epoch = None
+    images_at = None
+    if target is not None:
+        for e in sorted(finite_val):
+            if finite_val[e] >= target:
+                reached_epoch = e
+                images_at = images.get(e)
+                break
+    count = _last(tests_count)
+    summary = RunSummary(
+        run_id=rid,
+        trial_id=run.data.tags.get(TAG_TRIAL_ID),
+        policy=_policy_of(run),
+        seed=_seed_of(run),
+        epochs=max(val) if val else 0,
+        best_val_acc=max(finite_val.values()) if finite_val else None,
+        final_test_acc=_last(test),
+        reached_epoch=reached_epoch,
+        images_to_target=images_at,
+        range_tests=int(count) if count is not None else len(chosen),
+        range_test_lrs=[m.value for m in chosen if math.isfinite(m.value)],
+    )
+    return summary, finite_val, lr_trace
+
+
+def _seed_key(seed: str | None) -> tuple[int, float, str]:
+    if seed is None:
+        return (1, 0.0, "")
+    try:
+        return (0, float(seed), seed)
+    except ValueError:
+        return (0, math.inf, seed)
+
+
+def _rows(runs: Sequence[RunSummary], target: float | None) -> list[PolicyRow]:
+    by_policy: dict[str, list[RunSummary]] = {}
+    for r in runs:
+        by_policy.setdefault(r.policy, []).append(r)
+    rows = []
+    for policy in sorted(by_policy):
+        group = sorted(by_policy[policy], key=lambda r: _seed_key(r.seed))
+        reached = [r for r in group if r.reached_epoch is not None]
+        rows.append(
+            PolicyRow(
+                policy=policy,
+                n=len(group),
+                seeds=[r.seed for r in group if r.seed is not None],
+                best_val_acc=Stat.of([r.best_val_acc for r in group]),
+                final_test_acc=Stat.of([r.final_test_acc for r in group]),
+                target_val_acc=target,
+                reached=len(reached),
+                epochs_to_target=Stat.of([r.reached_epoch for r in reached]),
+                images_to_target=Stat.of([r.images_to_target for r in reached]),
+                range_tests=Stat.of([float(r.range_tests) for r in group]),
+                range_test_lrs=[lr for r in group for lr in r.range_test_lrs],
+            )
+        )
+    return rows
+
+
+def _find_parent(
+    client: MlflowClient, tracking_uri: str, sweep_name: str, experiment_name: str | None
+) -> tuple[Run, str]:
+    if experiment_name is not None:
+        exp = client.get_experiment_by_name(experiment_name)
+        if exp is None or exp.lifecycle_stage != "active":
+            raise CompareError(
+                f"no experiment '{experiment_name}' in {tracking_uri}"
+                + (" (it is deleted)" if exp is not None else "")
+            )
+        ids = [str(exp.experiment_id)]
+    else:
+        ids = _experiment_ids(client)
+    parents = _parents(client, ids)
+    for run in parents:  # newest first
+        if run.data.tags.get(TAG_SWEEP) == sweep_name:
+            exp_name = experiment_name or client.get_experiment(run.info.experiment_id).name
+            return run, exp_name
+    known = sorted({n for r in parents if (n := r.data.tags.get(TAG_SWEEP))})
+    where = f" (experiment '{experiment_name}')" if experiment_name else ""
+    hint = (
+        f"; known sweeps: {', '.join(known)}"
+        if known
+        else f"; run `python -m sweep run --name {sweep_name}` first"
+    )
+    raise CompareError(f"no sweep named '{sweep_name}' in {tracking_uri}{where}{hint}")
+
+
+def compare_sweep(
+    tracking_uri: str,
+    sweep_name: str,
+    *,
+    experiment_name: str | None = None,
+    out_dir: Path | None = None,
+    target_val_acc: float | None = None,
+    log_to_parent: bool = True,
+) -> Comparison:
+    """Read a sweep back from MLflow and compare its policies over seeds.
+
+    Only FINISHED child runs are compared (others are counted in ``Comparison.excluded``).
+    Writes comparison.txt/.json, val_acc_vs_epoch.png and lr_vs_step.png to ``out_dir`` (a new
+    temporary folder by default, kept) and, when ``log_to_parent``, logs them to the parent run
+    under ``comparison/``. Raises :class:`CompareError` with one line.
+    """
+    client = _client(tracking_uri)
+    assert client is not None
+    try:
+        parent, exp_name = _find_parent(client, tracking_uri, sweep_name, experiment_name)
+        children = search_all_runs(
+            client, [parent.info.experiment_id], children_filter(parent.info.run_id)
+        )
+    except CompareError:
+        raise
+    except Exception as exc:
+        raise CompareError(
+            f"tracking store {tracking_uri}: unusable ({type(exc).__name__}: "
+            f"{' '.join(str(exc).split())[:200]})"
+        ) from None
+    finished = [r for r in children if r.info.status == "FINISHED"]
+    excluded: dict[str, int] = {}
+    for r in children:
+        if r.info.status != "FINISHED":
+            excluded[r.info.status] = excluded.get(r.info.status, 0) + 1
+    if not finished:
+        states = ", ".join(f"{n} {s}" for s, n in sorted(excluded.items())) or "none at all"
+        raise CompareError(
+            f"sweep '{sweep_name}' has no finished child runs (child runs: {states}); "
+            f"run `python -m sweep run --name {sweep_name}` first"
+        )
+
+    runs: list[RunSummary] = []
+    curves: dict[str, list[dict[int, float]]] = {}
+    traces: dict[str, list[list[tuple[int, float]]]] = {}
+    for run in sorted(finished, key=lambda r: (_policy_of(r), _seed_key(_seed_of(r)))):
+        summary, val, trace = _summarise_run(client, run, target_val_acc)
+        runs.append(summary)
+        curves.setdefault(summary.policy, []).append(val)
+        traces.setdefault(summary.policy, []).append(trace)
+
+    comparison = Comparison(
+        tracking_uri=tracking_uri,
+        sweep_name=sweep_name,
+        experiment_name=exp_name,
+        parent_run_id=parent.info.run_id,
+        target_val_acc=target_val_acc,
+        rows=_rows(runs, target_val_acc),
+        runs=runs,
+        excluded=excluded,
+    )
+    _write(comparison, curves, traces, out_dir)
+    if log_to_parent:
+        _log_to_parent(client, comparison)
+    return comparison
+
+
+def _write(
+    comparison: Comparison,
+    curves: Mapping[str, Sequence[Mapping[int, float]]],
+    traces: Mapping[str, Sequence[Sequence[tuple[int, float]]]],
+    out_dir: Path | None,
+) -> None:
+    from sweep.plots import plot_lr_vs_step, plot_val_acc_vs_epoch
+
+    if out_dir is None:
+        safe = re.sub(r"[^A-Za-z0-9._-]+", "_", comparison.sweep_name)
+        out = Path(tempfile.mkdtemp(prefix=f"plateau_sweep_compare_{safe}_"))
+    else:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+    comparison.out_dir = out
+    files = {
+        "comparison.txt": out / "comparison.txt",
+        "comparison.json": out / "comparison.json",
+        "val_acc_vs_epoch.png": out / "val_acc_vs_epoch.png",
+        "lr_vs_step.png": out / "lr_vs_step.png",
+    }
+    plot_val_acc_vs_epoch(curves, files["val_acc_vs_epoch.png"], target=comparison.target_val_acc)
+    plot_lr_vs_step(traces, files["lr_vs_step.png"])
+    comparison.files = files
+    files["comparison.txt"].write_text(comparison.format())
+    files["comparison.json"].write_text(comparison.to_json() + "\n")
+
+
+def _log_to_parent(client: MlflowClient, comparison: Comparison, tries: int = 5) -> None:
+    """Log the files under comparison/ on the parent; a locked store only warns."""
+    for name, path in comparison.files.items():
+        delay = 0.2
+        for attempt in range(1, tries + 1):
+            try:
+                client.log_artifact(
+                    comparison.parent_run_id, str(path), artifact_path=COMPARISON_ARTIFACT_DIR
+                )
+                break
+            except Exception as exc:
+                if attempt == tries:
+                    log.warning("compare: could not log %s to the parent run: %s", name, exc)
+                else:
+                    time.sleep(delay)
+                    delay *= 2

@@ -1,0 +1,306 @@
+"""compare_sweep over a synthetic sweep logged through MLflowTracker into a real SQLite store.
+
+2 policies x 3 seeds with hand-picked numbers; the expected means, standard deviations, 95% t
+intervals and reach-the-target numbers below are worked out by hand in the comments.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mlflow import MlflowClient
+
+from sweep.compare import (
+    CompareError,
+    Comparison,
+    Stat,
+    compare_sweep,
+    latest_sweep_name,
+    t_critical_95,
+)
+from sweep.tracking import MLflowTracker
+from trainables import results as R
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+T2 = 4.3027  # t(0.975, df=2)
+
+
+class StubTrial:
+    """The Trial attributes MLflowTracker uses (see tests/test_tracking.py)."""
+
+    def __init__(self, trial_id: str, config: dict[str, Any]) -> None:
+        self.trial_id = trial_id
+        self.config = config
+        self.status = "RUNNING"
+        self.last_result: dict[str, Any] = {}
+        self.error_file: str | None = None
+        self.error_msg: str | None = None
+
+
+# policy label -> seed -> (val_acc per epoch, images_seen per epoch, test_acc, {epoch: chosen lr})
+SWEEP: dict[str, dict[int, tuple[list[float], list[int], float, dict[int, float]]]] = {
+    "rtp": {
+        0: ([0.40, 0.55, 0.62, 0.60], [1000, 2600, 3600, 4600], 0.60, {2: 3e-3}),
+        1: ([0.45, 0.61, 0.63, 0.66], [1000, 2500, 3500, 4500], 0.64, {2: 2e-3, 4: 1e-3}),
+        2: ([0.30, 0.40, 0.50, 0.58], [1000, 2000, 3000, 4000], 0.57, {}),
+    },
+    "constant": {
+        0: ([0.50, 0.55, 0.58, 0.59], [1000, 2000, 3000, 4000], 0.58, {}),
+        1: ([0.52, 0.60, 0.61, 0.62], [1000, 2000, 3000, 4000], 0.61, {}),
+        2: ([0.50, 0.58, 0.60, 0.65], [1000, 2000, 3000, 4000], 0.63, {}),
+    },
+}
+POLICY_NAME = {"rtp": "range_test_on_plateau", "constant": "constant"}
+TARGET = 0.6
+
+
+def _event(epoch: int, lr: float) -> dict[str, Any]:
+    return {
+        "epoch": epoch,
+        "kind": "range_test",
+        "reason": "plateau",
+        "old_lr": 1e-3,
+        "new_lr": lr,
+        "suggested_lr": lr,
+        "rule": "steepest",
+        "lrs": [1e-5, 1e-4, 1e-3, 1e-2],
+        "losses": [2.0, 1.8, 1.5, None],
+        "stop_reason": "diverged",
+        "images": 500,
+        "seconds": 0.5,
+    }
+
+
+def log_sweep(uri: str, name: str, *, fail_one: bool = True) -> MLflowTracker:
+    tracker = MLflowTracker(
+        tracking_uri=uri,
+        experiment_name=f"exp-{name}",
+        sweep_name=name,
+        spec_text=f"name: {name}\n",
+        lr_trace_max_points=40,
+    )
+    tracker.setup()
+    trials: list[StubTrial] = []
+    for label, seeds in SWEEP.items():
+        for seed, (vals, images, test_acc, chosen) in seeds.items():
+            cfg = {
+                "policy": POLICY_NAME[label],
+                "policy_label": label,
+                "seed": seed,
+                "epochs": 4,
+                "lr": 1e-3,
+            }
+            trial = StubTrial(f"{label}_{seed}", cfg)
+            trials.append(trial)
+            tracker.on_trial_start(iteration=0, trials=trials, trial=trial)
+            count = 0
+            for epoch, (val, img) in enumerate(zip(vals, images, strict=True), start=1):
+                events = [_event(epoch, chosen[epoch])] if epoch in chosen else []
+                count += len(events)
+                lr = chosen.get(epoch, 1e-3 if seed != 1 else 2e-3)
+                result = {
+                    R.EPOCH: epoch,
+                    R.VAL_ACC: val,
+                    R.VAL_LOSS: 1.0 - val,
+                    R.IMAGES_SEEN: img,
+                    R.RANGE_TESTS: count,
+                    R.LR: lr,
+                    R.POLICY_EVENTS: json.dumps(events),
+                    R.LR_TRACE: json.dumps([[(epoch - 1) * 10 + i, lr] for i in range(10)]),
+                }
+                if epoch == len(vals):
+                    result[R.TEST_ACC] = test_acc
+                tracker.on_trial_result(iteration=epoch, trials=trials, trial=trial, result=result)
+            trial.status = "TERMINATED"
+            tracker.on_trial_complete(iteration=5, trials=trials, trial=trial)
+    if fail_one:  # a failed trial is not compared
+        bad = StubTrial("constant_3", {"policy": "constant", "policy_label": "constant", "seed": 3})
+        bad.error_msg = "RuntimeError: boom"
+        trials.append(bad)
+        tracker.on_trial_start(iteration=6, trials=trials, trial=bad)
+        tracker.on_trial_result(
+            iteration=6, trials=trials, trial=bad, result={R.EPOCH: 1, R.VAL_ACC: 0.99}
+        )
+        bad.status = "ERROR"
+        tracker.on_trial_error(iteration=7, trials=trials, trial=bad)
+    tracker.on_experiment_end(trials=trials)
+    return tracker
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, MLflowTracker]:
+    root = tmp_path_factory.mktemp("store")
+    uri = f"sqlite:///{root}/mlflow.db"
+    return uri, log_sweep(uri, "main")
+
+
+@pytest.fixture(scope="module")
+def comparison(
+    store: tuple[str, MLflowTracker], tmp_path_factory: pytest.TempPathFactory
+) -> Comparison:
+    uri, _ = store
+    out = tmp_path_factory.mktemp("out")
+    return compare_sweep(uri, "main", out_dir=out, target_val_acc=TARGET)
+
+
+def test_best_val_acc_and_test_acc_per_policy(comparison: Comparison) -> None:
+    assert [r.policy for r in comparison.rows] == ["constant", "rtp"]
+    assert comparison.excluded == {"FAILED": 1}
+    rtp = comparison.row("rtp")
+    assert rtp.n == 3
+    assert rtp.seeds == ["0", "1", "2"]
+    # best val_acc: 0.62, 0.66, 0.58 -> mean 0.62; deviations 0, +0.04, -0.04 -> s = 0.04
+    assert rtp.best_val_acc.mean == pytest.approx(0.62)
+    assert rtp.best_val_acc.std == pytest.approx(0.04)
+    assert rtp.best_val_acc.ci95 == pytest.approx(T2 * 0.04 / math.sqrt(3))  # 0.09937
+    assert rtp.best_val_acc.ci95 == pytest.approx(0.09937, abs=1e-5)
+    # test_acc: 0.60, 0.64, 0.57 -> mean 0.603333; s^2 = (0.0033^2+0.0367^2+0.0333^2)/2
+    assert rtp.final_test_acc.mean == pytest.approx(0.603333, abs=1e-6)
+    assert rtp.final_test_acc.std == pytest.approx(math.sqrt(0.0024666667 / 2), abs=1e-6)
+    const = comparison.row("constant")
+    assert const.n == 3  # the FAILED seed 3 is not among them
+    # best val_acc: 0.59, 0.62, 0.65 -> mean 0.62, s = 0.03, CI 4.3027 * 0.03 / sqrt(3)
+    assert const.best_val_acc.mean == pytest.approx(0.62)
+    assert const.best_val_acc.std == pytest.approx(0.03)
+    assert const.best_val_acc.ci95 == pytest.approx(0.074525, abs=1e-5)
+    assert const.final_test_acc.mean == pytest.approx((0.58 + 0.61 + 0.63) / 3)
+
+
+def test_reaching_the_target(comparison: Comparison) -> None:
+    rtp = comparison.row("rtp")
+    # seed 0 reaches 0.6 at epoch 3 (3600 images), seed 1 at epoch 2 (2500), seed 2 never
+    assert (rtp.reached, rtp.n, rtp.reached_text) == (2, 3, "2/3")
+    assert rtp.epochs_to_target.mean == pytest.approx(2.5)
+    assert rtp.epochs_to_target.std == pytest.approx(math.sqrt(0.5))
+    assert rtp.images_to_target.mean == pytest.approx(3050)
+    const = comparison.row("constant")
+    # seed 0 never (best 0.59), seed 1 at epoch 2 (2000 images), seed 2 at epoch 3 (3000)
+    assert const.reached_text == "2/3"
+    assert const.epochs_to_target.mean == pytest.approx(2.5)
+    assert const.images_to_target.mean == pytest.approx(2500)
+
+
+def test_range_tests_and_their_lrs(comparison: Comparison) -> None:
+    rtp = comparison.row("rtp")
+    assert rtp.range_tests.mean == pytest.approx(1.0)  # 1, 2, 0 per seed
+    assert sorted(rtp.range_test_lrs) == pytest.approx([1e-3, 2e-3, 3e-3])
+    assert "2.00e-03 [1.00e-03, 3.00e-03] (n=3)" in rtp.lrs_text
+    const = comparison.row("constant")
+    assert const.range_tests.mean == 0
+    assert const.range_test_lrs == []
+    assert const.lrs_text == "-"
+
+
+def test_table_json_and_plots(comparison: Comparison, store: tuple[str, MLflowTracker]) -> None:
+    text = comparison.format()
+    lines = text.splitlines()
+    header = next(i for i, ln in enumerate(lines) if ln.startswith("policy"))
+    assert lines[header + 1].startswith("------")
+    rtp_line = next(ln for ln in lines if ln.startswith("rtp "))
+    assert "0.6200 ± 0.0400 (CI ±0.0994)" in rtp_line
+    assert "2/3" in rtp_line
+    assert "3,050" in rtp_line
+    assert "1 FAILED" in text
+
+    out = comparison.out_dir
+    assert out is not None
+    assert (out / "comparison.txt").read_text() == text
+    data = json.loads((out / "comparison.json").read_text())
+    assert data == json.loads(comparison.to_json())
+    row = next(r for r in data["rows"] if r["policy"] == "rtp")
+    assert row["best_val_acc"]["mean"] == pytest.approx(0.62)
+    assert row["reached_text"] == "2/3"
+    for name in ("val_acc_vs_epoch.png", "lr_vs_step.png"):
+        assert (out / name).read_bytes()[:8] == PNG_SIGNATURE
+
+    uri, tracker = store
+    client = MlflowClient(tracking_uri=uri)
+    logged = {f.path for f in client.list_artifacts(comparison.parent_run_id, "comparison")}
+    assert comparison.parent_run_id == tracker.parent_run_id
+    assert logged == {
+        "comparison/comparison.txt",
+        "comparison/comparison.json",
+        "comparison/val_acc_vs_epoch.png",
+        "comparison/lr_vs_step.png",
+    }
+
+
+def test_without_target_and_default_out_dir(store: tuple[str, MLflowTracker]) -> None:
+    uri, _ = store
+    comp = compare_sweep(uri, "main", experiment_name="exp-main", log_to_parent=False)
+    assert comp.experiment_name == "exp-main"
+    assert comp.row("rtp").reached_text == "-"
+    assert comp.row("rtp").epochs_to_target.n == 0
+    assert comp.out_dir is not None and (comp.out_dir / "lr_vs_step.png").is_file()
+    assert "no target" in comp.format()
+
+
+def test_unknown_sweep_and_experiment(store: tuple[str, MLflowTracker]) -> None:
+    uri, _ = store
+    with pytest.raises(CompareError, match=r"no sweep named 'nope'.*known sweeps: main") as info:
+        compare_sweep(uri, "nope", log_to_parent=False)
+    assert "\n" not in str(info.value)
+    with pytest.raises(CompareError, match="no experiment 'missing'"):
+        compare_sweep(uri, "main", experiment_name="missing", log_to_parent=False)
+
+
+def test_unusable_stores(tmp_path: Path) -> None:
+    missing = tmp_path / "sub" / "mlflow.db"
+    with pytest.raises(CompareError, match="does not exist"):
+        compare_sweep(f"sqlite:///{missing}", "x")
+    assert not (tmp_path / "sub").exists()  # MLflow would have created folder and db
+    with pytest.raises(CompareError, match="sqlite:///"):
+        compare_sweep("file:./mlruns", "x")
+    assert latest_sweep_name(f"sqlite:///{missing}") is None
+    assert not (tmp_path / "sub").exists()
+
+
+def test_sweep_without_finished_children(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    tracker = MLflowTracker(
+        tracking_uri=uri, experiment_name="e", sweep_name="fresh", spec_text="name: fresh\n"
+    )
+    tracker.setup()
+    trial = StubTrial("t", {"policy": "constant", "seed": 0})
+    tracker.on_trial_start(iteration=0, trials=[trial], trial=trial)
+    with pytest.raises(CompareError, match="no finished child runs") as info:
+        compare_sweep(uri, "fresh")
+    assert "python -m sweep run --name fresh" in str(info.value)
+    assert "1 RUNNING" in str(info.value)
+
+
+def test_latest_sweep_name(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    MlflowClient(tracking_uri=uri).search_experiments()  # an empty store
+    assert latest_sweep_name(uri) is None
+    for name in ("older", "newer"):
+        MLflowTracker(
+            tracking_uri=uri, experiment_name=f"e-{name}", sweep_name=name, spec_text=""
+        ).setup()
+        time.sleep(0.01)  # start times are in milliseconds
+    assert latest_sweep_name(uri) == "newer"
+
+
+def test_stat_and_t_table() -> None:
+    assert Stat.of([]).mean is None and Stat.of([]).format() == "-"
+    one = Stat.of([0.5])
+    assert (one.n, one.mean, one.std, one.ci95) == (1, 0.5, None, None)
+    assert one.format() == "0.5000"
+    assert Stat.of([1.0, None, float("nan"), 3.0]).n == 2
+    assert t_critical_95(1) == pytest.approx(12.706, abs=1e-3)
+    assert t_critical_95(30) == pytest.approx(2.042, abs=1e-3)
+    assert t_critical_95(60) == pytest.approx(2.0003, abs=1e-3)
+    assert t_critical_95(10_000) == pytest.approx(1.96, abs=1e-3)
+    with pytest.raises(ValueError):
+        t_critical_95(0)
+
+
+def test_t_table_matches_scipy() -> None:
+    stats = pytest.importorskip("scipy.stats")
+    for df in (*range(1, 31), 31, 40, 45, 60, 120, 1000):
+        assert t_critical_95(df) == pytest.approx(stats.t.ppf(0.975, df), abs=1e-4), df
