@@ -1,0 +1,622 @@
+"""``python -m sweep``: run a sweep of LR policies, or compare the runs of one.
+
+    python -m sweep run [--spec FILE] [--smoke-test] [--resume] [--address ADDR]
+                        [--data-dir DIR] [--tracking-uri URI] [--name NAME] [--storage-path PATH]
+    python -m sweep compare [NAME] [--tracking-uri URI] [--experiment NAME] [--out DIR]
+                            [--target-acc X]
+
+Every user error prints one line, ``error: <problem>; <fix>``, on stderr and exits with 2.
+All checks (spec, data folder, storage path, tracking store, sweep to resume) run before Ray
+starts, before any MLflow run, before any folder is made -- so a mistake leaves nothing behind.
+Ray, MLflow and torch are imported inside the functions that need them: ``--help`` and the
+error paths stay fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import shlex
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from sweep.errors import EXIT_USAGE, SweepError, one_line, user_error_types
+
+PROG = "python -m sweep"
+COMMANDS = ("run", "compare")
+UI_PORT = 5000
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage mistake as one ``error:`` line (no usage dump)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise SweepError(message.rstrip("."), f"see {self.prog} --help")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=PROG,
+        description=(
+            "Compare learning-rate policies (range_test_on_plateau, cyclical, constant, "
+            "reduce_on_plateau) on CIFAR-10 with Ray Tune sweeps tracked in MLflow."
+        ),
+        epilog=f"Run '{PROG} COMMAND --help' for the options of a command.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    run = sub.add_parser(
+        "run",
+        help="run (or resume) a sweep",
+        description=(
+            "Run a sweep: every policy arm x seed (x search space) as one Ray Tune trial, each "
+            "logged as an MLflow child run under one parent run; then print the comparison. "
+            "With no options: the built-in default spec on local Ray, MLflow at "
+            "sqlite:///mlflow.db and Ray results in ./ray_results (both in the working folder)."
+        ),
+    )
+    run.add_argument(
+        "--spec",
+        metavar="FILE",
+        help="sweep spec (YAML); default: the built-in default spec (sweep/specs/default.yaml)",
+    )
+    run.add_argument(
+        "--smoke-test",
+        action="store_true",
+        help=(
+            "a tiny, fast sweep (under 2 minutes on a laptop CPU): the built-in smoke spec, or "
+            "--spec shrunk to <= 2 epochs, 1 seed and 300/200/200 train/val/test images"
+        ),
+    )
+    run.add_argument(
+        "--resume",
+        action="store_true",
+        help=(
+            "continue an interrupted sweep of the same name and storage path: finished trials "
+            "are kept, unfinished and errored ones continue from their latest checkpoint"
+        ),
+    )
+    run.add_argument(
+        "--address",
+        metavar="ADDR",
+        help=(
+            "join an existing Ray cluster ('auto', 'HOST:PORT' or 'ray://HOST:10001'); "
+            "default: start a local Ray on this machine (no dashboard, loopback only)"
+        ),
+    )
+    run.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help=(
+            "folder with the CIFAR-10 python batches (cifar-10-batches-py) or its parent; "
+            "overrides the spec's data.dir; when neither is given the default location is "
+            "used and CIFAR-10 is downloaded there if missing"
+        ),
+    )
+    run.add_argument(
+        "--tracking-uri",
+        metavar="URI",
+        help="MLflow tracking URI; overrides the spec's mlflow.tracking_uri "
+        "(default sqlite:///mlflow.db in the working folder)",
+    )
+    run.add_argument(
+        "--name",
+        metavar="NAME",
+        help="sweep name (Ray run name, MLflow experiment unless mlflow.experiment is set); "
+        "overrides the spec's name",
+    )
+    run.add_argument(
+        "--storage-path",
+        metavar="PATH",
+        help="where Ray Tune keeps results and checkpoints: a local folder or a URI "
+        "(s3://, gs://, ...); overrides the spec's storage_path (default ./ray_results)",
+    )
+    run.set_defaults(func=cmd_run)
+
+    compare = sub.add_parser(
+        "compare",
+        help="compare the policies of a finished (or running) sweep",
+        description=(
+            "Read a sweep's runs from MLflow and print, per policy, final and best val/test "
+            "accuracy and the epochs/images needed to reach the target accuracy; the table and "
+            "plots are also logged to the sweep's parent run."
+        ),
+    )
+    compare.add_argument(
+        "name",
+        nargs="?",
+        metavar="NAME",
+        help="sweep name (default: the default spec's name, policy-compare)",
+    )
+    compare.add_argument(
+        "--tracking-uri",
+        metavar="URI",
+        help="MLflow tracking URI (default: sqlite:///mlflow.db in the working folder)",
+    )
+    compare.add_argument(
+        "--experiment",
+        metavar="NAME",
+        help="MLflow experiment holding the sweep (default: the sweep name)",
+    )
+    compare.add_argument(
+        "--out",
+        metavar="DIR",
+        help="also write the comparison (table and plots) to this folder",
+    )
+    compare.add_argument(
+        "--target-acc",
+        metavar="X",
+        type=float,
+        help="validation accuracy in (0, 1] for the 'epochs/images to reach' columns "
+        "(default: the comparison's own default)",
+    )
+    compare.set_defaults(func=cmd_compare)
+    return parser
+
+
+# ---------------------------------------------------------------------------------------------
+# Entry point
+# ---------------------------------------------------------------------------------------------
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    try:
+        _check_command(args_list)
+        args = build_parser().parse_args(args_list)
+        return int(args.func(args, args_list))
+    except KeyboardInterrupt:
+        hint = ""
+        if args_list[:1] == ["run"]:
+            hint = f" (if the sweep had started, continue it with: {resume_command(args_list)})"
+        print(f"\ninterrupted{hint}", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if isinstance(exc, user_error_types()):
+            print(one_line(exc), file=sys.stderr)
+            return EXIT_USAGE
+        raise
+
+
+def _check_command(argv: list[str]) -> None:
+    from trainables.config import did_you_mean
+
+    if not argv:
+        raise SweepError(
+            "no command given", f"use '{PROG} run' or '{PROG} compare' (see {PROG} --help)"
+        )
+    first = argv[0]
+    if first.startswith("-"):
+        return  # --help / a misplaced option: argparse answers
+    if first not in COMMANDS:
+        raise SweepError(
+            f"unknown command '{first}'{did_you_mean(first, COMMANDS)}",
+            f"use one of: {', '.join(COMMANDS)} (see {PROG} --help)",
+        )
+
+
+def resume_command(argv: Sequence[str]) -> str:
+    args = list(argv)
+    if args[:1] == ["run"] and "--resume" not in args:
+        args.append("--resume")
+    return f"{PROG} {shlex.join(args)}"
+
+
+# ---------------------------------------------------------------------------------------------
+# run
+# ---------------------------------------------------------------------------------------------
+def cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from sweep.spec import SpecError, SweepSpec, load_builtin_spec, load_spec
+    from sweep.tuner import resolve_storage, sweep_exists
+
+    if not args.address:
+        bind_ray_to_loopback()
+
+    # 1. The spec (with the command line's overrides), fully validated.
+    overrides = {
+        "name": args.name,
+        "data.dir": args.data_dir,
+        "mlflow.tracking_uri": args.tracking_uri,
+        "storage_path": args.storage_path,
+    }
+    spec: SweepSpec
+    fix_spec = f"fix {args.spec}" if args.spec else "fix the command-line options"
+    try:
+        if args.spec:
+            spec = load_spec(Path(args.spec), overrides, smoke=args.smoke_test)
+        else:
+            builtin = "smoke" if args.smoke_test else "default"
+            spec = load_builtin_spec(builtin, overrides, smoke=args.smoke_test)
+    except SpecError as exc:
+        raise SweepError(str(exc), _spec_fix(str(exc), args)) from None
+    cwd = Path.cwd()
+
+    # 2. Resources this machine can never give (a local run only; a cluster is asked later),
+    #    or a cluster address that does not answer.
+    if args.address:
+        check_address(args.address)
+    else:
+        check_local_resources(spec)
+
+    # 3. The data folder (download allowed only when no folder was named).
+    from trainables.data import resolve_data_dir
+
+    explicit = spec.data.dir
+    data_dir = resolve_data_dir(explicit, download=explicit is None)
+    # Trials log the folder actually used (it is documentary inside a sweep: see base_trial).
+    spec = dataclasses.replace(spec, data=dataclasses.replace(spec.data, dir=str(data_dir)))
+
+    # 4. Where Ray keeps results: writable, without creating anything yet.
+    storage = resolve_storage(spec.storage_path, cwd)
+    check_storage(storage)
+
+    # 5. The tracking store.
+    tracking_uri = normalize_tracking_uri(spec.mlflow.tracking_uri, cwd)
+    from sweep.tracking import check_tracking_store
+
+    check_tracking_store(tracking_uri)
+
+    # 6. Resume only what exists; never silently mix a new sweep into an old one.
+    exists = sweep_exists(storage, spec.name)
+    if args.resume and not exists:
+        raise SweepError(
+            f"no sweep named '{spec.name}' under {storage} to resume",
+            "run without --resume to start it (or pass the --name/--storage-path it ran with)",
+        )
+    if exists and not args.resume:
+        raise SweepError(
+            f"a sweep named '{spec.name}' already exists under {storage}",
+            "pass --resume to continue it, or --name NEW to start another",
+        )
+
+    # 7. The data, split once on the driver (the same split for every trial).
+    splits = load_data(spec, data_dir)
+    check_data_sizes(spec, splits, fix_spec)
+
+    # 8. Ray, the tracker, the sweep.
+    import ray
+
+    init_ray(args.address)
+    try:
+        check_cluster_resources(spec)
+        from sweep.tracking import MLflowTracker
+        from sweep.tuner import InterruptWatch, run_sweep
+
+        tracker = MLflowTracker(
+            tracking_uri=tracking_uri,
+            experiment_name=spec.experiment_name,
+            sweep_name=spec.name,
+            spec_text=spec.text,
+            spec_path=str(Path(spec.source).resolve()) if spec.source else None,
+            resume=args.resume,
+        )
+        if args.address and "://" not in storage:
+            print(
+                "note: storage_path is a local folder; on a multi-node cluster give every node "
+                "the same storage (s3://..., gs://... or a shared filesystem)",
+                flush=True,
+            )
+        print(
+            f"sweep '{spec.name}': {spec.trial_count()} trials "
+            f"({_count(len(spec.policies), 'policy', 'policies')} x "
+            f"{_count(len(spec.seeds), 'seed', 'seeds')}"
+            + (
+                f" x {spec.search_space.grid_size * spec.search_space.num_samples} samples"
+                if spec.search_space.dims
+                else ""
+            )
+            + f"), results in {storage}/{spec.name}",
+            flush=True,
+        )
+        with InterruptWatch() as watch:
+            results = run_sweep(
+                spec, splits=splits, tracker=tracker, resume=args.resume, storage=storage
+            )
+    finally:
+        if ray.is_initialized():
+            ray.shutdown()
+
+    return report_run(spec, results, tracking_uri, argv, interrupted=watch.interrupted)
+
+
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
+def _spec_fix(message: str, args: argparse.Namespace) -> str:
+    options = {
+        "name:": ("--name", args.name),
+        "data.dir:": ("--data-dir", args.data_dir),
+        "mlflow.tracking_uri:": ("--tracking-uri", args.tracking_uri),
+        "storage_path:": ("--storage-path", args.storage_path),
+    }
+    for prefix, (option, value) in options.items():
+        if message.startswith(prefix) and value is not None:
+            return f"fix {option}"
+    if args.spec:
+        return f"fix {args.spec} and rerun"
+    return "fix the command-line options"
+
+
+def report_run(
+    spec: Any, results: Any, tracking_uri: str, argv: Sequence[str], *, interrupted: bool = False
+) -> int:
+    """Summary, comparison table and UI command. Exit code: 0 all trials finished, 1 some
+    errored (or nothing to compare), 130 interrupted (the resume command is printed)."""
+    total = len(results)
+    errors = results.num_errors
+    finished = results.num_terminated
+    if interrupted:
+        print(f"\nsweep interrupted: {errors} of {total} trials errored so far", flush=True)
+    else:
+        print(f"\n{finished}/{total} trials finished, {errors} errored", flush=True)
+    code = 0
+    if errors:
+        for result in results:
+            if result.error is not None:
+                name = getattr(result, "path", "?")
+                first = " ".join(str(result.error).split())[:200]
+                print(f"  errored: {name}: {first}", flush=True)
+        code = 1
+    if interrupted or finished + errors < total:
+        # No comparison of a half-run sweep (it would also be logged to the parent run).
+        print(f"continue the sweep with: {resume_command(argv)}", flush=True)
+        return 130
+    from sweep.compare import CompareError, compare_sweep
+
+    try:
+        comparison = compare_sweep(
+            tracking_uri,
+            spec.name,
+            experiment_name=spec.experiment_name,
+            target_val_acc=spec.target_val_acc,
+            log_to_parent=True,
+        )
+    except CompareError as exc:
+        print(one_line(exc), file=sys.stderr)
+        return code or 1
+    print()
+    print(comparison.format())
+    print(f"\nOpen the MLflow UI with:\n  {ui_command(tracking_uri)}", flush=True)
+    return code
+
+
+def ui_command(tracking_uri: str) -> str:
+    return (
+        f"mlflow ui --backend-store-uri {shlex.quote(tracking_uri)} "
+        f"--host 127.0.0.1 --port {UI_PORT}"
+    )
+
+
+def normalize_tracking_uri(uri: str, cwd: Path) -> str:
+    """Relative sqlite/file-store paths become absolute, so every process agrees on them."""
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
+        rest = uri[len(prefix) :]
+        if rest and not rest.startswith(":memory:"):
+            return prefix + str((cwd / rest).resolve())
+        return uri
+    if "://" not in uri and not uri.startswith(("file:", "databricks")):
+        return str((cwd / uri).expanduser().resolve())
+    return uri
+
+
+def check_storage(storage: str) -> None:
+    """A local storage path must be creatable: its nearest existing parent a writable folder."""
+    if "://" in storage and not storage.startswith("file://"):
+        return  # a remote URI: Ray's pyarrow filesystem reports access problems itself
+    path = Path(storage[len("file://") :] if storage.startswith("file://") else storage)
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise SweepError(
+            f"storage path {path}: {probe} is a file, not a folder",
+            "pass --storage-path with a folder",
+        )
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise SweepError(
+            f"storage path {path}: cannot write to {probe}",
+            "pass a writable --storage-path",
+        )
+
+
+def check_local_resources(spec: Any) -> None:
+    """Refuse a per-trial request a local Ray on this machine could never schedule."""
+    cpus = os.cpu_count() or 1
+    if spec.resources.cpu > cpus:
+        raise SweepError(
+            f"resources.cpu: {spec.resources.cpu:g} CPUs per trial but this machine has {cpus}",
+            f"lower resources.cpu to <= {cpus}, or join a cluster with --address",
+        )
+    if spec.resources.gpu > 0:
+        gpus = _local_gpu_count()
+        if spec.resources.gpu > gpus:
+            raise SweepError(
+                f"resources.gpu: {spec.resources.gpu:g} GPU per trial but this machine has {gpus}",
+                "set resources.gpu: 0 for a CPU run, or join a GPU cluster with --address",
+            )
+
+
+def _local_gpu_count() -> int:
+    try:
+        import torch
+
+        return int(torch.cuda.device_count())
+    except Exception:  # no CUDA runtime at all: no GPU
+        return 0
+
+
+def check_cluster_resources(spec: Any) -> None:
+    """After ray.init: refuse a per-trial request larger than the whole connected cluster."""
+    import ray
+
+    total = ray.cluster_resources()
+    for key, want in (("CPU", spec.resources.cpu), ("GPU", spec.resources.gpu)):
+        have = float(total.get(key, 0.0))
+        if want > have:
+            raise SweepError(
+                f"resources.{key.lower()}: {want:g} {key}s per trial but the Ray cluster has "
+                f"{have:g} in total",
+                f"lower resources.{key.lower()} or add {key} nodes to the cluster",
+            )
+
+
+def bind_ray_to_loopback() -> None:
+    """Make a local Ray listen on 127.0.0.1 only (GCS, raylet, workers), not on every interface.
+
+    Ray binds its servers to the node IP; with ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` (Ray's
+    own single-machine mode, the default on macOS/Windows) the node IP is the loopback address.
+    Set before Ray is imported -- its child processes read it too; the already-imported
+    constant is updated in case something imported Ray earlier in this process.
+    """
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    constants = sys.modules.get("ray._private.ray_constants")
+    if constants is not None and os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] == "0":
+        constants.ENABLE_RAY_CLUSTER = False  # type: ignore[attr-defined]
+
+
+def check_address(address: str, timeout_s: float = 5.0) -> None:
+    """A HOST:PORT or ray://HOST:PORT address must accept a TCP connection (``auto`` is left to
+    ray.init, which fails fast when no cluster runs here)."""
+    import socket
+
+    if address == "auto":
+        return
+    rest = address[len("ray://") :] if address.startswith("ray://") else address
+    host, sep, port_text = rest.rstrip("/").rpartition(":")
+    if not sep:
+        host, port_text = rest, "10001" if address.startswith("ray://") else "6379"
+    fix = "check --address (auto, HOST:PORT or ray://HOST:10001) and that the cluster runs"
+    if not host or not port_text.isdigit():
+        raise SweepError(f"--address {address!r} is not HOST:PORT", fix)
+    try:
+        with socket.create_connection((host.strip("[]"), int(port_text)), timeout=timeout_s):
+            pass
+    except OSError as exc:
+        raise SweepError(f"cannot reach the Ray cluster at {address}: {exc}", fix) from None
+
+
+def init_ray(address: str | None) -> None:
+    import ray
+
+    if address:
+        import sweep
+        import trainables
+
+        # Ship this checkout's code to the cluster, so trials run exactly the driver's version.
+        modules = [str(Path(sweep.__file__).parent), str(Path(trainables.__file__).parent)]
+        print(f"joining the Ray cluster at {address}", flush=True)
+        try:
+            ray.init(
+                address=address,
+                runtime_env={"py_modules": modules},
+                logging_level=logging.WARNING,
+            )
+        except ConnectionError as exc:
+            raise SweepError(
+                f"cannot connect to the Ray cluster at {address}: {' '.join(str(exc).split())}",
+                "check --address, that the cluster runs (ray status), and its auth token "
+                "(RAY_AUTH_MODE=token with ~/.ray/auth_token) if it uses one",
+            ) from None
+        return
+    # address="local": always a fresh Ray on this machine, never a cluster found via
+    # RAY_ADDRESS or a running `ray start` (that is what --address is for).
+    ray.init(
+        address="local",
+        include_dashboard=False,
+        dashboard_host="127.0.0.1",
+        logging_level=logging.WARNING,
+    )
+
+
+def load_data(spec: Any, data_dir: Path) -> Any:
+    import time
+
+    from trainables.data import load_splits
+
+    d = spec.data
+    print(f"loading CIFAR-10 from {data_dir} ...", flush=True)
+    start = time.perf_counter()
+    splits = load_splits(
+        data_dir,
+        val_fraction=d.val_fraction,
+        split_seed=d.split_seed,
+        train_subset=d.train_subset,
+        val_subset=d.val_subset,
+        test_subset=d.test_subset,
+        download=False,
+    )
+    print(
+        f"loaded {len(splits.train_y)} train / {len(splits.val_y)} val / {len(splits.test_y)} "
+        f"test images in {time.perf_counter() - start:.1f} s",
+        flush=True,
+    )
+    return splits
+
+
+def check_data_sizes(spec: Any, splits: Any, fix: str) -> None:
+    n_train = len(splits.train_y)
+    sizes = [("batch_size", spec.batch_size)]
+    for dim in spec.search_space.dims:
+        if dim.key == "batch_size" and dim.kind in ("grid", "choice"):
+            sizes += [(f"search_space.batch_size.{dim.kind}", v) for v in dim.values]
+    for where, size in sizes:
+        if isinstance(size, int) and size > n_train:
+            raise SweepError(f"{where}: {size} is larger than the {n_train} training images", fix)
+    if len(splits.val_y) == 0:
+        raise SweepError("the validation split is empty", "raise data.val_fraction or val_subset")
+
+
+# ---------------------------------------------------------------------------------------------
+# compare
+# ---------------------------------------------------------------------------------------------
+def cmd_compare(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from sweep.spec import builtin_spec_text, parse_yaml
+
+    default = parse_yaml(builtin_spec_text("default"))
+    name = args.name or default["name"]
+    cwd = Path.cwd()
+    uri = normalize_tracking_uri(args.tracking_uri or default["mlflow"]["tracking_uri"], cwd)
+    if args.target_acc is not None and not 0 < args.target_acc <= 1:
+        raise SweepError(
+            f"--target-acc must be in (0, 1], got {args.target_acc:g}",
+            "pass an accuracy such as 0.5",
+        )
+    if uri.startswith("sqlite:///"):
+        db = Path(uri[len("sqlite:///") :])
+        if not db.is_file():  # opening it would create an empty database
+            raise SweepError(
+                f"no MLflow database at {db}",
+                f"run '{PROG} run' first, or pass the --tracking-uri the sweep used",
+            )
+    out = None
+    if args.out:
+        out = Path(args.out).expanduser()
+        out = out if out.is_absolute() else cwd / out
+        check_storage(str(out))
+
+    from sweep.tracking import check_tracking_store
+
+    check_tracking_store(uri)
+    from sweep.compare import compare_sweep
+
+    comparison = compare_sweep(
+        uri,
+        name,
+        experiment_name=args.experiment,
+        out_dir=out,
+        target_val_acc=args.target_acc,
+        log_to_parent=True,
+    )
+    print(comparison.format())
+    if out is not None:
+        print(f"\nwrote the comparison to {out}")
+    print(f"\nOpen the MLflow UI with:\n  {ui_command(uri)}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,341 @@
+"""``python -m sweep`` as a user runs it: a subprocess in an empty working folder.
+
+Every user error must give exit code 2 and one ``error: <problem>; <fix>`` line on stderr, no
+traceback, and leave nothing behind: no mlflow.db, no ray_results, no mlruns, no Ray session.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+CIFAR = Path(
+    os.environ.get(
+        "PLATEAU_SWEEP_CIFAR", str(REPO.parent / "shared" / "data" / "cifar-10-batches-py")
+    )
+)
+if not CIFAR.is_dir():  # the shared checkout layout of this project
+    CIFAR = Path("/work/shared/data/cifar-10-batches-py")
+needs_cifar = pytest.mark.skipif(not CIFAR.is_dir(), reason=f"no CIFAR-10 at {CIFAR}")
+
+RUN_OPTIONS = (
+    "--spec",
+    "--smoke-test",
+    "--resume",
+    "--address",
+    "--data-dir",
+    "--tracking-uri",
+    "--name",
+    "--storage-path",
+)
+COMPARE_OPTIONS = ("--tracking-uri", "--experiment", "--out", "--target-acc")
+
+
+def sweep_cli(
+    cwd: Path, *args: str, timeout: float = 120, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    full_env = dict(os.environ)
+    # Were Ray to start, its session folder would land in cwd and fail the "nothing created"
+    # check; no test here may start it.
+    full_env["RAY_TMPDIR"] = str(cwd / "ray_tmp")
+    full_env.pop("PLATEAU_SWEEP_DATA_DIR", None)
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "sweep", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def listing(folder: Path) -> set[str]:
+    return {str(p.relative_to(folder)) for p in folder.rglob("*")}
+
+
+def assert_user_error(proc: subprocess.CompletedProcess[str], fragment: str) -> str:
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert len(lines) == 1, proc.stderr
+    line = lines[0]
+    assert line.startswith("error: "), line
+    assert "; " in line, line  # "<problem>; <fix>"
+    assert fragment in line, line
+    return line
+
+
+def write_spec(folder: Path, **changes: object) -> Path:
+    raw = yaml.safe_load((REPO / "sweep" / "specs" / "smoke.yaml").read_text())
+    raw.update(changes)
+    path = folder / "spec.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# --help
+# ---------------------------------------------------------------------------------------------
+def test_help_lists_commands(tmp_path: Path) -> None:
+    proc = sweep_cli(tmp_path, "--help")
+    assert proc.returncode == 0
+    assert "run" in proc.stdout and "compare" in proc.stdout
+    assert listing(tmp_path) == set()
+
+
+def test_run_help_lists_every_option(tmp_path: Path) -> None:
+    proc = sweep_cli(tmp_path, "run", "--help")
+    assert proc.returncode == 0
+    for option in RUN_OPTIONS:
+        assert option in proc.stdout, option
+
+
+def test_compare_help_lists_every_option(tmp_path: Path) -> None:
+    proc = sweep_cli(tmp_path, "compare", "--help")
+    assert proc.returncode == 0
+    for option in COMPARE_OPTIONS:
+        assert option in proc.stdout, option
+    assert "NAME" in proc.stdout
+
+
+# ---------------------------------------------------------------------------------------------
+# User errors: exit 2, one line, nothing created
+# ---------------------------------------------------------------------------------------------
+ARG_ERRORS = [
+    ((), "no command given"),
+    (("rnu",), "unknown command 'rnu' (did you mean 'run'?)"),
+    (("run", "--epochs", "3"), "unrecognized arguments: --epochs 3"),
+    (("run", "--spec"), "argument --spec: expected one argument"),
+    (("compare", "--target-acc", "high"), "invalid float value: 'high'"),
+    (("compare", "x", "--target-acc", "1.5"), "--target-acc must be in (0, 1]"),
+    (("run", "--spec", "missing.yaml"), "spec file missing.yaml does not exist"),
+    (("run", "--smoke-test", "--name", "two words"), "name: must be letters"),
+    (("compare",), "no MLflow database at"),
+    (("compare", "some-sweep", "--tracking-uri", "sqlite:///other.db"), "other.db"),
+]
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"), ARG_ERRORS, ids=[" ".join(a) or "none" for a, _ in ARG_ERRORS]
+)
+def test_argument_errors(tmp_path: Path, args: tuple[str, ...], fragment: str) -> None:
+    proc = sweep_cli(tmp_path, *args)
+    assert_user_error(proc, fragment)
+    assert listing(tmp_path) == set()
+
+
+SPEC_ERRORS = [
+    ({"epochs": 0}, "epochs: must be >= 1, got 0"),
+    ({"seeds": 2.5}, "seeds: must be a count"),
+    ({"policies": []}, "policies: empty list"),
+    (
+        {"policies": [{"name": "constant", "params": {"patience": 1}}]},
+        "policies[0].params.patience",
+    ),
+    ({"resources": {"cpu": 1, "gpu": 1.5}}, "resources.gpu"),
+    ({"epoch": 3}, "epoch: unknown key (did you mean 'epochs'?)"),
+]
+
+
+@pytest.mark.parametrize(("changes", "fragment"), SPEC_ERRORS, ids=[f for _, f in SPEC_ERRORS])
+def test_bad_spec_files(tmp_path: Path, changes: dict[str, object], fragment: str) -> None:
+    spec = write_spec(tmp_path, **changes)
+    before = listing(tmp_path)
+    line = assert_user_error(sweep_cli(tmp_path, "run", "--spec", str(spec)), fragment)
+    assert "spec.yaml" in line  # the fix names the file
+    assert listing(tmp_path) == before
+
+
+def test_yaml_syntax_error_names_the_line(tmp_path: Path) -> None:
+    spec = tmp_path / "broken.yaml"
+    spec.write_text("name: x\nepochs: 2\npolicies: [{name: constant}\n")
+    before = listing(tmp_path)
+    assert_user_error(sweep_cli(tmp_path, "run", "--spec", str(spec)), "line 4")
+    assert listing(tmp_path) == before
+
+
+def test_spec_error_does_not_import_ray_or_mlflow(tmp_path: Path) -> None:
+    spec = write_spec(tmp_path, epochs=0)
+    code = (
+        "import sys\n"
+        "from sweep.cli import main\n"
+        f"rc = main(['run', '--spec', {str(spec)!r}])\n"
+        "print('rc', rc, 'ray' in sys.modules, 'mlflow' in sys.modules)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert proc.stdout.strip().splitlines()[-1] == "rc 2 False False", proc.stdout + proc.stderr
+
+
+def test_missing_data_dir(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-cifar"
+    proc = sweep_cli(tmp_path, "run", "--smoke-test", "--data-dir", str(missing))
+    assert_user_error(proc, "no-such-cifar")
+    assert listing(tmp_path) == set()
+
+
+def test_gpu_request_on_a_cpu_machine(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    spec = write_spec(tmp_path, resources={"cpu": 1, "gpu": 1})
+    before = listing(tmp_path)
+    proc = sweep_cli(tmp_path, "run", "--spec", str(spec), "--data-dir", str(tmp_path))
+    assert_user_error(proc, "resources.gpu: 1 GPU per trial but this machine has 0")
+    assert listing(tmp_path) == before
+
+
+def test_too_many_cpus_per_trial(tmp_path: Path) -> None:
+    cpus = os.cpu_count() or 1
+    spec = write_spec(tmp_path, resources={"cpu": cpus + 1, "gpu": 0})
+    before = listing(tmp_path)
+    proc = sweep_cli(tmp_path, "run", "--spec", str(spec))
+    assert_user_error(proc, f"but this machine has {cpus}")
+    assert listing(tmp_path) == before
+
+
+@needs_cifar
+def test_storage_path_under_a_file(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("x")
+    before = listing(tmp_path)
+    proc = sweep_cli(
+        tmp_path,
+        "run",
+        "--smoke-test",
+        "--data-dir",
+        str(CIFAR),
+        "--storage-path",
+        str(tmp_path / "afile" / "results"),
+    )
+    assert_user_error(proc, "is a file, not a folder")
+    assert listing(tmp_path) == before
+
+
+@needs_cifar
+def test_unusable_tracking_store(tmp_path: Path) -> None:
+    proc = sweep_cli(
+        tmp_path, "run", "--smoke-test", "--data-dir", str(CIFAR), "--tracking-uri", "./mlruns"
+    )
+    assert_user_error(proc, "mlruns")
+    assert listing(tmp_path) == set()
+
+
+@needs_cifar
+def test_resume_of_a_missing_sweep(tmp_path: Path) -> None:
+    proc = sweep_cli(tmp_path, "run", "--smoke-test", "--resume", "--data-dir", str(CIFAR))
+    line = assert_user_error(proc, "no sweep named 'policy-compare-smoke' under")
+    assert "run without --resume" in line
+    assert listing(tmp_path) == set()
+
+
+@needs_cifar
+def test_existing_sweep_needs_resume(tmp_path: Path) -> None:
+    exp = tmp_path / "ray_results" / "policy-compare-smoke"
+    exp.mkdir(parents=True)
+    (exp / "tuner.pkl").write_bytes(b"")  # what Tune.can_restore looks for
+    before = listing(tmp_path)
+    proc = sweep_cli(tmp_path, "run", "--smoke-test", "--data-dir", str(CIFAR))
+    assert_user_error(proc, "already exists")
+    assert listing(tmp_path) == before
+
+
+def test_compare_of_a_sweep_without_runs(tmp_path: Path) -> None:
+    pytest.importorskip("mlflow")
+    db = tmp_path / "mlflow.db"
+    code = (
+        "import mlflow\n"
+        f"client = mlflow.MlflowClient({f'sqlite:///{db}'!r})\n"
+        "client.create_experiment('other')\n"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=tmp_path, check=True, capture_output=True)
+    before = listing(tmp_path)
+    proc = sweep_cli(tmp_path, "compare", "nobody-ran-this", "--out", "report")
+    assert_user_error(proc, "nobody-ran-this")
+    assert listing(tmp_path) == before
+
+
+# ---------------------------------------------------------------------------------------------
+# The real thing: Ray + MLflow + real CIFAR-10, the CI smoke sweep
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.ray
+@pytest.mark.realdata
+@pytest.mark.slow
+@needs_cifar
+def test_smoke_sweep_end_to_end(tmp_path: Path) -> None:
+    db = tmp_path / "mlflow.db"
+    results = tmp_path / "ray_results"
+    args = (
+        "run",
+        "--smoke-test",
+        "--data-dir",
+        str(CIFAR),
+        "--tracking-uri",
+        f"sqlite:///{db}",
+        "--storage-path",
+        str(results),
+    )
+    env = {"RAY_TMPDIR": "/tmp"}  # a short path: Ray's socket names have a length limit
+    proc = sweep_cli(tmp_path, *args, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    assert db.is_file()
+    assert (results / "policy-compare-smoke").is_dir()
+    assert "mlflow ui --backend-store-uri" in proc.stdout
+    assert "--host 127.0.0.1" in proc.stdout
+
+    # The finished sweep can be compared again, and a second run of it is refused.
+    proc = sweep_cli(
+        tmp_path, "compare", "policy-compare-smoke", "--tracking-uri", f"sqlite:///{db}"
+    )
+    assert proc.returncode == 0, proc.stderr
+    again = sweep_cli(tmp_path, *args, env=env)
+    assert_user_error(again, "already exists")
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers, in-process
+# ---------------------------------------------------------------------------------------------
+def test_error_lines_have_problem_and_fix() -> None:
+    from sweep.errors import SweepError, one_line
+
+    assert one_line(SweepError("bad thing", "do this")) == "error: bad thing; do this"
+    # "<problem>: pass ..." (the data module's style) becomes "<problem>; pass ..."
+    assert one_line(ValueError("no data in /x: pass --data-dir DIR")) == (
+        "error: no data in /x; pass --data-dir DIR"
+    )
+    assert one_line(ValueError("two\nlines")).count("\n") == 0
+
+
+def test_tracking_uri_and_resume_command(tmp_path: Path) -> None:
+    from sweep.cli import normalize_tracking_uri, resume_command, ui_command
+
+    assert (
+        normalize_tracking_uri("sqlite:///mlflow.db", tmp_path) == f"sqlite:///{tmp_path}/mlflow.db"
+    )
+    assert normalize_tracking_uri("sqlite:////abs/m.db", tmp_path) == "sqlite:////abs/m.db"
+    assert normalize_tracking_uri("http://127.0.0.1:5000", tmp_path) == "http://127.0.0.1:5000"
+    assert resume_command(["run", "--spec", "a b.yaml"]) == (
+        "python -m sweep run --spec 'a b.yaml' --resume"
+    )
+    assert "--host 127.0.0.1 --port 5000" in ui_command("sqlite:////x/mlflow.db")
+
+
+def test_unreachable_cluster_address(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = sweep_cli(tmp_path, "run", "--smoke-test", "--address", f"127.0.0.1:{port}")
+    assert_user_error(proc, f"cannot reach the Ray cluster at 127.0.0.1:{port}")
+    assert listing(tmp_path) == set()
