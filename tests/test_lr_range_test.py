@@ -514,3 +514,49 @@ def test_policy_suggestion_beats_range_ends(rule: str) -> None:
     assert at_suggested < start
     assert at_suggested < at_min
     assert at_suggested < at_max
+
+
+# -- held-out measurement ----------------------------------------------------------------------
+
+
+def held_out_curve(p: Problem, held: tuple[Tensor, Tensor] | None) -> RangeTestResult:
+    return run_range_test(
+        p.model,
+        p.optimizer,
+        loss_fn,
+        stream(torch.Generator().manual_seed(21)),
+        min_lr=1e-5,
+        max_lr=1.0,
+        num_steps=30,
+        held_out=held,
+    )
+
+
+def test_held_out_curve_is_the_fixed_batch_loss_and_restores_everything() -> None:
+    p = make_problem(warmup=40)
+    before = fingerprint(p)
+    held = (X[-128:], Y[-128:])
+    result = held_out_curve(p, held)
+    assert_same_fingerprint(before, p)
+    assert result.images == len(result.lrs) * BATCH  # the held-out batch is not trained on
+    # the first point is the held-out loss after one step at 1e-5: the starting loss, nearly
+    p.model.eval()
+    with torch.no_grad():
+        start = float(F.cross_entropy(p.model(held[0]), held[1]))
+    assert result.losses[0] == pytest.approx(start, rel=1e-2)  # BN stats moved a little
+
+
+def test_held_out_curve_is_far_less_noisy_than_the_batch_losses() -> None:
+    from trainables.lr import batch_noise
+
+    p = make_problem(warmup=40)
+    noisy = held_out_curve(p, None)
+    clean = held_out_curve(p, (X[-128:], Y[-128:]))
+    window = slice(0, 20)  # before the blow-up
+    assert batch_noise(clean.losses[window]) < 0.2 * batch_noise(noisy.losses[window])
+
+
+def test_policy_measure_is_validated() -> None:
+    with pytest.raises(ValueError, match="measure"):
+        RangeTestOnPlateauLR(base_lr=1e-3, steps_per_epoch=10, measure="val")
+    assert RangeTestOnPlateauLR(base_lr=1e-3, steps_per_epoch=10).measure == "held_out"

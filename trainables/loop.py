@@ -234,6 +234,9 @@ class Trial:
             batches: Iterator[tuple[torch.Tensor, torch.Tensor]] = self.train_pipe.random_batches(
                 gen
             )
+            # the held-out batch is drawn first from the test's own stream and never trained on
+            measure = getattr(self.policy, "measure", "train_batch")
+            held_out = next(batches) if measure == "held_out" else None
             return run_range_test(
                 self.model,
                 self.optimizer,
@@ -243,6 +246,7 @@ class Trial:
                 max_lr=max_lr,
                 num_steps=num_steps,
                 autocast=self.setup.autocast,
+                held_out=held_out,
             )
 
         return run

@@ -20,6 +20,7 @@ from trainables.lr.range_test import STOP_REASONS, RangeTestResult, lr_ladder, r
 from trainables.lr.snapshot import TrainingSnapshot
 from trainables.lr.suggest import (
     SUGGESTION_RULES,
+    batch_noise,
     smooth_losses,
     suggest_lr,
     suggest_lr_with_reason,
@@ -39,6 +40,7 @@ __all__ = [
     "RangeTestResult",
     "ReduceOnPlateauLR",
     "TrainingSnapshot",
+    "batch_noise",
     "lr_ladder",
     "make_policy",
     "policy_param_names",

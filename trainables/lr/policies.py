@@ -26,6 +26,9 @@ RangeProbe = Callable[[float, float, int], RangeTestResult]
 
 EVENT_KINDS = ("range_test", "reduce")
 CYCLICAL_MODES = ("triangular", "triangular2", "exp_range")
+RANGE_TEST_MEASURES = ("held_out", "train_batch")
+"""What a range test records per LR: the loss on one fixed held-out batch after the step
+(default, low noise), or the loss of the batch trained on (the classic finder)."""
 
 
 @dataclass(frozen=True)
@@ -317,6 +320,7 @@ class RangeTestOnPlateauLR(_PlateauPolicy):
         rule: str = "steepest",
         factor: float = 0.1,
         beta: float = 0.98,
+        measure: str = "held_out",
         metric_name: str = "metric",
     ) -> None:
         super().__init__(
@@ -329,6 +333,7 @@ class RangeTestOnPlateauLR(_PlateauPolicy):
             cooldown=cooldown,
             metric_name=metric_name,
         )
+        self.measure = _one_of("measure", measure, RANGE_TEST_MEASURES)
         self.min_lr = _positive("min_lr", min_lr)
         self.max_lr = _positive("max_lr", max_lr)
         if self.min_lr >= self.max_lr:

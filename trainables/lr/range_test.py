@@ -74,6 +74,7 @@ def run_range_test(
     scaler: Any | None = None,
     autocast: Callable[[], AbstractContextManager[Any]] | None = None,
     generators: Sequence[torch.Generator] = (),
+    held_out: tuple[Tensor, Tensor] | None = None,
 ) -> RangeTestResult:
     """Train one batch per LR of :func:`lr_ladder`, record the losses, then restore everything.
 
@@ -81,6 +82,12 @@ def run_range_test(
     ``diverge_factor`` x the best smoothed loss so far. ``batches`` should be the range test's own
     iterator (so the epoch's data stream is not advanced); inputs are moved to the model's device.
     ``scaler`` is a ``torch.amp.GradScaler``; ``autocast`` makes the context for forward + loss.
+
+    With ``held_out`` (a batch not trained on), the loss recorded for each LR is the loss on that
+    same fixed batch right after the step at that LR (eval mode, no grad), instead of the loss of
+    the batch being trained on. A short test late in training is otherwise dominated by
+    batch-to-batch noise (different images every step); on one fixed batch the curve shows what
+    each LR does to the model. It costs one forward pass of the held-out batch per step.
     """
     ladder = lr_ladder(min_lr, max_lr, num_steps)
     if not _is_real(beta) or not 0.0 <= beta < 1.0:
@@ -113,6 +120,9 @@ def run_range_test(
             with make_ctx():
                 loss = loss_fn(model(inputs), targets)
             value = float(loss.detach())
+            if held_out is not None and math.isfinite(value):
+                _step(loss, optimizer, scaler)
+                value = _held_out_loss(model, loss_fn, held_out, device, make_ctx)
             lrs.append(lr)
             losses.append(value)
             if not math.isfinite(value):
@@ -124,13 +134,8 @@ def run_range_test(
             if best > 0 and smoothed > diverge_factor * best:
                 stop_reason = "diverged"
                 break
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                loss.backward()
-                optimizer.step()
+            if held_out is None:
+                _step(loss, optimizer, scaler)
     return RangeTestResult(
         lrs=tuple(lrs),
         losses=tuple(losses),
@@ -138,6 +143,34 @@ def run_range_test(
         images=images,
         seconds=time.perf_counter() - start,
     )
+
+
+def _step(loss: Tensor, optimizer: torch.optim.Optimizer, scaler: Any | None) -> None:
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        optimizer.step()
+
+
+def _held_out_loss(
+    model: nn.Module,
+    loss_fn: Callable[[Any, Tensor], Tensor],
+    held_out: tuple[Tensor, Tensor],
+    device: torch.device | None,
+    make_ctx: Callable[[], AbstractContextManager[Any]],
+) -> float:
+    inputs, targets = held_out
+    if device is not None:
+        inputs, targets = inputs.to(device), targets.to(device)
+    model.eval()
+    try:
+        with torch.no_grad(), make_ctx():
+            return float(loss_fn(model(inputs), targets).float())
+    finally:
+        model.train()
 
 
 def _check_range(min_lr: float, max_lr: float, num_steps: int) -> None:

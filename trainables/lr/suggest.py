@@ -41,6 +41,7 @@ def suggest_lr(
     skip_start: float = 0.1,
     skip_end: int = 3,
     min_rel_drop: float = 0.005,
+    noise_factor: float = 1.0,
 ) -> float | None:
     """The suggested LR for a range-test curve, or None when the curve shows no usable descent.
 
@@ -48,6 +49,10 @@ def suggest_lr(
     with :func:`smooth_losses` and only ``[ceil(skip_start*n) : n-skip_end]`` is considered.
     Rules: ``steepest`` (most negative d loss / d log lr), ``valley`` (middle of the longest
     strictly decreasing stretch), ``minimum_div10`` (lr at the minimum / 10).
+
+    A descent of the smoothed loss smaller than ``noise_factor`` x :func:`batch_noise` of the raw
+    window is no descent: a short test late in training (20-80 noisy batch losses, flat until the
+    loss blows up) otherwise "finds" its steepest point in the noise, typically at the lowest LRs.
     """
     return suggest_lr_with_reason(
         lrs,
@@ -57,6 +62,7 @@ def suggest_lr(
         skip_start=skip_start,
         skip_end=skip_end,
         min_rel_drop=min_rel_drop,
+        noise_factor=noise_factor,
     )[0]
 
 
@@ -69,6 +75,7 @@ def suggest_lr_with_reason(
     skip_start: float = 0.1,
     skip_end: int = 3,
     min_rel_drop: float = 0.005,
+    noise_factor: float = 1.0,
 ) -> tuple[float | None, str]:
     """Like :func:`suggest_lr`, plus a short human reason ("ok" or why there is none)."""
     if rule not in SUGGESTION_RULES:
@@ -80,6 +87,8 @@ def suggest_lr_with_reason(
         raise ValueError(f"skip_end ({skip_end!r}) must be an int >= 0")
     if not _is_real(min_rel_drop) or not 0.0 <= min_rel_drop < 1.0:
         raise ValueError(f"min_rel_drop ({min_rel_drop!r}) must be in [0, 1)")
+    if not _is_real(noise_factor) or not noise_factor >= 0.0:
+        raise ValueError(f"noise_factor ({noise_factor!r}) must be >= 0")
     lr_arr = np.asarray(lrs, dtype=np.float64).reshape(-1)
     loss_arr = np.asarray(losses, dtype=np.float64).reshape(-1)
     if lr_arr.shape != loss_arr.shape:
@@ -103,6 +112,9 @@ def suggest_lr_with_reason(
     first, lowest = float(smoothed[0]), float(smoothed.min())
     if first - lowest < min_rel_drop * abs(first) or lowest >= first:
         return None, "no usable descent"
+    noise = batch_noise(loss_arr[start:end])
+    if first - lowest < noise_factor * noise:
+        return None, (f"descent {first - lowest:.3g} within the batch-to-batch noise ({noise:.3g})")
     slopes = np.gradient(smoothed, np.log(window_lrs))
     if float(slopes.min()) >= 0:
         return None, "no usable descent"
@@ -113,6 +125,22 @@ def suggest_lr_with_reason(
         return float(window_lrs[int(np.argmin(smoothed))]) / 10.0, "ok"
     lo, hi = _longest_decreasing_run(smoothed)
     return float(window_lrs[lo + (hi - lo) // 2]), "ok"
+
+
+def batch_noise(losses: Sequence[float] | np.ndarray) -> float:
+    """Robust estimate of the per-point noise of a loss curve (its standard deviation).
+
+    Second differences cancel any locally linear trend, so a smooth descent is not counted as
+    noise; the median absolute deviation ignores the few points where the curve bends or blows up.
+    For i.i.d. noise of std s, ``x[i+1] - 2x[i] + x[i-1]`` has std ``s*sqrt(6)``.
+    """
+    x = np.asarray(losses, dtype=np.float64).reshape(-1)
+    x = x[np.isfinite(x)]
+    if len(x) < 3:
+        return 0.0
+    d2 = np.diff(x, 2)
+    mad = float(np.median(np.abs(d2 - np.median(d2))))
+    return 1.4826 * mad / math.sqrt(6.0)
 
 
 def _longest_decreasing_run(values: np.ndarray) -> tuple[int, int]:
