@@ -143,7 +143,7 @@ def multinode() -> Iterator[MultiNode]:
     saved_env = {k: os.environ.get(k) for k in ("RAY_ADDRESS", "RAY_AUTH_MODE")}
     os.environ.pop("RAY_ADDRESS", None)
     # Deterministic auth for the local test cluster: Ray 2.60 would otherwise decide from
-    # whatever ~/.ray/auth_token happens to exist (docs/cluster.md covers token auth).
+    # whatever ~/.ray/auth_token happens to exist (README.md covers token auth).
     os.environ["RAY_AUTH_MODE"] = "disabled"
 
     common = {
