@@ -18,6 +18,7 @@ import argparse
 import dataclasses
 import logging
 import os
+import re
 import shlex
 import sys
 from collections.abc import Sequence
@@ -280,7 +281,7 @@ def cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
     init_ray(args.address)
     try:
-        check_cluster_resources(spec)
+        check_cluster_resources(spec, cluster=bool(args.address))
         from sweep.tracking import MLflowTracker
         from sweep.tuner import InterruptWatch, run_sweep
 
@@ -311,14 +312,31 @@ def cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
             flush=True,
         )
         with InterruptWatch() as watch:
-            results = run_sweep(
-                spec, splits=splits, tracker=tracker, resume=args.resume, storage=storage
-            )
+            try:
+                results = run_sweep(
+                    spec, splits=splits, tracker=tracker, resume=args.resume, storage=storage
+                )
+            except BaseException as exc:
+                # The parent run must not stay RUNNING: KILLED on Ctrl-C (resumable), FAILED on
+                # an error. (On SIGKILL nothing runs here; --resume reopens the same runs.)
+                close_after_error(tracker, exc)
+                raise
     finally:
         if ray.is_initialized():
             ray.shutdown()
 
     return report_run(spec, results, tracking_uri, argv, interrupted=watch.interrupted)
+
+
+def close_after_error(tracker: Any, exc: BaseException) -> None:
+    """End the sweep's parent run after the driver failed: KILLED when interrupted, else FAILED
+    with the error's first line as the reason. Never raises."""
+    interrupted = isinstance(exc, KeyboardInterrupt | SystemExit)
+    reason = None if interrupted else f"driver error: {type(exc).__name__}: {exc}"
+    try:
+        tracker.close_parent("KILLED" if interrupted else "FAILED", reason)
+    except Exception:  # pragma: no cover - close_parent never raises; be safe anyway
+        logging.getLogger(__name__).warning("could not close the sweep's parent run")
 
 
 def _count(n: int, one: str, many: str) -> str:
@@ -449,14 +467,26 @@ def _local_gpu_count() -> int:
         return 0
 
 
-def check_cluster_resources(spec: Any) -> None:
-    """After ray.init: refuse a per-trial request larger than the whole connected cluster."""
+def check_cluster_resources(spec: Any, *, cluster: bool = False) -> None:
+    """After ray.init: refuse a per-trial request larger than the whole local Ray.
+
+    On a joined cluster (``cluster=True``, i.e. ``--address``) a GPU request the cluster does
+    not have *yet* only warns: an autoscaling cluster adds GPU nodes when trials ask for them.
+    """
     import ray
 
     total = ray.cluster_resources()
     for key, want in (("CPU", spec.resources.cpu), ("GPU", spec.resources.gpu)):
         have = float(total.get(key, 0.0))
         if want > have:
+            if cluster and key == "GPU":
+                print(
+                    f"warning: resources.gpu: {want:g} GPU per trial but the Ray cluster has "
+                    f"{have:g} now; trials wait until the autoscaler adds GPU nodes",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                continue
             raise SweepError(
                 f"resources.{key.lower()}: {want:g} {key}s per trial but the Ray cluster has "
                 f"{have:g} in total",
@@ -535,20 +565,35 @@ def init_ray(address: str | None) -> None:
 def load_data(spec: Any, data_dir: Path) -> Any:
     import time
 
-    from trainables.data import load_splits
+    from trainables.data import DataError, load_splits
 
     d = spec.data
     print(f"loading CIFAR-10 from {data_dir} ...", flush=True)
     start = time.perf_counter()
-    splits = load_splits(
-        data_dir,
-        val_fraction=d.val_fraction,
-        split_seed=d.split_seed,
-        train_subset=d.train_subset,
-        val_subset=d.val_subset,
-        test_subset=d.test_subset,
-        download=False,
-    )
+    try:
+        splits = load_splits(
+            data_dir,
+            val_fraction=d.val_fraction,
+            split_seed=d.split_seed,
+            train_subset=d.train_subset,
+            val_subset=d.val_subset,
+            test_subset=d.test_subset,
+            download=False,
+        )
+    except DataError as exc:
+        # "train_subset=500 is not possible: the training split has 80 images, ..." is the
+        # API's wording; a spec user sets data.train_subset.
+        match = re.match(
+            r"(train|val|test)_subset=(\S+) is not possible: the (.+?) has (\d+)", str(exc)
+        )
+        if match is None:
+            raise
+        key, value, where, have = match.groups()
+        raise SweepError(
+            f"data.{key}_subset: {value} is more than the {have} images of the {where} in "
+            f"{data_dir}",
+            f"lower data.{key}_subset to <= {have} (or null for all) in the spec",
+        ) from None
     print(
         f"loaded {len(splits.train_y)} train / {len(splits.val_y)} val / {len(splits.test_y)} "
         f"test images in {time.perf_counter() - start:.1f} s",

@@ -361,6 +361,27 @@ def _policy_of(run: Run) -> str:
     return "unknown"
 
 
+def group_labels(runs: Sequence[Run]) -> dict[str, str]:
+    """run id -> comparison group: the policy label, plus the search-space values of the run.
+
+    Runs of one policy label that differ in a searchable param (lr, batch_size, ... -- only a
+    spec's search space varies those) are different configurations, never seeds of one:
+    ``constant [lr=0.01]`` and ``constant [lr=0.1]`` are compared as two rows.
+    """
+    from sweep.spec import SEARCHABLE
+
+    by_label: dict[str, list[Run]] = {}
+    for run in runs:
+        by_label.setdefault(_policy_of(run), []).append(run)
+    out: dict[str, str] = {}
+    for label, group in by_label.items():
+        varying = [key for key in SEARCHABLE if len({r.data.params.get(key) for r in group}) > 1]
+        for run in group:
+            values = ",".join(f"{k}={run.data.params.get(k)}" for k in varying)
+            out[run.info.run_id] = f"{label} [{values}]" if values else label
+    return out
+
+
 def _seed_of(run: Run) -> str | None:
     return run.data.tags.get(TAG_SEED) or run.data.tags.get("seed") or run.data.params.get("seed")
 
@@ -511,8 +532,10 @@ def compare_sweep(
     runs: list[RunSummary] = []
     curves: dict[str, list[dict[int, float]]] = {}
     traces: dict[str, list[list[tuple[int, float]]]] = {}
-    for run in sorted(finished, key=lambda r: (_policy_of(r), _seed_key(_seed_of(r)))):
+    labels = group_labels(finished)
+    for run in sorted(finished, key=lambda r: (labels[r.info.run_id], _seed_key(_seed_of(r)))):
         summary, val, trace = _summarise_run(client, run, target_val_acc)
+        summary = dataclasses.replace(summary, policy=labels[run.info.run_id])
         runs.append(summary)
         curves.setdefault(summary.policy, []).append(val)
         traces.setdefault(summary.policy, []).append(trace)

@@ -28,6 +28,7 @@ so tests drive it with a small stub object.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import dataclasses
 import importlib.metadata
@@ -548,6 +549,9 @@ class MLflowTracker(Callback):
         self._children: dict[str, _Child] = {}
         self._existing: dict[str, Run] = {}  # children found in the store on resume
         self._state_parent_run_id: str | None = None  # from set_state (Tune's restore)
+        # Range-test plots (matplotlib, ~1 s each) are drawn off Tune's loop, one at a time.
+        self._plotter: concurrent.futures.ThreadPoolExecutor | None = None
+        self._plots: list[concurrent.futures.Future[None]] = []
 
     # -- plumbing -------------------------------------------------------------------------------
     def __getstate__(self) -> dict[str, Any]:
@@ -560,6 +564,8 @@ class MLflowTracker(Callback):
         state["_state_parent_run_id"] = self._parent_run_id or self._state_parent_run_id
         state["_parent_run_id"] = None
         state["_parent_status"] = None
+        state["_plotter"] = None
+        state["_plots"] = []
         return state
 
     @property
@@ -999,8 +1005,9 @@ class MLflowTracker(Callback):
         return downsample(trace, budget)
 
     def _log_events(self, child: _Child, epoch: int, events: Iterable[dict[str, Any]]) -> None:
-        from sweep.plots import plot_range_test
-
+        """Each event as ``events/epoch_NNN_<kind>.json`` now; range-test plots in the background
+        (drawing one takes about a second, too long for Tune's driver loop)."""
+        plots: list[tuple[str, dict[str, Any]]] = []
         with tempfile.TemporaryDirectory(prefix="plateau_sweep_events_") as tmp:
             folder = Path(tmp) / EVENTS_DIR
             folder.mkdir()
@@ -1015,11 +1022,32 @@ class MLflowTracker(Callback):
                 used.add(name)
                 (folder / f"{name}.json").write_text(json.dumps(ev, indent=2, sort_keys=True))
                 if kind == "range_test" and ev.get("lrs") and ev.get("losses"):
-                    try:
-                        plot_range_test(ev, folder / f"{name}.png")
-                    except Exception as exc:  # a bad curve must not lose the JSON
-                        log.warning("mlflow: range-test plot of epoch %d failed: %s", epoch, exc)
+                    plots.append((name, ev))
             self._call("events", self.client.log_artifacts, child.run_id, tmp)
+        for name, ev in plots:
+            if self._plotter is None:
+                self._plotter = concurrent.futures.ThreadPoolExecutor(
+                    max_workers=1, thread_name_prefix="plateau_sweep_plots"
+                )
+            self._plots = [f for f in self._plots if not f.done()]
+            self._plots.append(self._plotter.submit(self._log_plot, child.run_id, name, ev))
+
+    def _log_plot(self, run_id: str, name: str, event: dict[str, Any]) -> None:
+        from sweep.plots import plot_range_test
+
+        with (
+            self._dropping(f"range-test plot {name}"),
+            tempfile.TemporaryDirectory(prefix="plateau_sweep_plot_") as tmp,
+        ):
+            path = plot_range_test(event, Path(tmp) / f"{name}.png")
+            self._call("plot", self.client.log_artifact, run_id, str(path), EVENTS_DIR)
+
+    def _flush_plots(self) -> None:
+        """Wait for the range-test plots still being drawn (end of the sweep)."""
+        if self._plotter is not None:
+            self._plotter.shutdown(wait=True)
+            self._plotter = None
+        self._plots = []
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         with self._dropping(f"completion of trial {trial.trial_id}"):
@@ -1067,14 +1095,14 @@ class MLflowTracker(Callback):
         included; KILLED when some never ended (the sweep was interrupted and can be resumed).
         """
         with self._dropping("end of the sweep"):
+            self._flush_plots()
             statuses = {str(t.trial_id): str(getattr(t, "status", "")) for t in trials}
-            finished = sum(s == "TERMINATED" for s in statuses.values())
-            failed = sum(s == "ERROR" for s in statuses.values())
+            ended = {tid: self._ended_status(tid, status) for tid, status in statuses.items()}
+            finished = sum(s == "FINISHED" for s in ended.values())
+            failed = sum(s == "FAILED" for s in ended.values())
             total = len(statuses)
             for tid, child in self._children.items():
-                want = {"TERMINATED": "FINISHED", "ERROR": "FAILED"}.get(
-                    statuses.get(tid, ""), "KILLED"
-                )
+                want = ended.get(tid, "KILLED")
                 if tid in statuses and child.status != want:
                     with self._dropping(f"status of trial {tid}"):
                         self._set_status(child.run_id, want, "child status")
@@ -1083,6 +1111,23 @@ class MLflowTracker(Callback):
             self.close_parent(
                 "FINISHED" if complete else "KILLED", counts=(finished, failed, total)
             )
+
+    def _ended_status(self, tid: str, tune_status: str) -> str:
+        """The run status of a trial at the end of the sweep.
+
+        On Ctrl-C Tune stops the running trials and marks them TERMINATED without calling
+        ``on_trial_complete``: only a trial whose completion this driver saw (or one finished by
+        an earlier driver of a resumed sweep) is FINISHED; an interrupted one is KILLED, and
+        ``--resume`` continues it.
+        """
+        if tune_status == "ERROR":
+            return "FAILED"
+        if tune_status != "TERMINATED":
+            return "KILLED"
+        child = self._children.get(tid)
+        if child is None or child.status == "FINISHED":
+            return "FINISHED"
+        return "KILLED"
 
     def close_parent(
         self,
@@ -1099,6 +1144,8 @@ class MLflowTracker(Callback):
         """
         if status not in RUN_STATUSES or status == "RUNNING":
             raise ValueError(f"status must be FINISHED, FAILED or KILLED, got {status!r}")
+        with self._dropping("range-test plots"):
+            self._flush_plots()
         if self._parent_run_id is None:
             return
         with self._dropping("closing the parent run"):
