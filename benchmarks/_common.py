@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import importlib.metadata
 import json
 import os
 import platform
@@ -105,11 +106,11 @@ def machine_info() -> dict[str, Any]:
         "loadavg_at_end": _loadavg(),
         "git_commit": _git_commit(),
     }
-    for mod in ("torchvision", "ray", "mlflow"):
-        try:
-            info[mod] = __import__(mod).__version__
-        except Exception:  # not installed / broken: not needed by every script
-            info[mod] = None
+    for dist in ("torchvision", "ray", "mlflow"):
+        try:  # the installed version, without importing the (slow to import) package
+            info[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            info[dist] = None
     return info
 
 

@@ -1,0 +1,32 @@
+"""Cheap checks of the benchmark scripts (benchmarks/ is not part of the test suite proper)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_gpu_benchmark_without_gpu_says_so_and_exits_0(tmp_path: Path) -> None:
+    out = tmp_path / "gpu.json"
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "gpu.py"), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "no GPU" in proc.stdout
+    doc = json.loads(out.read_text())
+    assert doc["gpu"] is False and "no GPU" in doc["message"]
+    machine = doc["machine"]
+    assert machine["cpu_count"] and machine["torch"] == torch.__version__
+    assert machine["device"] == "cpu" and machine["date"]
