@@ -28,6 +28,9 @@ import torch
 import torch.nn.functional as F
 
 TARGET = 0.9
+#: CPU seconds per image of each measurement, by variant (beside the wall-clock images/s):
+#: with one thread this is the work itself, less disturbed by other load than wall time.
+CPU_S_PER_IMAGE: dict[str, list[float]] = {}
 
 
 def plain_variant(
@@ -37,6 +40,7 @@ def plain_variant(
     batch_size: int,
     channels_last: bool,
     threads: int,
+    key: str,
     compile_model: bool = False,
 ) -> Callable[[], float]:
     from trainables.models import build_model
@@ -53,6 +57,7 @@ def plain_variant(
     def run() -> float:
         torch.set_num_threads(threads)
         model.train()
+        c0 = time.process_time()
         start = time.perf_counter()
         for i in range(steps):
             xb = xs[i * batch_size : (i + 1) * batch_size]
@@ -61,13 +66,17 @@ def plain_variant(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-        return steps * batch_size / (time.perf_counter() - start)
+        wall = time.perf_counter() - start
+        CPU_S_PER_IMAGE.setdefault(key, []).append(
+            (time.process_time() - c0) / (steps * batch_size)
+        )
+        return steps * batch_size / wall
 
     return run
 
 
 def trainable_variant(
-    splits: Any, *, batch_size: int, threads: int, channels_last: bool = False
+    splits: Any, *, batch_size: int, threads: int, key: str, channels_last: bool = False
 ) -> Callable[[], float]:
     from trainables.config import TrialConfig
     from trainables.device import select_device
@@ -83,9 +92,13 @@ def trainable_variant(
     def run() -> float:
         torch.set_num_threads(setup.num_threads)
         epoch[0] += 1
+        c0 = time.process_time()
         start = time.perf_counter()
         trial.train_epoch(epoch[0])
-        return trial.steps_per_epoch * batch_size / (time.perf_counter() - start)
+        wall = time.perf_counter() - start
+        images = trial.steps_per_epoch * batch_size
+        CPU_S_PER_IMAGE.setdefault(key, []).append((time.process_time() - c0) / images)
+        return images / wall
 
     return run
 
@@ -94,14 +107,19 @@ def main() -> int:
     parser = C.base_parser(__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=None, help="images per measurement")
     parser.add_argument("--repeats", type=int, default=None)
-    parser.add_argument("--threads", default="1,2", help="comma list of thread counts")
+    parser.add_argument(
+        "--threads",
+        default="1",
+        help="comma list of thread counts (default 1: a 1-CPU trial; try 1,2 on an idle machine)",
+    )
     parser.add_argument("--batch-size", type=int, default=50)
     parser.add_argument(
         "--compile", action="store_true", help="also try torch.compile (slow to compile on CPU)"
     )
     args = parser.parse_args()
-    n = args.images or (400 if args.quick else 2000)
-    repeats = args.repeats or (2 if args.quick else 5)
+    # short measurements, many rounds: on a shared machine the load drifts within seconds
+    n = args.images or (400 if args.quick else 600)
+    repeats = args.repeats or (3 if args.quick else 15)
     thread_counts = [int(t) for t in args.threads.split(",")]
     bs = args.batch_size
 
@@ -115,18 +133,32 @@ def main() -> int:
     variants: dict[str, Callable[[], float]] = {}
     notes: list[str] = []
     for t in thread_counts:
-        variants[f"trainable_t{t}"] = trainable_variant(splits, batch_size=bs, threads=t)
+        variants[f"trainable_t{t}"] = trainable_variant(
+            splits, batch_size=bs, threads=t, key=f"trainable_t{t}"
+        )
         # the same trainable with channels_last on (select_device(channels_last_cpu=True))
         variants[f"trainable_channels_last_t{t}"] = trainable_variant(
-            splits, batch_size=bs, threads=t, channels_last=True
+            splits,
+            batch_size=bs,
+            threads=t,
+            key=f"trainable_channels_last_t{t}",
+            channels_last=True,
         )
         for cl in (False, True):
             name = f"plain_{'channels_last' if cl else 'contiguous'}_t{t}"
-            variants[name] = plain_variant(x_float, y, batch_size=bs, channels_last=cl, threads=t)
+            variants[name] = plain_variant(
+                x_float, y, batch_size=bs, channels_last=cl, threads=t, key=name
+            )
         if args.compile:
             name = f"plain_compiled_contiguous_t{t}"
             fn = plain_variant(
-                x_float, y, batch_size=bs, channels_last=False, threads=t, compile_model=True
+                x_float,
+                y,
+                batch_size=bs,
+                channels_last=False,
+                threads=t,
+                key=name,
+                compile_model=True,
             )
             try:
                 seconds, _ = C.timed(fn)  # the first call compiles
@@ -140,7 +172,9 @@ def main() -> int:
     print(f"seed_cnn, batch {bs}, {n} images per measurement, {repeats} rounds", flush=True)
     for fn in variants.values():  # warm-up: allocator, oneDNN primitive caches
         fn()
+    CPU_S_PER_IMAGE.clear()
     runs = C.interleave(variants, repeats)
+    cpu_ips = {k: 1.0 / C.median(v) for k, v in CPU_S_PER_IMAGE.items()}  # images per CPU-s
     med = {name: C.median(v) for name, v in runs.items()}
 
     by_threads: dict[str, Any] = {}
@@ -148,7 +182,22 @@ def main() -> int:
         plain = {k: v for k, v in med.items() if k.startswith("plain") and k.endswith(f"_t{t}")}
         best = max(plain, key=plain.__getitem__)
         ratio = med[f"trainable_t{t}"] / plain[best]
+        # the same ratio within each round (both measured seconds apart), then the median
+        paired = C.median([a / b for a, b in zip(runs[f"trainable_t{t}"], runs[best], strict=True)])
+        paired_cl = C.median(
+            [a / b for a, b in zip(runs[f"trainable_channels_last_t{t}"], runs[best], strict=True)]
+        )
+        best_cpu = max(plain, key=cpu_ips.__getitem__)
+        ratio_cpu = cpu_ips[f"trainable_t{t}"] / cpu_ips[best_cpu]
         by_threads[str(t)] = {
+            "cpu_time_images_per_cpu_s": {
+                k: round(v, 1) for k, v in cpu_ips.items() if k.endswith(f"_t{t}")
+            },
+            "cpu_time_best_plain": best_cpu,
+            "cpu_time_ratio": round(ratio_cpu, 3),
+            "cpu_time_trainable_channels_last_ratio": round(
+                cpu_ips[f"trainable_channels_last_t{t}"] / cpu_ips[best_cpu], 3
+            ),
             "trainable_images_per_s": round(med[f"trainable_t{t}"], 1),
             "trainable_channels_last_images_per_s": round(med[f"trainable_channels_last_t{t}"], 1),
             "trainable_channels_last_vs_best_plain": round(
@@ -157,12 +206,22 @@ def main() -> int:
             "best_plain": best,
             "best_plain_images_per_s": round(plain[best], 1),
             "ratio": round(ratio, 3),
+            "ratio_paired_per_round_median": round(paired, 3),
+            "trainable_channels_last_ratio_paired": round(paired_cl, 3),
             "target": TARGET,
             "met": C.met(ratio, TARGET),
         }
         print(
             f"{t} thread(s): trainable {med[f'trainable_t{t}']:,.0f} images/s, best plain "
-            f"({best}) {plain[best]:,.0f} -> {ratio:.3f} {C.verdict(ratio, TARGET)}",
+            f"({best}) {plain[best]:,.0f} -> {ratio:.3f} {C.verdict(ratio, TARGET)}; "
+            f"per-round paired median {paired:.3f}; the trainable with channels_last: "
+            f"{med[f'trainable_channels_last_t{t}']:,.0f} images/s, paired {paired_cl:.3f}",
+            flush=True,
+        )
+        print(
+            f"  in images per CPU-second: trainable {cpu_ips[f'trainable_t{t}']:,.0f}, best plain "
+            f"({best_cpu}) {cpu_ips[best_cpu]:,.0f} -> {ratio_cpu:.3f}; trainable with "
+            f"channels_last {cpu_ips[f'trainable_channels_last_t{t}']:,.0f}",
             flush=True,
         )
     overall_best = max((k for k in med if k.startswith("plain")), key=med.__getitem__, default=None)
