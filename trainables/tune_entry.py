@@ -10,12 +10,13 @@ restarts the trial, and reports each epoch with ``tune.report(metrics, checkpoin
 from __future__ import annotations
 
 import tempfile
+from pathlib import Path
 from typing import Any
 
 import ray
 from ray import tune
 
-from trainables.checkpoint import load_state, save_state
+from trainables.checkpoint import STATE_FILE, CheckpointError, load_state, save_state
 from trainables.config import TrialConfig
 from trainables.data import DataSplits, load_splits
 from trainables.device import select_device
@@ -29,8 +30,12 @@ class TuneReporter:
         checkpoint = tune.get_checkpoint()
         if checkpoint is None:
             return None
-        with checkpoint.as_directory() as directory:
-            return load_state(directory)
+        try:
+            with checkpoint.as_directory() as directory:
+                return load_state(directory)
+        except CheckpointError as exc:
+            # Never fall back to a fresh start reported as a resume: fail, and say what is left.
+            raise CheckpointError(f"{exc}{older_checkpoints_note(checkpoint.path)}") from None
 
     def report(self, metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
         if state is None:
@@ -40,6 +45,21 @@ class TuneReporter:
             save_state(state, directory)
             # tune.report persists the folder to the run's storage before it returns.
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
+
+
+def older_checkpoints_note(path: str) -> str:
+    """The older checkpoints Ray still keeps next to a damaged one (local storage only)."""
+    here = Path(path)
+    if not here.name.startswith("checkpoint_") or not here.parent.is_dir():
+        return ""
+    older = sorted(
+        p.name
+        for p in here.parent.glob("checkpoint_*")
+        if p.is_dir() and p.name < here.name and (p / STATE_FILE).is_file()
+    )
+    if not older:
+        return "; Ray keeps no older checkpoint of this trial"
+    return f"; Ray still keeps the older {', '.join(older)} of this trial in {here.parent}"
 
 
 def assigned_resources() -> tuple[float, float]:
