@@ -22,6 +22,7 @@ import json
 import math
 import os
 import pickle
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -140,6 +141,14 @@ def driver(work: Path, args: list[str], env: dict[str, str], log: str) -> Iterat
         kill_session(proc.pid)  # whatever Ray left behind after the driver went
 
 
+@pytest.fixture
+def ray_tmp() -> Iterator[Path]:
+    """A short RAY_TMPDIR (Ray's socket paths have a length limit), removed afterwards."""
+    path = Path(tempfile.mkdtemp(prefix="rf", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
 def output(work: Path, log: str) -> str:
     return (work / f"{log}.out").read_text(errors="replace")
 
@@ -243,10 +252,11 @@ FAULT1_DATA = {"train_subset": 800, "val_subset": 200, "test_subset": 200}
 @pytest.mark.realdata
 @pytest.mark.slow
 @needs_cifar
-def test_killed_worker_is_retried_exactly_and_a_nan_trial_fails(tmp_path: Path) -> None:
+def test_killed_worker_is_retried_exactly_and_a_nan_trial_fails(
+    tmp_path: Path, ray_tmp: Path
+) -> None:
     work = tmp_path / "work"
     work.mkdir()
-    ray_tmp = Path(tempfile.mkdtemp(prefix="rf1", dir="/tmp"))  # short: Ray's socket paths
     spec = write_spec(
         tmp_path,
         name="fault1",
@@ -387,10 +397,9 @@ def tune_states(experiment: Path) -> dict[str, str]:
 @pytest.mark.realdata
 @pytest.mark.slow
 @needs_cifar
-def test_killed_driver_resumes_without_rerun_or_duplicates(tmp_path: Path) -> None:
+def test_killed_driver_resumes_without_rerun_or_duplicates(tmp_path: Path, ray_tmp: Path) -> None:
     work = tmp_path / "work"
     work.mkdir()
-    ray_tmp = Path(tempfile.mkdtemp(prefix="rf2", dir="/tmp"))
     spec = write_spec(
         tmp_path,
         name="fault2",
