@@ -217,11 +217,20 @@ def main() -> int:
                 c: C.median([x["trials_per_hour_wall"] for x in v]) for c, v in runs.items()
             }
             ratio = tph[2] / tph[1]
+            # What the CPUs allowed: with 2 at a time each trial's epoch slows down by
+            # epoch(c2)/epoch(c1); 2 x epoch(c1)/epoch(c2) is the best concurrency 2 can do.
+            ep = {c: C.median([x["median_in_trial_epoch_s"] for x in v]) for c, v in runs.items()}
+            ceiling = 2 * ep[1] / ep[2]
             ratio_wall = tph_wall[2] / tph_wall[1]
             print(
                 f"trials/hour (sweep window): concurrency 1 {tph[1]:.0f}, concurrency 2 "
                 f"{tph[2]:.0f} -> {ratio:.2f}x {C.verdict(ratio, TARGET)}; whole command: "
                 f"{tph_wall[1]:.0f} vs {tph_wall[2]:.0f} -> {ratio_wall:.2f}x",
+                flush=True,
+            )
+            print(
+                f"  in-trial epoch: {ep[1]:.2f} s alone, {ep[2]:.2f} s two at a time -> the "
+                f"CPUs allowed at most {ceiling:.2f}x",
                 flush=True,
             )
             payload["sweeps"] = {
@@ -230,6 +239,8 @@ def main() -> int:
                 "trials_per_hour_whole_command": {str(c): round(v, 1) for c, v in tph_wall.items()},
                 "ratio_window": round(ratio, 3),
                 "ratio_whole_command": round(ratio_wall, 3),
+                "median_in_trial_epoch_s": {str(c): round(v, 3) for c, v in ep.items()},
+                "compute_ceiling_ratio": round(ceiling, 3),
                 "runs": {str(c): v for c, v in runs.items()},
                 "target": TARGET,
                 "met": C.met(ratio, TARGET),
