@@ -244,7 +244,7 @@ LOOPBACK_HEX = {
 # ---------------------------------------------------------------------------------------------
 # Fault 1 (+3b, loopback, secrets): SIGKILL a trial's worker mid-run
 # ---------------------------------------------------------------------------------------------
-FAULT1_EPOCHS = 3
+FAULT1_EPOCHS = 5  # room to catch the trial mid-run on a loaded machine
 FAULT1_DATA = {"train_subset": 800, "val_subset": 200, "test_subset": 200}
 
 
