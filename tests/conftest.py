@@ -9,21 +9,12 @@ from typing import Any
 import numpy as np
 import pytest
 
+from trainables.data import LABEL_NAMES as CIFAR_LABEL_NAMES
+
 REAL_CIFAR_DIR = Path(__file__).resolve().parents[1].parent / "shared/data/cifar-10-batches-py"
 TINY_PER_BATCH = 20
 TINY_BATCHES = (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch")
-LABEL_NAMES = [
-    "airplane",
-    "automobile",
-    "bird",
-    "cat",
-    "deer",
-    "dog",
-    "frog",
-    "horse",
-    "ship",
-    "truck",
-]
+LABEL_NAMES = list(CIFAR_LABEL_NAMES)  # a list, as in the real batches.meta
 
 
 def write_pickle(path: Path, obj: Any) -> None:
