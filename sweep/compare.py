@@ -309,6 +309,12 @@ def _parents(client: MlflowClient, experiment_ids: list[str]) -> list[Run]:
     )
 
 
+def _unusable(tracking_uri: str, exc: Exception) -> CompareError:
+    """One line naming the store and what went wrong with it."""
+    detail = " ".join(str(exc).split())[:200]
+    return CompareError(f"tracking store {tracking_uri}: unusable ({type(exc).__name__}: {detail})")
+
+
 def latest_sweep_name(tracking_uri: str) -> str | None:
     """The sweep of the most recently started parent run, or None when the store has none."""
     try:
@@ -319,10 +325,7 @@ def latest_sweep_name(tracking_uri: str) -> str | None:
     except CompareError:
         raise
     except Exception as exc:
-        raise CompareError(
-            f"tracking store {tracking_uri}: unusable ({type(exc).__name__}: "
-            f"{' '.join(str(exc).split())[:200]})"
-        ) from None
+        raise _unusable(tracking_uri, exc) from None
     for run in parents:
         name = run.data.tags.get(TAG_SWEEP)
         if name:
@@ -513,10 +516,7 @@ def compare_sweep(
     except CompareError:
         raise
     except Exception as exc:
-        raise CompareError(
-            f"tracking store {tracking_uri}: unusable ({type(exc).__name__}: "
-            f"{' '.join(str(exc).split())[:200]})"
-        ) from None
+        raise _unusable(tracking_uri, exc) from None
     finished = [r for r in children if r.info.status == "FINISHED"]
     excluded: dict[str, int] = {}
     for r in children:
