@@ -208,6 +208,10 @@ def flaky_trial(config: dict[str, Any], data: DataSplits | None = None) -> None:
                 raise RuntimeError("injected crash after epoch 2")
 
         tune_entry.TuneReporter.report = report  # type: ignore[method-assign]
+    else:  # the retry: it must start from the checkpoint, not from scratch
+        from ray import tune
+
+        marker.with_suffix(".retry").write_text(str(tune.get_checkpoint() is not None))
     tune_entry.train_trial(config, data)
 
 
@@ -233,6 +237,7 @@ def test_resume_through_ray_checkpoint_restore_is_exact(
         tmp_path / "crash", splits, flaky_trial, {**base, "_marker": str(marker)}, max_failures=1
     ).fit()
     assert marker.exists(), "the injected crash did not happen"
+    assert marker.with_suffix(".retry").read_text() == "True", "retry did not get the checkpoint"
     assert not clean.errors and not crashed.errors
     a = clean[0].metrics_dataframe.set_index(R.EPOCH)
     rows = crashed[0].metrics_dataframe
