@@ -379,7 +379,9 @@ def clean_run(config: dict[str, Any]) -> list[dict[str, Any]]:
 # ---------------------------------------------------------------------------------------------
 def tune_states(experiment: Path) -> dict[str, str]:
     """trial id -> status in Tune's latest experiment checkpoint (what --resume restores)."""
-    files = sorted(experiment.glob("experiment_state-*.json"), key=lambda p: p.stat().st_mtime)
+    # Newest by the timestamp in the name, as Ray picks it: at the end of a resumed run Ray
+    # copies its driver artifacts back, so the older file's mtime can be the newer one.
+    files = sorted(experiment.glob("experiment_state-*.json"), key=lambda p: p.name)
     if not files:
         return {}
     try:
