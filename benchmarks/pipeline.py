@@ -5,7 +5,7 @@ Both make the same training batches from the same CIFAR-10 images on one CPU thr
 
 * tensor: ``trainables.augment.BatchPipeline(augment=True)`` -- shuffle, random crop with
   4-pixel zero padding, horizontal flip, normalise, batch; whole uint8 batches, no PIL.
-  ``channels_last`` as the trainable uses it on a CPU (off; see trainables/device.py).
+  ``channels_last`` as the trainable uses it on a CPU (on; see trainables/device.py).
 * torchvision: a ``Dataset`` over PIL images made once from the same uint8 arrays, with
   ``RandomCrop(32, padding=4), RandomHorizontalFlip(), ToTensor(), Normalize(mean, std)``,
   through ``DataLoader(batch_size, shuffle=True, drop_last=True, num_workers=0)``.
@@ -78,7 +78,7 @@ def main() -> int:
 
     results: dict[str, Any] = {}
     for bs in sizes:
-        pipe = BatchPipeline(x, y, batch_size=bs, augment=True, channels_last=False)
+        pipe = BatchPipeline(x, y, batch_size=bs, augment=True, channels_last=True)
         loader = make_torchvision_loader(x, y, bs)
         gen = torch.Generator().manual_seed(0)
         torch.manual_seed(0)
@@ -130,7 +130,7 @@ def main() -> int:
                 "repeats": repeats,
                 "threads": 1,
                 "batch_sizes": sizes,
-                "tensor": "BatchPipeline(augment=True, channels_last=False).epoch()",
+                "tensor": "BatchPipeline(augment=True, channels_last=True).epoch()",
                 "torchvision": "PIL Dataset + RandomCrop(32,4)/RandomHorizontalFlip/ToTensor/"
                 "Normalize, DataLoader(shuffle=True, drop_last=True, num_workers=0)",
             },
