@@ -153,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="X",
         type=float,
         help="validation accuracy in (0, 1] for the 'epochs/images to reach' columns "
-        "(default: the comparison's own default)",
+        "(default: the target_val_acc of the spec the sweep ran with)",
     )
     compare.set_defaults(func=cmd_compare)
     return parser

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from sweep.tracking import (
     LR_STEP_METRIC,
     RANGE_TEST_LR_METRIC,
+    SPEC_ARTIFACT,
     TAG_POLICY,
     TAG_POLICY_LABEL,
     TAG_SEED,
@@ -490,6 +491,26 @@ def _find_parent(
     raise CompareError(f"no sweep named '{sweep_name}' in {tracking_uri}{where}{hint}")
 
 
+def spec_target(client: MlflowClient, parent_run_id: str) -> float | None:
+    """``target_val_acc`` of the spec the sweep ran with (its parent run's spec.yaml).
+
+    The spec's own default (0.5) applies when the key is absent; ``None`` when the spec says
+    ``null``, or the artifact is missing or unreadable (the columns are then left empty).
+    """
+    import yaml
+
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = client.download_artifacts(parent_run_id, SPEC_ARTIFACT, tmp)
+            raw = yaml.safe_load(Path(path).read_text())
+        value = raw.get("target_val_acc", 0.5) if isinstance(raw, dict) else None
+    except Exception as exc:  # an old or foreign parent run: compare without a target
+        log.info("no target_val_acc from the sweep's spec.yaml: %s", exc)
+        return None
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value <= 1
+    return float(value) if ok else None
+
+
 def compare_sweep(
     tracking_uri: str,
     sweep_name: str,
@@ -502,6 +523,7 @@ def compare_sweep(
     """Read a sweep back from MLflow and compare its policies over seeds.
 
     Only FINISHED child runs are compared (others are counted in ``Comparison.excluded``).
+    Without ``target_val_acc``, the sweep spec's own ``target_val_acc`` is used.
     Writes comparison.txt/.json, val_acc_vs_epoch.png and lr_vs_step.png to ``out_dir`` (a new
     temporary folder by default, kept) and, when ``log_to_parent``, logs them to the parent run
     under ``comparison/``. Raises :class:`CompareError` with one line.
@@ -529,6 +551,8 @@ def compare_sweep(
             f"run `python -m sweep run --name {sweep_name}` first"
         )
 
+    if target_val_acc is None:
+        target_val_acc = spec_target(client, parent.info.run_id)
     runs: list[RunSummary] = []
     curves: dict[str, list[dict[int, float]]] = {}
     traces: dict[str, list[list[tuple[int, float]]]] = {}

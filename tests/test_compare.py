@@ -21,6 +21,7 @@ from sweep.compare import (
     Stat,
     compare_sweep,
     latest_sweep_name,
+    spec_target,
     t_critical_95,
 )
 from sweep.tracking import MLflowTracker
@@ -76,12 +77,12 @@ def _event(epoch: int, lr: float) -> dict[str, Any]:
     }
 
 
-def log_sweep(uri: str, name: str, *, fail_one: bool = True) -> MLflowTracker:
+def log_sweep(uri: str, name: str, *, fail_one: bool = True, target: str = "null") -> MLflowTracker:
     tracker = MLflowTracker(
         tracking_uri=uri,
         experiment_name=f"exp-{name}",
         sweep_name=name,
-        spec_text=f"name: {name}\n",
+        spec_text=f"name: {name}\ntarget_val_acc: {target}\n",
         lr_trace_max_points=40,
     )
     tracker.setup()
@@ -238,6 +239,29 @@ def test_without_target_and_default_out_dir(store: tuple[str, MLflowTracker]) ->
     assert comp.row("rtp").epochs_to_target.n == 0
     assert comp.out_dir is not None and (comp.out_dir / "lr_vs_step.png").is_file()
     assert "no target" in comp.format()
+
+
+def test_target_defaults_to_the_sweeps_own_spec(tmp_path: Path) -> None:
+    """Without target_val_acc, compare uses the target of the spec the sweep ran with."""
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    log_sweep(uri, "targeted", fail_one=False, target=str(TARGET))
+    comp = compare_sweep(uri, "targeted", log_to_parent=False)
+    assert comp.target_val_acc == TARGET
+    assert comp.row("rtp").epochs_to_target.mean == pytest.approx(2.5)  # as with TARGET given
+    assert comp.row("rtp").images_to_target.mean == pytest.approx(3050)
+    # an explicit target still wins
+    assert (
+        compare_sweep(uri, "targeted", target_val_acc=0.99, log_to_parent=False).target_val_acc
+        == 0.99
+    )
+    # a spec without the key gets the spec's default (0.5); no spec.yaml at all: no target
+    tracker = MLflowTracker(
+        tracking_uri=uri, experiment_name="e2", sweep_name="bare", spec_text="name: bare\n"
+    )
+    tracker.setup()
+    assert tracker.parent_run_id is not None
+    assert spec_target(tracker.client, tracker.parent_run_id) == 0.5
+    assert spec_target(tracker.client, "0" * 32) is None
 
 
 def test_unknown_sweep_and_experiment(store: tuple[str, MLflowTracker]) -> None:
