@@ -30,3 +30,21 @@ def test_gpu_benchmark_without_gpu_says_so_and_exits_0(tmp_path: Path) -> None:
     machine = doc["machine"]
     assert machine["cpu_count"] and machine["torch"] == torch.__version__
     assert machine["device"] == "cpu" and machine["date"]
+
+
+SCRIPTS = sorted(p for p in (REPO / "benchmarks").glob("*.py") if not p.name.startswith("_"))
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.stem)
+def test_benchmark_script_parses_its_arguments(script: Path) -> None:
+    """Every script imports and answers --help (a broken import would only show when run)."""
+    proc = subprocess.run(
+        [sys.executable, str(script), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=REPO,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "--quick" in proc.stdout and "--out" in proc.stdout
