@@ -303,7 +303,8 @@ def test_shipped_specs_load(name: str) -> None:
     assert from_file.source == str(SPECS_DIR / f"{name}.yaml")
 
 
-BENCH_SPECS = sorted((SPECS_DIR.parents[1] / "benchmarks" / "specs").glob("*.yaml"))
+BENCH_DIR = SPECS_DIR.parents[1] / "benchmarks" / "specs"
+BENCH_SPECS = sorted(BENCH_DIR.glob("policy_compare*.yaml"))
 
 
 @pytest.mark.parametrize("path", BENCH_SPECS, ids=lambda p: p.stem)
@@ -316,8 +317,10 @@ def test_benchmark_specs_compare_the_four_policies_over_three_seeds(path: Path) 
     assert len(spec.seeds) >= 3 and spec.data.dir is None  # the data folder comes from the CLI
 
 
-def test_benchmark_specs_exist() -> None:
+def test_benchmark_specs_exist_and_all_load() -> None:
     assert len(BENCH_SPECS) >= 2
+    for path in BENCH_DIR.glob("*.yaml"):  # ablations too
+        assert load_spec(path).trial_count() >= 3, path.name
 
 
 def test_default_spec_compares_the_four_policies() -> None:
