@@ -507,8 +507,9 @@ def spec_target(client: MlflowClient, parent_run_id: str) -> float | None:
     except Exception as exc:  # an old or foreign parent run: compare without a target
         log.info("no target_val_acc from the sweep's spec.yaml: %s", exc)
         return None
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value <= 1
-    return float(value) if ok else None
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value <= 1:
+        return float(value)
+    return None
 
 
 def compare_sweep(
