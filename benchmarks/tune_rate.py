@@ -54,7 +54,9 @@ def fast_trial(config: dict[str, Any]) -> None:
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
 
 
-def run_variant(variant: str, *, trials: int, results: int, mib: float, work: Path) -> dict:
+def run_variant(
+    variant: str, *, trials: int, results: int, mib: float, work: Path
+) -> dict[str, Any]:
     from ray import tune
 
     from sweep.tracking import MLflowTracker
