@@ -184,7 +184,7 @@ def main() -> int:
         ratio = med[f"trainable_t{t}"] / plain[best]
         # the same ratio within each round (both measured seconds apart), then the median
         paired = C.median([a / b for a, b in zip(runs[f"trainable_t{t}"], runs[best], strict=True)])
-        paired_cl = C.median(
+        paired_contig = C.median(
             [a / b for a, b in zip(runs[f"trainable_contiguous_t{t}"], runs[best], strict=True)]
         )
         best_cpu = max(plain, key=cpu_ips.__getitem__)
@@ -207,7 +207,7 @@ def main() -> int:
             "best_plain_images_per_s": round(plain[best], 1),
             "ratio": round(ratio, 3),
             "ratio_paired_per_round_median": round(paired, 3),
-            "trainable_contiguous_ratio_paired": round(paired_cl, 3),
+            "trainable_contiguous_ratio_paired": round(paired_contig, 3),
             "target": TARGET,
             "met": C.met(ratio, TARGET),
         }
@@ -215,7 +215,7 @@ def main() -> int:
             f"{t} thread(s): trainable {med[f'trainable_t{t}']:,.0f} images/s, best plain "
             f"({best}) {plain[best]:,.0f} -> {ratio:.3f} {C.verdict(ratio, TARGET)}; "
             f"per-round paired median {paired:.3f}; the trainable in contiguous format: "
-            f"{med[f'trainable_contiguous_t{t}']:,.0f} images/s, paired {paired_cl:.3f}",
+            f"{med[f'trainable_contiguous_t{t}']:,.0f} images/s, paired {paired_contig:.3f}",
             flush=True,
         )
         print(

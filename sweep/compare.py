@@ -494,22 +494,22 @@ def _find_parent(
 def spec_target(client: MlflowClient, parent_run_id: str) -> float | None:
     """``target_val_acc`` of the spec the sweep ran with (its parent run's spec.yaml).
 
-    The spec's own default (0.5) applies when the key is absent; ``None`` when the spec says
-    ``null``, or the artifact is missing or unreadable (the columns are then left empty).
+    Read as :func:`sweep.spec.target_val_acc` reads it (0.5 when absent, ``null`` -> None);
+    None too when the parent run has no readable spec.yaml (a run logged by something else).
     """
     import yaml
+    from mlflow.exceptions import MlflowException
+
+    from sweep.spec import SpecError, target_val_acc
 
     try:
         with tempfile.TemporaryDirectory() as tmp:
             path = client.download_artifacts(parent_run_id, SPEC_ARTIFACT, tmp)
             raw = yaml.safe_load(Path(path).read_text())
-        value = raw.get("target_val_acc", 0.5) if isinstance(raw, dict) else None
-    except Exception as exc:  # an old or foreign parent run: compare without a target
+        return target_val_acc(raw) if isinstance(raw, dict) else None
+    except (MlflowException, OSError, yaml.YAMLError, SpecError) as exc:
         log.info("no target_val_acc from the sweep's spec.yaml: %s", exc)
         return None
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value <= 1:
-        return float(value)
-    return None
 
 
 def compare_sweep(

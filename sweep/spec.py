@@ -532,12 +532,7 @@ def validate(raw: Mapping[str, Any], *, text: str = "", source: str | None = Non
     keep = None if keep_raw is None else _int(keep_raw, "checkpoint_num_to_keep", low=1)
     storage = _str(raw.get("storage_path", "./ray_results"), "storage_path")
     mlflow = _mlflow(raw.get("mlflow", {}))
-    target_raw = raw.get("target_val_acc", 0.5)
-    target = None
-    if target_raw is not None:
-        target = _num(target_raw, "target_val_acc")
-        if not 0 < target <= 1:
-            raise SpecError(f"target_val_acc: must be in (0, 1], got {_show(target_raw)}")
+    target = target_val_acc(raw)
     trial = _trial_extras(raw.get("trial", {}))
 
     spec = SweepSpec(
@@ -868,6 +863,17 @@ def _trial_ok(cls: Any, config: dict[str, Any], path: str) -> None:
 # ---------------------------------------------------------------------------------------------
 # Small typed readers; each error names the key path
 # ---------------------------------------------------------------------------------------------
+def target_val_acc(raw: Mapping[str, Any]) -> float | None:
+    """The spec's ``target_val_acc`` (default 0.5; ``null`` -> None); SpecError if invalid."""
+    value = raw.get("target_val_acc", 0.5)
+    if value is None:
+        return None
+    target = _num(value, "target_val_acc")
+    if not 0 < target <= 1:
+        raise SpecError(f"target_val_acc: must be in (0, 1], got {_show(value)}")
+    return target
+
+
 def _show(value: Any) -> str:
     if isinstance(value, str):
         return repr(value)
