@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sweep.spec import ARM_KEY, SweepSpec
+from trainables import results as R
 
 if TYPE_CHECKING:
     from ray import tune
@@ -24,16 +25,19 @@ if TYPE_CHECKING:
 _TUNER_PKL = "tuner.pkl"
 
 
-def sweep_trial(config: dict[str, Any], data: DataSplits | None = None) -> None:
+def sweep_trial(
+    config: dict[str, Any], data: DataSplits | None = None, keep: int | None = None
+) -> None:
     """The trainable Tune runs: drop the arm label, then the project's ``train_trial``.
 
     ``config[ARM_KEY]`` only names the arm (policy + params are already resolved into the
     config by the spec's param_space), so what reaches ``train_trial`` is a plain TrialConfig.
+    ``keep``: how many of its newest checkpoints the trial keeps.
     """
     from trainables.tune_entry import train_trial
 
     plain = {key: value for key, value in config.items() if key != ARM_KEY}
-    train_trial(plain, data)
+    train_trial(plain, data, keep)
 
 
 def is_uri(path: str) -> bool:
@@ -69,7 +73,7 @@ def make_trainable(spec: SweepSpec, splits: DataSplits) -> Any:
     from ray import tune
 
     # with_parameters puts the splits in the object store once; every trial gets a reference.
-    trainable = tune.with_parameters(sweep_trial, data=splits)
+    trainable = tune.with_parameters(sweep_trial, data=splits, keep=spec.checkpoint_num_to_keep)
     return tune.with_resources(trainable, {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
 
 
@@ -79,7 +83,9 @@ def make_scheduler(spec: SweepSpec) -> Any:
 
         # metric/mode come from TuneConfig (val_acc, max); max_t = the full run.
         return ASHAScheduler(
-            time_attr="training_iteration",
+            # The epoch, not Tune's training_iteration: a trial restored from a checkpoint
+            # newer than Tune's saved state counts its iterations from the older one.
+            time_attr=R.EPOCH,
             max_t=spec.epochs,
             grace_period=spec.scheduler.grace_period,
             reduction_factor=spec.scheduler.reduction_factor,
@@ -112,14 +118,17 @@ def make_reporter(spec: SweepSpec | None = None) -> tune.CLIReporter:
 def make_run_config(spec: SweepSpec, storage: str, tracker: Any) -> tune.RunConfig:
     from ray import tune
 
+    from sweep.retries import NoRetryOnDeterministicFailure
+
     return tune.RunConfig(
         name=spec.name,
         storage_path=storage,
         failure_config=tune.FailureConfig(max_failures=spec.max_failures),
-        # Keep the latest checkpoints (no score attribute): a retried or resumed trial
-        # continues from its last epoch.
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=spec.checkpoint_num_to_keep),
-        callbacks=[tracker] if tracker is not None else None,
+        # Tune keeps every checkpoint it registered; the trial itself prunes all but its
+        # newest checkpoint_num_to_keep (see trainables.tune_entry), so a checkpoint pruned
+        # while Tune's saved state lagged behind is never deleted twice (an ERROR in Ray).
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
+        callbacks=[NoRetryOnDeterministicFailure(), *([tracker] if tracker is not None else [])],
         progress_reporter=make_reporter(spec),
         verbose=1,  # the status table only; per-result lines would drown it
     )
@@ -145,8 +154,14 @@ def run_sweep(
         path = experiment_path(storage, spec.name)
         # Finished trials stay finished; unfinished and errored ones continue from their
         # latest checkpoint.
+        # The param_space again: Tune saved its tune.sample_from entries as placeholders, and
+        # trials it had not created yet would get the placeholders instead of values.
         tuner = tune.Tuner.restore(
-            path, trainable=trainable, resume_unfinished=True, resume_errored=True
+            path,
+            trainable=trainable,
+            param_space=spec.param_space(),
+            resume_unfinished=True,
+            resume_errored=True,
         )
         _replace_run_callbacks(tuner, run_config)
         return tuner.fit()
