@@ -41,7 +41,22 @@ EVAL_BATCH = 500
 
 
 class NonFiniteLossError(RuntimeError):
-    """Training produced a non-finite loss: the trial fails instead of reporting NaNs."""
+    """Training produced a non-finite loss: the trial fails instead of reporting NaNs.
+
+    From the same state and data order it would fail the same way again (``epoch`` says
+    where), so the trial is not worth retrying.
+    """
+
+    def __init__(self, message: str, *, epoch: int) -> None:
+        super().__init__(message)
+        self.epoch = epoch
+
+    def __reduce__(self) -> tuple[Any, ...]:  # Ray pickles it back to the driver
+        return (_non_finite, (str(self), self.epoch))
+
+
+def _non_finite(message: str, epoch: int) -> NonFiniteLossError:
+    return NonFiniteLossError(message, epoch=epoch)
 
 
 class Reporter(Protocol):
@@ -220,7 +235,8 @@ class Trial:
         if not math.isfinite(mean_loss):
             raise NonFiniteLossError(
                 f"non-finite training loss in epoch {epoch} (lr {policy.lr():.3g}, policy "
-                f"{self.cfg.policy}): trial stopped; lower lr or the policy's max_lr"
+                f"{self.cfg.policy}): trial stopped; lower lr or the policy's max_lr",
+                epoch=epoch,
             )
         # An epoch's LR is constant for the non-cyclical policies: keep their traces tiny.
         return mean_loss, float(correct) / n, trace
@@ -263,8 +279,13 @@ def train(
     """Run (or resume) one trial to ``cfg.epochs``; returns the last metrics reported."""
     trial = Trial(cfg, splits, setup)
     restored = reporter.restore()
+    # The metrics of the restored epoch go out again with the next report: the driver may have
+    # died after the checkpoint was written but before it logged them (it skips what it has).
+    carried: dict[str, Any] = {}
     if restored is not None:
         trial.load(restored)
+        if restored.get("metrics"):
+            carried[R.RESTORED_METRICS] = json.dumps(restored["metrics"])
     identity = {
         R.POLICY: cfg.policy,
         R.SEED: cfg.seed,
@@ -274,6 +295,11 @@ def train(
         R.DEVICE: setup.name,
     }
     metrics: dict[str, Any] = {}
+    if restored is not None and trial.counters.epoch >= cfg.epochs:
+        # Restored at the last epoch: nothing to train, but the final report must arrive.
+        metrics = dict(restored.get("metrics") or {R.EPOCH: trial.counters.epoch})
+        reporter.report(metrics, None)
+        return metrics
     for epoch in range(trial.counters.epoch + 1, cfg.epochs + 1):
         start = time.perf_counter()
         train_loss, train_acc, trace = trial.train_epoch(epoch)
@@ -311,5 +337,7 @@ def train(
                 trial.model, trial.test_pipe, setup
             )
         save = last or epoch % cfg.checkpoint_every == 0
-        reporter.report(metrics, trial.state() if save else None)
+        state = {**trial.state(), "metrics": metrics} if save else None
+        reporter.report({**metrics, **carried}, state)
+        carried = {}
     return metrics

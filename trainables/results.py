@@ -32,6 +32,13 @@ NODE_ID: Final = "node_id"
 HOSTNAME: Final = "hostname"
 PID: Final = "pid"
 DEVICE: Final = "device"
+#: Reported once after a restore: the restored epoch's own metrics, as JSON.
+RESTORED_METRICS: Final = "restored_metrics"
+#: Reported once after a restore that skipped damaged checkpoints: JSON
+#: ``{"restored": name, "skipped": {name: why}}``.
+CHECKPOINT_FALLBACK: Final = "checkpoint_fallback"
+#: A deterministic failure (the reason): the driver does not retry the trial.
+NO_RETRY: Final = "no_retry"
 
 #: Scalar metrics logged per epoch (step = epoch) by the driver.
 EPOCH_METRICS: Final = (

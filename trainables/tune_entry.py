@@ -3,41 +3,122 @@
 ``train_trial(config, data)`` is what the driver hands to ``tune.Tuner`` (wrapped with
 ``tune.with_parameters(train_trial, data=splits)`` so the splits travel once through the object
 store, and ``tune.with_resources``). It turns the plain config into a :class:`TrialConfig`, picks
-the device from the resources Ray assigned, restores from ``tune.get_checkpoint()`` when Ray
-restarts the trial, and reports each epoch with ``tune.report(metrics, checkpoint=...)``.
+the device from the resources Ray assigned, restores from the newest checkpoint of the trial that
+loads, and reports each epoch with ``tune.report(metrics, checkpoint=...)``.
+
+Checkpoints are listed from the trial's own folder in the run's storage, not taken from Tune's
+bookkeeping: Tune saves its experiment state every few seconds, so after a driver crash it may
+point at an older checkpoint than the newest one written (or at one already pruned). The trial
+also prunes its own old checkpoints (``keep``), so Tune never deletes one that is already gone.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import math
+import re
 import tempfile
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
+import pyarrow.fs
 import ray
 from ray import tune
 
-from trainables.checkpoint import STATE_FILE, CheckpointError, load_state, save_state
+from trainables import results as R
+from trainables.checkpoint import CheckpointError, load_state, save_state
 from trainables.config import TrialConfig
 from trainables.data import DataSplits, load_splits
 from trainables.device import select_device
-from trainables.loop import train
+from trainables.loop import NonFiniteLossError, train
+
+_CHECKPOINT_DIR = re.compile(r"^checkpoint_(\d{6,})$")
 
 
+@dataclass(frozen=True)
+class StoredCheckpoint:
+    index: int
+    path: str  # in the storage filesystem
+
+    @property
+    def name(self) -> str:
+        return self.path.rstrip("/").rsplit("/", 1)[-1]
+
+
+def list_checkpoints(fs: pyarrow.fs.FileSystem, trial_path: str) -> list[StoredCheckpoint]:
+    """The ``checkpoint_NNNNNN`` folders of a trial, newest (highest index) first."""
+    selector = pyarrow.fs.FileSelector(trial_path, allow_not_found=True, recursive=False)
+    found = []
+    for info in fs.get_file_info(selector):
+        match = _CHECKPOINT_DIR.match(info.base_name)
+        if match and info.type == pyarrow.fs.FileType.Directory:
+            found.append(StoredCheckpoint(int(match.group(1)), info.path))
+    return sorted(found, key=lambda c: c.index, reverse=True)
+
+
+@dataclass
 class TuneReporter:
-    """Reporter backed by Tune's session: checkpoints go through Ray's storage."""
+    """Reporter backed by Tune's session: checkpoints go through Ray's storage.
+
+    ``keep``: how many of the newest checkpoints the trial keeps (None: all).
+    """
+
+    keep: int | None = None
+    #: Checkpoints that failed to load on restore (name -> why); pruned at the next report.
+    skipped: dict[str, str] = field(default_factory=dict)
+    _notes: dict[str, Any] = field(default_factory=dict)
+
+    def _storage(self) -> Any:
+        from ray.train._internal.session import get_storage
+
+        return get_storage()
 
     def restore(self) -> dict[str, Any] | None:
-        checkpoint = tune.get_checkpoint()
-        if checkpoint is None:
+        """The state of the newest checkpoint of this trial that loads; None for a fresh start.
+
+        Damaged checkpoints (corrupt, truncated, half written) are skipped and named in the
+        next report (the driver records the fallback). Raises CheckpointError naming every
+        checkpoint tried when none loads -- never a fresh start reported as a resume.
+        """
+        storage = self._storage()
+        fs, trial_path = storage.storage_filesystem, storage.trial_fs_path
+        stored = list_checkpoints(fs, trial_path)
+        if not stored:
+            known = tune.get_checkpoint()
+            if known is not None:
+                raise CheckpointError(
+                    f"checkpoint {known.path} is gone and the trial folder {trial_path} holds "
+                    "no other checkpoint"
+                )
             return None
-        try:
-            with checkpoint.as_directory() as directory:
-                return load_state(directory)
-        except CheckpointError as exc:
-            # Never fall back to a fresh start reported as a resume: fail, and say what is left.
-            raise CheckpointError(f"{exc}{older_checkpoints_note(checkpoint.path)}") from None
+        # New checkpoints go after every existing one, whatever Tune's (possibly older) count.
+        storage.current_checkpoint_index = stored[0].index + 1
+        for checkpoint in stored:
+            try:
+                with tune.Checkpoint(checkpoint.path, filesystem=fs).as_directory() as folder:
+                    state = load_state(folder)
+            except (CheckpointError, OSError) as exc:
+                why = str(exc)
+                self.skipped[checkpoint.path] = (
+                    why if checkpoint.name in why else f"{checkpoint.path}: {why}"
+                )
+                continue
+            if self.skipped:
+                self._notes[R.CHECKPOINT_FALLBACK] = json.dumps(
+                    {
+                        "restored": checkpoint.name,
+                        "skipped": {p.rsplit("/", 1)[-1]: why for p, why in self.skipped.items()},
+                    }
+                )
+            return state
+        tried = "; ".join(self.skipped.values())
+        raise CheckpointError(f"no checkpoint of this trial loads ({len(stored)} tried): {tried}")
 
     def report(self, metrics: dict[str, Any], state: dict[str, Any] | None) -> None:
+        if self._notes:
+            metrics = {**metrics, **self._notes}
+            self._notes = {}
         if state is None:
             tune.report(metrics)
             return
@@ -45,21 +126,25 @@ class TuneReporter:
             save_state(state, directory)
             # tune.report persists the folder to the run's storage before it returns.
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
+        self._prune()
 
+    def _prune(self) -> None:
+        """Delete the checkpoints beyond the newest ``keep``, and the damaged ones skipped."""
+        storage = self._storage()
+        fs = storage.storage_filesystem
+        stored = list_checkpoints(fs, storage.trial_fs_path)
+        good = [c for c in stored if c.path not in self.skipped]
+        doomed = [c for c in stored if c.path in self.skipped]
+        if self.keep is not None:
+            doomed += good[self.keep :]
+        for checkpoint in doomed:
+            with contextlib.suppress(FileNotFoundError):
+                fs.delete_dir(checkpoint.path)
+        self.skipped = {}
 
-def older_checkpoints_note(path: str) -> str:
-    """The older checkpoints Ray still keeps next to a damaged one (local storage only)."""
-    here = Path(path)
-    if not here.name.startswith("checkpoint_") or not here.parent.is_dir():
-        return ""
-    older = sorted(
-        p.name
-        for p in here.parent.glob("checkpoint_*")
-        if p.is_dir() and p.name < here.name and (p / STATE_FILE).is_file()
-    )
-    if not older:
-        return "; Ray keeps no older checkpoint of this trial"
-    return f"; Ray still keeps the older {', '.join(older)} of this trial in {here.parent}"
+    def fail_without_retry(self, exc: NonFiniteLossError) -> None:
+        """Tell the driver this failure is deterministic: retrying would fail the same way."""
+        tune.report({R.EPOCH: exc.epoch, R.VAL_ACC: math.nan, R.NO_RETRY: str(exc)})
 
 
 def assigned_resources() -> tuple[float, float]:
@@ -68,7 +153,9 @@ def assigned_resources() -> tuple[float, float]:
     return float(resources.get("CPU", 1.0)), float(resources.get("GPU", 0.0))
 
 
-def train_trial(config: dict[str, Any], data: DataSplits | None = None) -> None:
+def train_trial(
+    config: dict[str, Any], data: DataSplits | None = None, keep: int | None = None
+) -> None:
     cfg = TrialConfig.from_dict(config)
     cpus, gpus = assigned_resources()
     setup = select_device(cfg.device, gpus_assigned=gpus, cpus_assigned=cpus)
@@ -82,4 +169,9 @@ def train_trial(config: dict[str, Any], data: DataSplits | None = None) -> None:
             test_subset=cfg.test_subset,
         )
     node_id = ray.get_runtime_context().get_node_id()
-    train(cfg, data, TuneReporter(), setup, node_id=node_id)
+    reporter = TuneReporter(keep=keep)
+    try:
+        train(cfg, data, reporter, setup, node_id=node_id)
+    except NonFiniteLossError as exc:
+        reporter.fail_without_retry(exc)
+        raise
