@@ -76,6 +76,7 @@ TAG_ERROR = "plateau_sweep.error"  # one line: the last line of the trial's erro
 TAG_ERROR_DETAIL = "plateau_sweep.error_detail"  # tail of the trial's error text
 TAG_PREVIOUS_ERROR = "plateau_sweep.previous_error"  # an error the trial was retried after
 TAG_FAILURES = "plateau_sweep.failures"
+TAG_CHECKPOINT_FALLBACK = "plateau_sweep.checkpoint_fallback"  # restored past a damaged one
 TAG_LAST_EPOCH = "plateau_sweep.last_epoch"  # highest epoch whose metrics are logged
 TAG_FINAL_LOGGED = "plateau_sweep.final_logged"  # test_* metrics logged
 TAG_RESUMES = "plateau_sweep.resumes"
@@ -482,6 +483,25 @@ def search_all_runs(
         token = page.token
         if not token:
             return runs
+
+
+def find_parent_run(tracking_uri: str, experiment_name: str, sweep_name: str) -> Run | None:
+    """The newest parent run of ``sweep_name`` in the experiment, or None (no such run or
+    experiment; the store must exist, see :func:`check_tracking_store`)."""
+    db = sqlite_db_path(tracking_uri)
+    if db is not None and not db.is_file():
+        return None  # opening it would create it
+    client = make_client(tracking_uri)
+    experiment = client.get_experiment_by_name(experiment_name)
+    if experiment is None:
+        return None
+    runs = search_all_runs(
+        client,
+        [experiment.experiment_id],
+        f"{parent_filter()} and tags.`{TAG_SWEEP}` = '{sweep_name}'",
+        order_by=["attributes.start_time DESC"],
+    )
+    return runs[0] if runs else None
 
 
 def parent_filter() -> str:
@@ -923,6 +943,19 @@ class MLflowTracker(Callback):
 
         tid = str(trial.trial_id)
         child = self._ensure_child(trial)
+        if result.get(R.NO_RETRY):
+            return  # a failure notice, not an epoch: on_trial_error records it
+        if result.get(R.CHECKPOINT_FALLBACK):
+            self._log_fallback(child, tid, str(result[R.CHECKPOINT_FALLBACK]))
+        if result.get(R.RESTORED_METRICS):
+            # The epoch a restored trial started from: logged only if this driver never saw it.
+            try:
+                restored = json.loads(str(result[R.RESTORED_METRICS]))
+            except ValueError as exc:
+                log.warning("mlflow: trial %s: bad restored_metrics (%s)", tid, exc)
+            else:
+                if isinstance(restored, dict):
+                    self.log_result(trial, restored)
         epoch = _int(result.get(R.EPOCH))
         if epoch is None:
             epoch = _int(result.get("training_iteration"))
@@ -982,6 +1015,24 @@ class MLflowTracker(Callback):
         if events:
             with self._dropping(f"policy events of trial {tid}, epoch {epoch}"):
                 self._log_events(child, epoch, events)
+
+    def _log_fallback(self, child: _Child, tid: str, text: str) -> None:
+        """A restore skipped damaged checkpoints: a tag and an event artifact on the child."""
+        try:
+            info = json.loads(text)
+            skipped = dict(info.get("skipped") or {})
+            restored = str(info.get("restored"))
+        except (ValueError, AttributeError, TypeError) as exc:
+            log.warning("mlflow: trial %s: bad checkpoint_fallback (%s)", tid, exc)
+            return
+        summary = f"restored {restored}; skipped {', '.join(sorted(skipped))} (damaged)"
+        log.warning("trial %s: %s", tid, summary)
+        self._log_batch(
+            child.run_id, tags={TAG_CHECKPOINT_FALLBACK: summary}, what="checkpoint fallback"
+        )
+        event = {"kind": "checkpoint_fallback", "restored": restored, "skipped": skipped}
+        name = f"{EVENTS_DIR}/checkpoint_fallback_{_now_ms()}.json"
+        self._call("fallback event", self.client.log_dict, child.run_id, event, name)
 
     def _lr_points(
         self, trial: Any, child: _Child, result: Mapping[str, Any], tid: str
