@@ -21,7 +21,8 @@ import os
 import re
 import shlex
 import sys
-from collections.abc import Sequence
+import tempfile
+from collections.abc import MutableMapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -260,13 +261,20 @@ def cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     check_tracking_store(tracking_uri)
 
     # 6. Resume only what exists; never silently mix a new sweep into an old one.
-    exists = sweep_exists(storage, spec.name)
-    if args.resume and not exists:
-        raise SweepError(
-            f"no sweep named '{spec.name}' under {storage} to resume",
-            "run without --resume to start it (or pass the --name/--storage-path it ran with)",
+    restore = sweep_exists(storage, spec.name)  # Tune saved the sweep's state
+    if args.resume and not restore:
+        if not sweep_started(storage, spec.name, tracking_uri, spec.experiment_name):
+            raise SweepError(
+                f"no sweep named '{spec.name}' under {storage} to resume",
+                "run without --resume to start it (or pass the --name/--storage-path it ran with)",
+            )
+        # Interrupted before Tune saved anything: start it, in the same MLflow parent run.
+        print(
+            f"note: sweep '{spec.name}' stopped before Tune saved any of it; starting its "
+            "trials from the beginning",
+            flush=True,
         )
-    if exists and not args.resume:
+    if not args.resume and (restore or sweep_folder_exists(storage, spec.name)):
         raise SweepError(
             f"a sweep named '{spec.name}' already exists under {storage}",
             "pass --resume to continue it, or --name NEW to start another",
@@ -276,7 +284,12 @@ def cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     splits = load_data(spec, data_dir)
     check_data_sizes(spec, splits, fix_spec)
 
-    # 8. Ray, the tracker, the sweep.
+    # 8. Ray, the tracker, the sweep. The results folder first: from here on the sweep has
+    #    started, and --resume can continue it whenever it is interrupted.
+    from sweep.tuner import experiment_path, is_uri
+
+    if not is_uri(storage):
+        Path(experiment_path(storage, spec.name)).mkdir(parents=True, exist_ok=True)
     import ray
 
     init_ray(args.address)
@@ -314,7 +327,7 @@ def cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
         with InterruptWatch() as watch:
             try:
                 results = run_sweep(
-                    spec, splits=splits, tracker=tracker, resume=args.resume, storage=storage
+                    spec, splits=splits, tracker=tracker, resume=restore, storage=storage
                 )
             except BaseException as exc:
                 # The parent run must not stay RUNNING: KILLED on Ctrl-C (resumable), FAILED on
@@ -422,7 +435,9 @@ def normalize_tracking_uri(uri: str, cwd: Path) -> str:
 
 
 def check_storage(storage: str) -> None:
-    """A local storage path must be creatable: its nearest existing parent a writable folder."""
+    """A local storage path must be creatable: its nearest existing parent a folder that takes
+    a file. Checked by trying (a probe file, removed at once): permission bits alone say yes
+    for places such as /proc."""
     if "://" in storage and not storage.startswith("file://"):
         return  # a remote URI: Ray's pyarrow filesystem reports access problems itself
     path = Path(storage[len("file://") :] if storage.startswith("file://") else storage)
@@ -434,11 +449,14 @@ def check_storage(storage: str) -> None:
             f"storage path {path}: {probe} is a file, not a folder",
             "pass --storage-path with a folder",
         )
-    if not os.access(probe, os.W_OK | os.X_OK):
+    try:
+        with tempfile.NamedTemporaryFile(dir=probe, prefix=".plateau-sweep-probe-"):
+            pass
+    except OSError as exc:
         raise SweepError(
-            f"storage path {path}: cannot write to {probe}",
+            f"storage path {path}: cannot write to {probe} ({exc.strerror or exc})",
             "pass a writable --storage-path",
-        )
+        ) from None
 
 
 def check_local_resources(spec: Any) -> None:
@@ -552,6 +570,7 @@ def init_ray(address: str | None) -> None:
                 "(RAY_AUTH_MODE=token with ~/.ray/auth_token) if it uses one",
             ) from None
         return
+    private_auth_token()
     # address="local": always a fresh Ray on this machine, never a cluster found via
     # RAY_ADDRESS or a running `ray start` (that is what --address is for).
     ray.init(
@@ -560,6 +579,57 @@ def init_ray(address: str | None) -> None:
         dashboard_host="127.0.0.1",
         logging_level=logging.WARNING,
     )
+
+
+def sweep_folder_exists(storage: str, name: str) -> bool:
+    """Whether the sweep's local results folder exists (made just before Ray starts)."""
+    from sweep.tuner import experiment_path, is_uri
+
+    return not is_uri(storage) and Path(experiment_path(storage, name)).is_dir()
+
+
+def sweep_started(storage: str, name: str, tracking_uri: str, experiment_name: str) -> bool:
+    """Whether a run of sweep ``name`` began here but stopped before Tune saved its state: its
+    results folder exists, or the tracking store holds its parent run."""
+    if sweep_folder_exists(storage, name):
+        return True
+    from sweep.tracking import find_parent_run
+
+    return find_parent_run(tracking_uri, experiment_name, name) is not None
+
+
+#: Where Ray keeps the token of a local cluster with token authentication.
+RAY_TOKEN_FILE = Path("~/.ray/auth_token")
+
+
+def private_auth_token(
+    path: Path = RAY_TOKEN_FILE, environ: MutableMapping[str, str] = os.environ
+) -> None:
+    """Token authentication for the local Ray, with a token file only its owner can read.
+
+    Ray 2.60 turns token authentication on for a new local cluster and writes the token with
+    the default umask (0644 as a rule). The file is made here first, mode 0600, or an existing
+    one is narrowed to 0600; ``RAY_AUTH_MODE=token`` then says so explicitly (which also
+    spares the warning Ray prints when it decides by itself). A mode the user set is kept.
+    """
+    if environ.get("RAY_AUTH_MODE"):
+        return
+    token = path.expanduser()
+    token.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        fd = os.open(token, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        if token.stat().st_mode & 0o077:
+            token.chmod(0o600)
+    else:
+        import secrets
+
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_hex(32))
+    environ["RAY_AUTH_MODE"] = "token"
+    raylet = sys.modules.get("ray._raylet")
+    if raylet is not None and environ is os.environ:  # Ray read its config at import: again
+        raylet.Config.initialize("")
 
 
 def load_data(spec: Any, data_dir: Path) -> Any:
