@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import pickle
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -65,3 +68,11 @@ def tiny_cifar_dir(tmp_path: Path) -> Path:
     meta = {"num_cases_per_batch": TINY_PER_BATCH, "label_names": LABEL_NAMES, "num_vis": 3072}
     write_pickle(root / "batches.meta", meta)
     return root
+
+
+@pytest.fixture
+def ray_tmp() -> Iterator[Path]:
+    """A short RAY_TMPDIR (Ray's socket paths have a length limit), removed afterwards."""
+    path = Path(tempfile.mkdtemp(prefix="rf", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)

@@ -17,228 +17,45 @@ Plus the security checks: hostile pickles (data batch, state.pt) never execute.
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import math
 import os
 import pickle
-import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
-import tempfile
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
 import torch
-import yaml
+from helpers import (
+    CIFAR,
+    LOOPBACK_HEX,
+    SMOKE,
+    assert_refused,
+    cli,
+    driver,
+    listening_addresses,
+    listing,
+    metric_history,
+    mlflow_runs,
+    needs_cifar,
+    output,
+    results,
+    run_args,
+    session_pids,
+    sweep_env,
+    wait_for,
+    write_spec,
+)
 
 from trainables import results as R
 from trainables.checkpoint import CheckpointError, load_state, save_state
 
-REPO = Path(__file__).resolve().parents[1]
-CIFAR = Path(
-    os.environ.get(
-        "PLATEAU_SWEEP_CIFAR", str(REPO.parent / "shared" / "data" / "cifar-10-batches-py")
-    )
-)
-if not CIFAR.is_dir():
-    CIFAR = Path("/work/shared/data/cifar-10-batches-py")
-needs_cifar = pytest.mark.skipif(not CIFAR.is_dir(), reason=f"no CIFAR-10 at {CIFAR}")
 FAKE_TOKEN = "sk-test-0123456789abcdef"
-SMOKE = yaml.safe_load((REPO / "sweep" / "specs" / "smoke.yaml").read_text())
-
-
-# ---------------------------------------------------------------------------------------------
-# Helpers: specs, driver processes, process-group cleanup
-# ---------------------------------------------------------------------------------------------
-def write_spec(folder: Path, **changes: Any) -> Path:
-    raw = copy.deepcopy(SMOKE)
-    raw.update(changes)
-    path = folder / "spec.yaml"
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
-    return path
-
-
-def sweep_env(ray_tmp: Path, **extra: str) -> dict[str, str]:
-    env = {**os.environ, "RAY_TMPDIR": str(ray_tmp), "PYTHONPATH": str(REPO), **extra}
-    env.pop("PLATEAU_SWEEP_DATA_DIR", None)
-    env.pop("RAY_ADDRESS", None)
-    return env
-
-
-def run_args(spec: Path, work: Path) -> list[str]:
-    return [
-        "run",
-        "--spec",
-        str(spec),
-        "--data-dir",
-        str(CIFAR),
-        "--tracking-uri",
-        f"sqlite:///{work / 'mlflow.db'}",
-        "--storage-path",
-        str(work / "results"),
-    ]
-
-
-def start_driver(work: Path, args: list[str], env: dict[str, str], log: str) -> subprocess.Popen:
-    """`python -m sweep ...` in its own session: the driver and every Ray process it starts
-    share that session id, so the test can find and kill exactly them."""
-    out = (work / f"{log}.out").open("w")
-    return subprocess.Popen(
-        [sys.executable, "-m", "sweep", *args],
-        cwd=work,
-        env=env,
-        stdout=out,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        text=True,
-    )
-
-
-def session_pids(sid: int) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        if int(fields[3]) == sid and fields[0] != "Z":  # fields[3]: session id
-            pids.append(int(entry.name))
-    return pids
-
-
-def kill_session(sid: int, timeout: float = 60.0) -> None:
-    """SIGKILL every process of a driver's session (driver, raylet, GCS, workers) and wait."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        pids = session_pids(sid)
-        if not pids:
-            return
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        time.sleep(0.2)
-    raise AssertionError(f"processes of session {sid} still alive: {session_pids(sid)}")
-
-
-@contextlib.contextmanager
-def driver(work: Path, args: list[str], env: dict[str, str], log: str) -> Iterator[Any]:
-    proc = start_driver(work, args, env, log)
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=60)
-        kill_session(proc.pid)  # whatever Ray left behind after the driver went
-
-
-@pytest.fixture
-def ray_tmp() -> Iterator[Path]:
-    """A short RAY_TMPDIR (Ray's socket paths have a length limit), removed afterwards."""
-    path = Path(tempfile.mkdtemp(prefix="rf", dir="/tmp"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-def output(work: Path, log: str) -> str:
-    return (work / f"{log}.out").read_text(errors="replace")
-
-
-def wait_for(what: str, check: Callable[[], Any], proc: subprocess.Popen, log: Path) -> Any:
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        got = check()
-        if got:
-            return got
-        if proc.poll() is not None:
-            raise AssertionError(f"driver exited ({proc.returncode}) before {what}: " + tail(log))
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}: " + tail(log))
-
-
-def tail(log: Path, n: int = 4000) -> str:
-    return log.read_text(errors="replace")[-n:] if log.exists() else "(no output)"
-
-
-def trial_dirs(experiment: Path) -> list[Path]:
-    return sorted(p for p in experiment.glob("*") if (p / "params.json").is_file())
-
-
-def params(trial_dir: Path) -> dict[str, Any]:
-    return json.loads((trial_dir / "params.json").read_text())
-
-
-def results(trial_dir: Path) -> list[dict[str, Any]]:
-    path = trial_dir / "result.json"
-    if not path.is_file():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        with contextlib.suppress(json.JSONDecodeError):  # a line being written
-            out.append(json.loads(line))
-    return out
-
-
-def mlflow_runs(work: Path) -> tuple[Any, list[Any]]:
-    """(the parent run, its child runs) of the only sweep in work/mlflow.db."""
-    from mlflow import MlflowClient
-
-    from sweep.tracking import children_filter, parent_filter, search_all_runs
-
-    client = MlflowClient(tracking_uri=f"sqlite:///{work / 'mlflow.db'}")
-    ids = [e.experiment_id for e in client.search_experiments()]
-    parents = search_all_runs(client, ids, parent_filter())
-    assert len(parents) == 1, [p.info.run_id for p in parents]
-    kids = search_all_runs(client, ids, children_filter(parents[0].info.run_id))
-    return parents[0], kids
-
-
-def metric_history(work: Path, run_id: str, key: str) -> dict[int, float]:
-    from mlflow import MlflowClient
-
-    client = MlflowClient(tracking_uri=f"sqlite:///{work / 'mlflow.db'}")
-    out: dict[int, tuple[int, float]] = {}
-    for m in client.get_metric_history(run_id, key):
-        if m.step not in out or m.timestamp >= out[m.step][0]:
-            out[m.step] = (m.timestamp, m.value)
-    return {step: v for step, (_, v) in sorted(out.items())}
-
-
-def listening_addresses(sid: int) -> list[str]:
-    """The local addresses of every listening TCP socket owned by a process of the session."""
-    inodes: set[str] = set()
-    for pid in session_pids(sid):
-        with contextlib.suppress(OSError):
-            for fd in Path(f"/proc/{pid}/fd").iterdir():
-                with contextlib.suppress(OSError):
-                    target = os.readlink(fd)
-                    if target.startswith("socket:["):
-                        inodes.add(target[len("socket:[") : -1])
-    found = []
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with contextlib.suppress(OSError):
-            for line in Path(table).read_text().splitlines()[1:]:
-                cols = line.split()
-                if cols[3] == "0A" and cols[9] in inodes:  # 0A: LISTEN
-                    found.append(cols[1].split(":")[0])
-    return found
-
-
-#: 127.0.0.1, ::1 and ::ffff:127.0.0.1 as /proc/net/tcp{,6} write them
-LOOPBACK_HEX = {
-    "0100007F",
-    "00000000000000000000000001000000",
-    "0000000000000000FFFF00000100007F",
-}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -269,30 +86,35 @@ def test_killed_worker_is_retried_exactly_and_a_nan_trial_fails(
         search_space={"lr": {"grid": [0.01, 10000.0]}},
         max_failures=1,
         max_concurrent_trials=2,
-        checkpoint_num_to_keep=2,
+        checkpoint_num_to_keep=3,
     )
     env = sweep_env(ray_tmp, PLATEAU_SWEEP_FAKE_TOKEN=FAKE_TOKEN)
     log = work / "run.out"
     experiment = work / "results" / "fault1"
     with driver(work, run_args(spec, work), env, "run") as proc:
 
-        def good_trial_checkpointed() -> tuple[Path, int] | None:
-            for d in trial_dirs(experiment):
-                rows = results(d)
-                if params(d).get("lr") == 0.01 and rows and any(d.glob("checkpoint_*")):
-                    if rows[-1][R.EPOCH] < FAULT1_EPOCHS - 1:  # time left to kill it mid-run
-                        return d, int(rows[-1][R.PID])
-                    raise AssertionError(f"trial too fast to interrupt: {rows[-1][R.EPOCH]}")
+        def good_trial_checkpointed_twice() -> tuple[Path, int] | None:
+            # Read from the checkpoints the trial writes at once (Tune's result files reach
+            # the folder only when the driver syncs them).
+            for d in experiment.glob("*lr=0.01*"):
+                done = [load_state(c)["counters"]["epoch"] for c in complete_checkpoints(d)]
+                if len(done) < 2:
+                    continue
+                if max(done) >= FAULT1_EPOCHS - 1:  # no time left to kill it mid-run
+                    raise AssertionError(f"trial too fast to interrupt: epoch {max(done)}")
+                workers = trial_workers(proc.pid)  # the lr 1e4 trial has failed by now
+                if len(workers) == 1:
+                    return d, workers[0]
             return None
 
-        trial_dir, worker = wait_for("the first checkpoint", good_trial_checkpointed, proc, log)
+        trial_dir, worker = wait_for("two checkpoints", good_trial_checkpointed_twice, proc, log)
         # Ray started here (no --address) listens on loopback only.
         addresses = listening_addresses(proc.pid)
         assert addresses and set(addresses) <= LOOPBACK_HEX, addresses
-        cmdline = Path(f"/proc/{worker}/cmdline").read_bytes()
-        assert b"ray::" in cmdline, cmdline  # a Ray worker of this sweep
         os.kill(worker, signal.SIGKILL)
-        killed_after = results(trial_dir)[-1][R.EPOCH]
+        # Fault 5 on top: the newest complete checkpoint is truncated before the retry reads it.
+        damaged = complete_checkpoints(trial_dir)[-1] / "state.pt"
+        damaged.write_bytes(damaged.read_bytes()[:100])
         proc.wait(timeout=400)
     text = output(work, "run")
     assert proc.returncode == 1, text[-4000:]  # 1: a trial errored (the lr 1e4 one)
@@ -309,20 +131,33 @@ def test_killed_worker_is_retried_exactly_and_a_nan_trial_fails(
     assert good.data.tags["plateau_sweep.failures"] == "1"
     assert "plateau_sweep.previous_error" in good.data.tags
     assert good.data.tags["plateau_sweep.pid"] != str(worker)  # a new worker
-    rows = results(trial_dir)
-    epochs = [r[R.EPOCH] for r in rows]
-    assert epochs[-1] == FAULT1_EPOCHS and killed_after in epochs
+    assert results(trial_dir)[-1][R.EPOCH] == FAULT1_EPOCHS
     clean = clean_run(json.loads((trial_dir / "params.json").read_text()))
     for key in (R.TRAIN_LOSS, R.VAL_LOSS, R.VAL_ACC, R.LR, R.IMAGES_SEEN):
         logged = metric_history(work, good.info.run_id, key)
         assert logged == {m[R.EPOCH]: m[key] for m in clean}, key
+        # each epoch once, although some were computed twice (the fallback re-ran them)
+        assert len(raw_history(work, good.info.run_id, key)) == FAULT1_EPOCHS, key
     assert metric_history(work, good.info.run_id, R.TEST_ACC) == {
         FAULT1_EPOCHS: clean[-1][R.TEST_ACC]
     }
+    # The damaged checkpoint was skipped, the older one restored, and the run says so.
+    fallback = good.data.tags["plateau_sweep.checkpoint_fallback"]
+    assert damaged.parent.name in fallback and "restored checkpoint_" in fallback, fallback
+    from mlflow import MlflowClient
 
-    # Fault 3b: the diverging trial is FAILED with the reason, not a NaN run reported finished.
+    client = MlflowClient(tracking_uri=f"sqlite:///{work / 'mlflow.db'}")
+    events = [f.path for f in client.list_artifacts(good.info.run_id, "events")]
+    assert any("checkpoint_fallback" in p for p in events), events
+    assert not damaged.parent.exists()  # pruned once a newer checkpoint was written
+
+    # Fault 3b: the diverging trial is FAILED with the reason, not a NaN run reported finished,
+    # and only once: a non-finite loss would come back on every retry.
     assert bad.info.status == "FAILED"
     assert "non-finite training loss" in bad.data.tags["plateau_sweep.error"]
+    assert bad.data.tags["plateau_sweep.failures"] == "1"
+    assert "plateau_sweep.previous_error" not in bad.data.tags
+    assert "failed, not retried: non-finite training loss" in text
 
     # Security: no environment value (the fake token included) in any param or tag.
     secrets = {
@@ -332,6 +167,30 @@ def test_killed_worker_is_retried_exactly_and_a_nan_trial_fails(
         for value in (*run.data.params.values(), *run.data.tags.values()):
             assert FAKE_TOKEN not in value
             assert value not in secrets, value
+
+
+def trial_workers(sid: int) -> list[int]:
+    """Live Ray actors of the session that run a trial."""
+    found = []
+    for pid in session_pids(sid):
+        with contextlib.suppress(OSError):
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            if cmdline.startswith(b"ray::ImplicitFunc"):
+                found.append(pid)
+    return found
+
+
+def complete_checkpoints(trial_dir: Path) -> list[Path]:
+    """The trial's checkpoint folders with a state file, oldest first."""
+    return sorted(p.parent for p in trial_dir.glob("checkpoint_*/state.pt"))
+
+
+def raw_history(work: Path, run_id: str, key: str) -> list[tuple[int, float]]:
+    """Every (step, value) logged for ``key``, duplicates included."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{work / 'mlflow.db'}")
+    return sorted((m.step, m.value) for m in client.get_metric_history(run_id, key))
 
 
 #: Environment variables whose values are public facts (paths, host names) that may legitimately
@@ -372,84 +231,6 @@ def clean_run(config: dict[str, Any]) -> list[dict[str, Any]]:
         return reports
     finally:
         torch.set_num_threads(threads)
-
-
-# ---------------------------------------------------------------------------------------------
-# Fault 2: SIGKILL the driver, then --resume
-# ---------------------------------------------------------------------------------------------
-def tune_states(experiment: Path) -> dict[str, str]:
-    """trial id -> status in Tune's latest experiment checkpoint (what --resume restores)."""
-    # Newest by the timestamp in the name, as Ray picks it: at the end of a resumed run Ray
-    # copies its driver artifacts back, so the older file's mtime can be the newer one.
-    files = sorted(experiment.glob("experiment_state-*.json"), key=lambda p: p.name)
-    if not files:
-        return {}
-    try:
-        state = json.loads(files[-1].read_text())
-    except (json.JSONDecodeError, OSError):  # being rewritten
-        return {}
-    out = {}
-    for trial_json, _meta in state.get("trial_data", []):
-        trial = json.loads(trial_json)
-        out[str(trial["trial_id"])] = str(trial["status"])
-    return out
-
-
-@pytest.mark.ray
-@pytest.mark.realdata
-@pytest.mark.slow
-@needs_cifar
-def test_killed_driver_resumes_without_rerun_or_duplicates(tmp_path: Path, ray_tmp: Path) -> None:
-    work = tmp_path / "work"
-    work.mkdir()
-    spec = write_spec(
-        tmp_path,
-        name="fault2",
-        data={**SMOKE["data"], "train_subset": 400},
-        epochs=3,
-        batch_size=32,
-        seeds=[0, 1],
-        policies=[{"name": "constant"}],
-        max_concurrent_trials=1,
-        max_failures=1,
-    )
-    args = run_args(spec, work)
-    env = sweep_env(ray_tmp)
-    experiment = work / "results" / "fault2"
-    log = work / "run.out"
-    with driver(work, args, env, "run") as proc:
-
-        def one_done_one_checkpointed() -> bool:
-            states = tune_states(experiment)
-            done = [t for t, s in states.items() if s == "TERMINATED"]
-            started = [d for d in trial_dirs(experiment) if any(d.glob("checkpoint_*"))]
-            return len(done) == 1 and len(started) == 2
-
-        wait_for("one trial finished, the other checkpointed", one_done_one_checkpointed, proc, log)
-        os.killpg(proc.pid, signal.SIGKILL)  # the driver and its Ray, all at once
-        proc.wait(timeout=60)
-    assert proc.returncode == -signal.SIGKILL
-    states = tune_states(experiment)
-    finished_id = next(t for t, s in states.items() if s == "TERMINATED")
-    finished_dir = next(d for d in trial_dirs(experiment) if finished_id in d.name)
-    frozen = {p: p.read_bytes() for p in finished_dir.rglob("*") if p.is_file()}
-    _, kids = mlflow_runs(work)
-    assert len(kids) == 2 and "RUNNING" in {k.info.status for k in kids}  # left as it died
-
-    with driver(work, [*args, "--resume"], env, "resume") as proc2:
-        proc2.wait(timeout=400)
-    assert proc2.returncode == 0, output(work, "resume")[-4000:]
-    assert set(tune_states(experiment).values()) == {"TERMINATED"}
-    # The finished trial was not run again: its results and checkpoints are byte-identical.
-    assert {p: p.read_bytes() for p in finished_dir.rglob("*") if p.is_file()} == frozen
-    parent, kids = mlflow_runs(work)
-    assert parent.info.status == "FINISHED"
-    assert parent.data.tags["plateau_sweep.resumes"] == "1"
-    assert len(kids) == 2  # the same two child runs, continued
-    assert {k.info.status for k in kids} == {"FINISHED"}
-    for kid in kids:
-        assert sorted(metric_history(work, kid.info.run_id, R.VAL_ACC)) == [1, 2, 3]
-        assert list(metric_history(work, kid.info.run_id, R.TEST_ACC)) == [3]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -515,34 +296,6 @@ def test_range_test_blowing_up_is_stopped_and_undone() -> None:
 # ---------------------------------------------------------------------------------------------
 # Fault 4: the MLflow store
 # ---------------------------------------------------------------------------------------------
-def cli(work: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    ray_tmp = work / "ray_tmp"  # were Ray to start, its folder would appear here
-    return subprocess.run(
-        [sys.executable, "-m", "sweep", *args],
-        cwd=work,
-        env=sweep_env(ray_tmp),
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
-
-
-def listing(folder: Path) -> set[str]:
-    return {str(p.relative_to(folder)) for p in folder.rglob("*")}
-
-
-def assert_refused(proc: subprocess.CompletedProcess[str], *fragments: str) -> str:
-    lines = proc.stderr.strip().splitlines()
-    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
-    assert "Traceback" not in proc.stdout + proc.stderr
-    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    assert "sweep '" not in proc.stdout  # the sweep banner: no trial started
-    return lines[0]
-
-
 @contextlib.contextmanager
 def locked_db(path: Path) -> Iterator[None]:
     conn = sqlite3.connect(path, isolation_level=None)
@@ -676,44 +429,145 @@ def test_damaged_checkpoint_names_the_file(tmp_path: Path, damage: str) -> None:
     assert str(path) in str(info.value) and "corrupt or truncated" in str(info.value)
 
 
-def test_tune_restore_from_a_corrupt_checkpoint_fails_clearly(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """TuneReporter.restore (what a retried/resumed trial calls first) on the newest of two
-    checkpoints, damaged: a CheckpointError naming it and the older one Ray keeps -- never a
-    fresh start."""
+class FakeStorage:
+    """What TuneReporter reads of Ray's StorageContext: a filesystem and the trial's folder."""
+
+    def __init__(self, trial_dir: Path) -> None:
+        import pyarrow.fs
+
+        self.storage_filesystem = pyarrow.fs.LocalFileSystem()
+        self.trial_fs_path = str(trial_dir)
+        self.current_checkpoint_index = 0
+
+
+def checkpoints(trial_dir: Path, epochs: list[int]) -> list[Path]:
+    folders = []
+    for i, epoch in enumerate(epochs):
+        folder = trial_dir / f"checkpoint_{i:06d}"
+        folder.mkdir(parents=True)
+        save_state({**_state(), "counters": {"epoch": epoch}}, folder)
+        folders.append(folder)
+    return folders
+
+
+def reporter_on(
+    trial_dir: Path, monkeypatch: pytest.MonkeyPatch, keep: int | None = None
+) -> tuple[Any, FakeStorage]:
     from ray import tune
 
     from trainables import tune_entry
 
-    trial_dir = tmp_path / "trial"
-    older, newest = trial_dir / "checkpoint_000000", trial_dir / "checkpoint_000001"
-    for d in (older, newest):
-        d.mkdir(parents=True)
-        save_state(_state(), d)
-    state_file = newest / "state.pt"
-    state_file.write_bytes(state_file.read_bytes()[:100])
-    monkeypatch.setattr(tune, "get_checkpoint", lambda: tune.Checkpoint.from_directory(newest))
+    storage = FakeStorage(trial_dir)
+    reporter = tune_entry.TuneReporter(keep=keep)
+    monkeypatch.setattr(tune_entry.TuneReporter, "_storage", lambda self: storage)
+    monkeypatch.setattr(tune, "get_checkpoint", lambda: None)
+    return reporter, storage
+
+
+def test_restore_takes_the_newest_checkpoint_on_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tune's saved state may lag behind (driver crash): the folder, not Tune, says which is
+    newest, and new checkpoints are numbered after it."""
+    checkpoints(tmp_path, [1, 2, 3])
+    reporter, storage = reporter_on(tmp_path, monkeypatch)
+    state = reporter.restore()
+    assert state is not None and state["counters"]["epoch"] == 3
+    assert storage.current_checkpoint_index == 3
+    assert not reporter.skipped
+
+
+@pytest.mark.parametrize("damage", ["truncated", "missing"])
+def test_restore_falls_back_past_a_damaged_newest_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, damage: str
+) -> None:
+    folders = checkpoints(tmp_path, [1, 2, 3])
+    newest = folders[-1] / "state.pt"
+    if damage == "truncated":
+        newest.write_bytes(newest.read_bytes()[:100])
+    else:  # a folder whose copy never finished
+        newest.unlink()
+    reporter, _ = reporter_on(tmp_path, monkeypatch, keep=2)
+    state = reporter.restore()
+    assert state is not None and state["counters"]["epoch"] == 2
+    # The next report carries the fallback for the driver to record.
+    sent: list[dict[str, Any]] = []
+    from ray import tune
+
+    monkeypatch.setattr(tune, "report", lambda metrics, checkpoint=None: sent.append(metrics))
+    reporter.report({R.EPOCH: 3}, None)
+    note = json.loads(sent[0][R.CHECKPOINT_FALLBACK])
+    assert note["restored"] == "checkpoint_000001"
+    assert list(note["skipped"]) == ["checkpoint_000002"]
+    assert str(folders[-1]) in note["skipped"]["checkpoint_000002"]
+    reporter.report({R.EPOCH: 4}, None)
+    assert R.CHECKPOINT_FALLBACK not in sent[1]  # once
+
+
+def test_restore_fails_naming_every_checkpoint_when_none_loads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folders = checkpoints(tmp_path, [1, 2])
+    for folder in folders:
+        (folder / "state.pt").write_bytes(b"\0junk" * 99)
+    reporter, _ = reporter_on(tmp_path, monkeypatch)
     with pytest.raises(CheckpointError) as info:
-        tune_entry.TuneReporter().restore()
+        reporter.restore()
     message = str(info.value)
-    assert str(state_file) in message and "corrupt or truncated" in message
-    assert "checkpoint_000000" in message and "older" in message
+    assert "no checkpoint of this trial loads (2 tried)" in message
+    for folder in folders:
+        assert str(folder / "state.pt") in message
+
+
+def test_restore_refuses_a_fresh_start_when_tune_knows_a_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ray import tune
+
+    reporter, _ = reporter_on(tmp_path, monkeypatch)
+    assert reporter.restore() is None  # nothing known, nothing on disk: a fresh start
+    gone = tune.Checkpoint.from_directory(str(tmp_path / "checkpoint_000004"))
+    monkeypatch.setattr(tune, "get_checkpoint", lambda: gone)
+    with pytest.raises(CheckpointError, match="checkpoint_000004 is gone"):
+        reporter.restore()
+
+
+def test_trial_prunes_its_own_checkpoints(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """keep=2: after each checkpoint only the two newest stay (Tune itself deletes none)."""
+    from ray import tune
+
+    reporter, storage = reporter_on(tmp_path, monkeypatch, keep=2)
+
+    def persist(metrics: dict[str, Any], checkpoint: Any = None) -> None:
+        folder = tmp_path / f"checkpoint_{storage.current_checkpoint_index:06d}"
+        folder.mkdir()
+        (folder / "state.pt").write_bytes(Path(checkpoint.path, "state.pt").read_bytes())
+        storage.current_checkpoint_index += 1
+
+    monkeypatch.setattr(tune, "report", persist)
+    for epoch in range(1, 5):
+        reporter.report({R.EPOCH: epoch}, {"counters": {"epoch": epoch}})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint_000002", "checkpoint_000003"]
 
 
 # ---------------------------------------------------------------------------------------------
 # Fault 6: storage path
 # ---------------------------------------------------------------------------------------------
 @needs_cifar
-def test_unwritable_storage_path_is_refused_before_start(tmp_path: Path) -> None:
+@pytest.mark.parametrize("case", ["under-a-file", "proc"])
+def test_unwritable_storage_path_is_refused_before_start(tmp_path: Path, case: str) -> None:
+    """Checked by writing a probe file: /proc passes os.access but takes no file."""
     work = tmp_path / "work"
     work.mkdir()
     (tmp_path / "afile").write_text("x")
-    storage = tmp_path / "afile" / "results"
+    storage, why = {
+        "under-a-file": (tmp_path / "afile" / "results", "is a file, not a folder"),
+        "proc": (Path("/proc/ray_results"), "cannot write to /proc"),
+    }[case]
     proc = cli(
         work, "run", "--smoke-test", "--data-dir", str(CIFAR), "--storage-path", str(storage)
     )
-    assert_refused(proc, f"storage path {storage}", "is a file, not a folder")
+    assert_refused(proc, f"storage path {storage}", why)
     assert listing(work) == set()
 
 
@@ -774,3 +628,41 @@ def test_run_binds_a_local_ray_to_loopback(tmp_path: Path) -> None:
     flag, enabled, node_ip, *ui = proc.stdout.split()
     assert (flag, enabled, node_ip) == ("0", "False", "127.0.0.1")
     assert "--host 127.0.0.1" in " ".join(ui)
+
+
+@pytest.mark.parametrize("before", ["absent", "world-readable", "private"])
+def test_local_ray_auth_token_is_private(tmp_path: Path, before: str) -> None:
+    from sweep.cli import private_auth_token
+
+    environ: dict[str, str] = {}
+    token = tmp_path / ".ray" / "auth_token"
+    if before != "absent":
+        token.parent.mkdir()
+        token.write_text("abc123")
+        token.chmod(0o644 if before == "world-readable" else 0o600)
+    private_auth_token(token, environ)
+    assert token.stat().st_mode & 0o777 == 0o600
+    if before == "absent":
+        assert len(token.read_text()) == 64  # a fresh random token
+    else:
+        assert token.read_text() == "abc123"  # an existing token is kept
+    assert environ == {"RAY_AUTH_MODE": "token"}
+
+
+def test_auth_mode_set_by_the_user_is_left_alone(tmp_path: Path) -> None:
+    from sweep.cli import private_auth_token
+
+    environ = {"RAY_AUTH_MODE": "disabled"}
+    private_auth_token(tmp_path / ".ray" / "auth_token", environ)
+    assert not (tmp_path / ".ray").exists()
+    assert environ == {"RAY_AUTH_MODE": "disabled"}
+
+
+def test_non_finite_loss_error_keeps_its_epoch_through_pickling() -> None:
+    """Ray pickles a trial's exception back to the driver; a required keyword argument would
+    turn it into a TypeError there (and hide the real reason)."""
+    from trainables.loop import NonFiniteLossError
+
+    exc = pickle.loads(pickle.dumps(NonFiniteLossError("non-finite training loss", epoch=3)))
+    assert isinstance(exc, NonFiniteLossError)
+    assert (str(exc), exc.epoch) == ("non-finite training loss", 3)

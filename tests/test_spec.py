@@ -504,8 +504,9 @@ def test_asha_scheduler_and_run_config() -> None:
     assert config.name == "unit" and config.storage_path == storage
     assert config.failure_config is not None and config.failure_config.max_failures == 2
     assert config.checkpoint_config is not None
-    assert config.checkpoint_config.num_to_keep == 2
-    assert config.checkpoint_config.checkpoint_score_attribute is None  # keep the latest
+    # The trial prunes its own checkpoints (keeping the spec's 2): Tune deletes none.
+    assert config.checkpoint_config.num_to_keep is None
+    assert any(type(c).__name__ == "NoRetryOnDeterministicFailure" for c in config.callbacks)
 
 
 def test_sweep_trial_drops_the_arm_label(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -513,7 +514,9 @@ def test_sweep_trial_drops_the_arm_label(monkeypatch: pytest.MonkeyPatch) -> Non
     from sweep import tuner
 
     seen: list[dict[str, Any]] = []
-    monkeypatch.setattr(entry, "train_trial", lambda config, data=None: seen.append(config))
+    monkeypatch.setattr(
+        entry, "train_trial", lambda config, data=None, keep=None: seen.append(config)
+    )
     config = load_spec(spec_text()).expand()[0]
     assert ARM_KEY in config
     tuner.sweep_trial(config, None)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import pickle
 import socket
@@ -359,6 +360,58 @@ def test_final_report_repeating_the_last_epoch(uri: str) -> None:
     run_id = cid(tracker, "t")
     assert history(client, run_id, R.TEST_ACC) == [(2, 0.7)]  # once, at the last epoch
     assert [s for s, _ in history(client, run_id, R.VAL_ACC)] == [1, 2]
+
+
+def test_restored_epoch_the_driver_never_logged_is_logged_once(uri: str) -> None:
+    """A driver can die after a checkpoint was written but before it logged that epoch: the
+    first report after the restore carries the restored epoch's metrics."""
+    tracker = make_tracker(uri)
+    tracker.setup()
+    trial = StubTrial("t", config(epochs=4), status="RUNNING")
+    tracker.on_trial_start(iteration=0, trials=[trial], trial=trial)
+    tracker.on_trial_result(iteration=1, trials=[trial], trial=trial, result=result(1))
+    # epoch 2 was checkpointed but never logged; the restored trial reports epoch 3 with it
+    carried = {R.RESTORED_METRICS: json.dumps(result(2, val_acc=0.42))}
+    tracker.on_trial_result(iteration=2, trials=[trial], trial=trial, result=result(3, **carried))
+    # a later restore from epoch 3 carries epoch 3 again: already logged, not again
+    carried = {R.RESTORED_METRICS: json.dumps(result(3))}
+    tracker.on_trial_result(iteration=3, trials=[trial], trial=trial, result=result(4, **carried))
+    client = MlflowClient(tracking_uri=uri)
+    run_id = cid(tracker, "t")
+    assert [s for s, _ in history(client, run_id, R.VAL_ACC)] == [1, 2, 3, 4]
+    assert dict(history(client, run_id, R.VAL_ACC))[2] == pytest.approx(0.42)
+
+
+def test_checkpoint_fallback_becomes_a_tag_and_an_event(uri: str) -> None:
+    tracker = make_tracker(uri)
+    tracker.setup()
+    trial = StubTrial("t", config(), status="RUNNING")
+    tracker.on_trial_start(iteration=0, trials=[trial], trial=trial)
+    note = {"restored": "checkpoint_000001", "skipped": {"checkpoint_000002": "truncated"}}
+    res = result(3, **{R.CHECKPOINT_FALLBACK: json.dumps(note)})
+    tracker.on_trial_result(iteration=1, trials=[trial], trial=trial, result=res)
+    client = MlflowClient(tracking_uri=uri)
+    run = client.get_run(cid(tracker, "t"))
+    tag = run.data.tags["plateau_sweep.checkpoint_fallback"]
+    assert tag == "restored checkpoint_000001; skipped checkpoint_000002 (damaged)"
+    [artifact] = [
+        f.path
+        for f in client.list_artifacts(run.info.run_id, "events")
+        if "checkpoint_fallback" in f.path
+    ]
+    event = json.loads(Path(client.download_artifacts(run.info.run_id, artifact)).read_text())
+    assert event == {"kind": "checkpoint_fallback", **note}
+
+
+def test_no_retry_notice_is_not_an_epoch(uri: str) -> None:
+    tracker = make_tracker(uri)
+    tracker.setup()
+    trial = StubTrial("t", config(), status="RUNNING")
+    tracker.on_trial_start(iteration=0, trials=[trial], trial=trial)
+    notice = {R.EPOCH: 1, R.VAL_ACC: math.nan, R.NO_RETRY: "non-finite training loss"}
+    tracker.on_trial_result(iteration=1, trials=[trial], trial=trial, result=notice)
+    client = MlflowClient(tracking_uri=uri)
+    assert history(client, cid(tracker, "t"), R.VAL_ACC) == []
 
 
 def test_state_roundtrip_and_pickle(uri: str) -> None:

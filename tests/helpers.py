@@ -1,0 +1,256 @@
+"""Helpers the end-to-end tests share: sweep specs, driver processes in their own session, and
+reading back what a sweep left (Tune's trial folders and state, the MLflow runs)."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+CIFAR = Path(
+    os.environ.get(
+        "PLATEAU_SWEEP_CIFAR", str(REPO.parent / "shared" / "data" / "cifar-10-batches-py")
+    )
+)
+if not CIFAR.is_dir():
+    CIFAR = Path("/work/shared/data/cifar-10-batches-py")
+needs_cifar = pytest.mark.skipif(not CIFAR.is_dir(), reason=f"no CIFAR-10 at {CIFAR}")
+SMOKE = yaml.safe_load((REPO / "sweep" / "specs" / "smoke.yaml").read_text())
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers: specs, driver processes, process-group cleanup
+# ---------------------------------------------------------------------------------------------
+def write_spec(folder: Path, **changes: Any) -> Path:
+    raw = copy.deepcopy(SMOKE)
+    raw.update(changes)
+    path = folder / "spec.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def sweep_env(ray_tmp: Path, **extra: str) -> dict[str, str]:
+    env = {**os.environ, "RAY_TMPDIR": str(ray_tmp), "PYTHONPATH": str(REPO), **extra}
+    env.pop("PLATEAU_SWEEP_DATA_DIR", None)
+    env.pop("RAY_ADDRESS", None)
+    return env
+
+
+def run_args(spec: Path, work: Path) -> list[str]:
+    return [
+        "run",
+        "--spec",
+        str(spec),
+        "--data-dir",
+        str(CIFAR),
+        "--tracking-uri",
+        f"sqlite:///{work / 'mlflow.db'}",
+        "--storage-path",
+        str(work / "results"),
+    ]
+
+
+def start_driver(work: Path, args: list[str], env: dict[str, str], log: str) -> subprocess.Popen:
+    """`python -m sweep ...` in its own session: the driver and every Ray process it starts
+    share that session id, so the test can find and kill exactly them."""
+    out = (work / f"{log}.out").open("w")
+    return subprocess.Popen(
+        [sys.executable, "-m", "sweep", *args],
+        cwd=work,
+        env=env,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        text=True,
+    )
+
+
+def session_pids(sid: int) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if int(fields[3]) == sid and fields[0] != "Z":  # fields[3]: session id
+            pids.append(int(entry.name))
+    return pids
+
+
+def kill_session(sid: int, timeout: float = 60.0) -> None:
+    """SIGKILL every process of a driver's session (driver, raylet, GCS, workers) and wait."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pids = session_pids(sid)
+        if not pids:
+            return
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.2)
+    raise AssertionError(f"processes of session {sid} still alive: {session_pids(sid)}")
+
+
+@contextlib.contextmanager
+def driver(work: Path, args: list[str], env: dict[str, str], log: str) -> Iterator[Any]:
+    proc = start_driver(work, args, env, log)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=60)
+        kill_session(proc.pid)  # whatever Ray left behind after the driver went
+
+
+def output(work: Path, log: str) -> str:
+    return (work / f"{log}.out").read_text(errors="replace")
+
+
+def wait_for(what: str, check: Callable[[], Any], proc: subprocess.Popen, log: Path) -> Any:
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        got = check()
+        if got:
+            return got
+        if proc.poll() is not None:
+            raise AssertionError(f"driver exited ({proc.returncode}) before {what}: " + tail(log))
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}: " + tail(log))
+
+
+def tail(log: Path, n: int = 4000) -> str:
+    return log.read_text(errors="replace")[-n:] if log.exists() else "(no output)"
+
+
+def trial_dirs(experiment: Path) -> list[Path]:
+    return sorted(p for p in experiment.glob("*") if (p / "params.json").is_file())
+
+
+def params(trial_dir: Path) -> dict[str, Any]:
+    return json.loads((trial_dir / "params.json").read_text())
+
+
+def results(trial_dir: Path) -> list[dict[str, Any]]:
+    path = trial_dir / "result.json"
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        with contextlib.suppress(json.JSONDecodeError):  # a line being written
+            out.append(json.loads(line))
+    return out
+
+
+def mlflow_runs(work: Path) -> tuple[Any, list[Any]]:
+    """(the parent run, its child runs) of the only sweep in work/mlflow.db."""
+    from mlflow import MlflowClient
+
+    from sweep.tracking import children_filter, parent_filter, search_all_runs
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{work / 'mlflow.db'}")
+    ids = [e.experiment_id for e in client.search_experiments()]
+    parents = search_all_runs(client, ids, parent_filter())
+    assert len(parents) == 1, [p.info.run_id for p in parents]
+    kids = search_all_runs(client, ids, children_filter(parents[0].info.run_id))
+    return parents[0], kids
+
+
+def metric_history(work: Path, run_id: str, key: str) -> dict[int, float]:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{work / 'mlflow.db'}")
+    out: dict[int, tuple[int, float]] = {}
+    for m in client.get_metric_history(run_id, key):
+        if m.step not in out or m.timestamp >= out[m.step][0]:
+            out[m.step] = (m.timestamp, m.value)
+    return {step: v for step, (_, v) in sorted(out.items())}
+
+
+def listening_addresses(sid: int) -> list[str]:
+    """The local addresses of every listening TCP socket owned by a process of the session."""
+    inodes: set[str] = set()
+    for pid in session_pids(sid):
+        with contextlib.suppress(OSError):
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    target = os.readlink(fd)
+                    if target.startswith("socket:["):
+                        inodes.add(target[len("socket:[") : -1])
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                cols = line.split()
+                if cols[3] == "0A" and cols[9] in inodes:  # 0A: LISTEN
+                    found.append(cols[1].split(":")[0])
+    return found
+
+
+#: 127.0.0.1, ::1 and ::ffff:127.0.0.1 as /proc/net/tcp{,6} write them
+LOOPBACK_HEX = {
+    "0100007F",
+    "00000000000000000000000001000000",
+    "0000000000000000FFFF00000100007F",
+}
+
+
+def tune_states(experiment: Path) -> dict[str, str]:
+    """trial id -> status in Tune's latest experiment checkpoint (what --resume restores)."""
+    # Newest by the timestamp in the name, as Ray picks it: at the end of a resumed run Ray
+    # copies its driver artifacts back, so the older file's mtime can be the newer one.
+    files = sorted(experiment.glob("experiment_state-*.json"), key=lambda p: p.name)
+    if not files:
+        return {}
+    try:
+        state = json.loads(files[-1].read_text())
+    except (json.JSONDecodeError, OSError):  # being rewritten
+        return {}
+    out = {}
+    for trial_json, _meta in state.get("trial_data", []):
+        trial = json.loads(trial_json)
+        out[str(trial["trial_id"])] = str(trial["status"])
+    return out
+
+
+def cli(work: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    ray_tmp = work / "ray_tmp"  # were Ray to start, its folder would appear here
+    return subprocess.run(
+        [sys.executable, "-m", "sweep", *args],
+        cwd=work,
+        env=sweep_env(ray_tmp),
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+
+
+def listing(folder: Path) -> set[str]:
+    return {str(p.relative_to(folder)) for p in folder.rglob("*")}
+
+
+def assert_refused(proc: subprocess.CompletedProcess[str], *fragments: str) -> str:
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    assert "sweep '" not in proc.stdout  # the sweep banner: no trial started
+    return lines[0]
