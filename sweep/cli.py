@@ -322,6 +322,7 @@ def cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
             spec_text=spec.text,
             spec_path=str(Path(spec.source).resolve()) if spec.source else None,
             resume=args.resume,
+            name_keys=[dim.key for dim in spec.search_space.dims],
         )
         if args.address and "://" not in storage:
             print(
