@@ -64,7 +64,8 @@ COLUMNS = (
     f"params.`{R.SEED}`",
 )
 _NAME_COLUMN = "attributes.`Run Name`"
-_NAME_WIDTH_PX = 240  # room for "range_test_on_plateau · seed 0"
+#: Room for "range_test_on_plateau · seed 0" and for "range_test_on_plateau".
+_WIDTHS_PX = {_NAME_COLUMN: 240, "params.`policy_label`": 180}
 _FINISHED = ("FINISHED", "FAILED", "KILLED")
 
 
@@ -111,7 +112,7 @@ def view_state(search_filter: str) -> dict[str, Any]:
         "orderByAsc": True,
         "selectedColumns": list(COLUMNS),
         "columnOrder": [_NAME_COLUMN, "runDateAndNestInfo", "duration", *COLUMNS],
-        "columnWidths": {_NAME_COLUMN: _NAME_WIDTH_PX},
+        "columnWidths": dict(_WIDTHS_PX),
         "runsHiddenMode": "SHOW_ALL",
     }
 
