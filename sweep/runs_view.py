@@ -7,10 +7,10 @@ param column. The link built here uses three mechanisms of MLflow's own UI inste
 (``mlflow/server/js/build``):
 
 * ``workflowType=machine_learning`` in the link switches the UI to its model-training mode.
-  In 3.17 that mode comes from this URL parameter or from the browser's last choice (GenAI by
-  default), not from the experiment's ``mlflow.experimentKind`` tag; the tag is set anyway
-  (``custom_model_development``), for the UI's experiment-kind selector and for MLflow
-  builds that do read it.
+  In 3.17's open-source build that mode comes from this URL parameter or from the browser's
+  last choice (GenAI at first), never from the experiment's ``mlflow.experimentKind`` tag
+  (the code that reads the tag is switched off there); the tag is set anyway
+  (``custom_model_development``), for MLflow builds that do read it.
 * ``viewStateShareKey=<key>`` in the link makes the runs page load its view -- search filter,
   sort, selected columns, column order and widths -- from the experiment tag
   ``mlflow.sharedViewState.<key>``: a saved view, listed by name under the page's "Views".
