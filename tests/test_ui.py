@@ -227,6 +227,13 @@ def test_bad_input_as_a_process(tmp_path: Path) -> None:
     assert proc.stderr.strip() == "error: --port 99999 is not a TCP port; pass a port in 1-65535"
 
 
+def test_help_lists_every_option(tmp_path: Path) -> None:
+    proc = sweep_cli(tmp_path, "ui", "--help")
+    assert proc.returncode == 0
+    for option in ("NAME", "--tracking-uri", "--port"):
+        assert option in proc.stdout
+
+
 def test_server_command_binds_loopback_only(tmp_path: Path) -> None:
     command = ui.server_command(f"sqlite:///{tmp_path}/mlflow.db", 5123)
     assert command[1:4] == ["-m", "mlflow", "server"]
@@ -348,6 +355,14 @@ def test_the_link_opens_on_every_trial_run(tmp_path: Path) -> None:
         # The same page without the link's view: the check above would fail on it.
         plain = dump_dom(link.split("?")[0], tmp_path / "profile-plain")
         assert row_ids(plain) != row_ids(dom), "the plain runs page lists the trials by itself"
+
+        # A tracking server's store: nothing started, the link points to that server.
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.mkdir()
+        server_uri = f"http://127.0.0.1:{port}"
+        remote = sweep_cli(elsewhere, "ui", "policy-compare-smoke", "--tracking-uri", server_uri)
+        assert remote.returncode == 0, remote.stderr
+        assert remote.stdout.splitlines()[-1] == f"  {link}", remote.stdout
 
         # Ctrl-C stops the server, and the port is free again.
         server.send_signal(signal.SIGINT)
