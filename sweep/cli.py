@@ -30,7 +30,6 @@ from sweep.errors import EXIT_USAGE, SweepError, one_line, user_error_types
 
 PROG = "python -m sweep"
 COMMANDS = ("run", "compare", "ui")
-DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"  # the built-in specs' mlflow.tracking_uri
 
 
 class _Parser(argparse.ArgumentParser):
@@ -434,7 +433,10 @@ def report_run(
 
 def ui_command(sweep_name: str, tracking_uri: str, cwd: Path | None = None) -> str:
     """The ``sweep ui`` command for a sweep; --tracking-uri only when not the default here."""
-    default = normalize_tracking_uri(DEFAULT_TRACKING_URI, cwd or Path.cwd())
+    from sweep.spec import builtin_spec_text, parse_yaml
+
+    default_uri = parse_yaml(builtin_spec_text("default"))["mlflow"]["tracking_uri"]
+    default = normalize_tracking_uri(default_uri, cwd or Path.cwd())
     option = "" if tracking_uri == default else f" --tracking-uri {shlex.quote(tracking_uri)}"
     return f"{PROG} ui {shlex.quote(sweep_name)}{option}"
 

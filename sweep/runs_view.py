@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from sweep.errors import SweepError
+from sweep.spec import ARM_KEY
 from sweep.tracking import (
     BEST_VAL_ACC_METRIC,
     EXPERIMENT_KIND_TRAINING,
@@ -60,12 +61,12 @@ WORKFLOW_TRAINING = "machine_learning"
 COLUMNS = (
     f"metrics.`{BEST_VAL_ACC_METRIC}`",
     f"metrics.`{R.TEST_ACC}`",
-    "params.`policy_label`",
+    f"params.`{ARM_KEY}`",
     f"params.`{R.SEED}`",
 )
 _NAME_COLUMN = "attributes.`Run Name`"
 #: Room for "range_test_on_plateau · seed 0" and for "range_test_on_plateau".
-_WIDTHS_PX = {_NAME_COLUMN: 240, "params.`policy_label`": 180}
+_WIDTHS_PX = {_NAME_COLUMN: 240, f"params.`{ARM_KEY}`": 180}
 _FINISHED = ("FINISHED", "FAILED", "KILLED")
 
 
@@ -103,9 +104,9 @@ def trials_filter(sweep_name: str, parent_run_id: str | None = None) -> str:
 
 
 def view_state(search_filter: str) -> dict[str, Any]:
-    """The runs page state MLflow's UI restores from a saved view: its search facets
-    (filter, sort) and UI state (columns, their order and widths; runs, not charts, hidden
-    after the 10th otherwise)."""
+    """The runs page state MLflow's UI restores from a saved view: search facets (filter,
+    sort) and UI state (columns, their order and widths; every run in the charts, where MLflow
+    otherwise shows only the first 10)."""
     return {
         "searchFilter": search_filter,
         "orderByKey": f"tags.`{TAG_RUN_NAME}`",
