@@ -1,9 +1,10 @@
-"""``python -m sweep``: run a sweep of LR policies, or compare the runs of one.
+"""``python -m sweep``: run a sweep of LR policies, compare the runs of one, or browse them.
 
     python -m sweep run [--spec FILE] [--smoke-test] [--resume] [--address ADDR]
                         [--data-dir DIR] [--tracking-uri URI] [--name NAME] [--storage-path PATH]
     python -m sweep compare [NAME] [--tracking-uri URI] [--experiment NAME] [--out DIR]
                             [--target-acc X]
+    python -m sweep ui [NAME] [--tracking-uri URI] [--port P]
 
 Every user error prints one line, ``error: <problem>; <fix>``, on stderr and exits with 2.
 All checks (spec, data folder, storage path, tracking store, sweep to resume) run before Ray
@@ -29,8 +30,7 @@ from typing import Any, NoReturn
 from sweep.errors import EXIT_USAGE, SweepError, one_line, user_error_types
 
 PROG = "python -m sweep"
-COMMANDS = ("run", "compare")
-UI_PORT = 5000
+COMMANDS = ("run", "compare", "ui")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -157,6 +157,35 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: the target_val_acc of the spec the sweep ran with)",
     )
     compare.set_defaults(func=cmd_compare)
+
+    ui = sub.add_parser(
+        "ui",
+        help="open a sweep's runs in the MLflow UI",
+        description=(
+            "Start the MLflow UI for the sweep's tracking store on 127.0.0.1 and print one link "
+            "that opens the sweep's trial runs (model-training view; policy, seed, best "
+            "val_acc and test_acc as columns). Ctrl-C stops it. With an http(s) tracking URI "
+            "nothing is started: the link points to that server."
+        ),
+    )
+    ui.add_argument(
+        "name",
+        nargs="?",
+        metavar="NAME",
+        help="sweep name (default: the default spec's name, policy-compare)",
+    )
+    ui.add_argument(
+        "--tracking-uri",
+        metavar="URI",
+        help="MLflow tracking URI (default: sqlite:///mlflow.db in the working folder)",
+    )
+    ui.add_argument(
+        "--port",
+        metavar="P",
+        type=int,
+        help="port on 127.0.0.1 for the UI (default 5000)",
+    )
+    ui.set_defaults(func=cmd_ui)
     return parser
 
 
@@ -305,6 +334,7 @@ def cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
             spec_text=spec.text,
             spec_path=str(Path(spec.source).resolve()) if spec.source else None,
             resume=args.resume,
+            name_keys=[dim.key for dim in spec.search_space.dims],
         )
         if args.address and "://" not in storage:
             print(
@@ -410,15 +440,18 @@ def report_run(
         return code or 1
     print()
     print(comparison.format())
-    print(f"\nOpen the MLflow UI with:\n  {ui_command(tracking_uri)}", flush=True)
+    print(f"\nBrowse the runs with:\n  {ui_command(spec.name, tracking_uri)}", flush=True)
     return code
 
 
-def ui_command(tracking_uri: str) -> str:
-    return (
-        f"mlflow ui --backend-store-uri {shlex.quote(tracking_uri)} "
-        f"--host 127.0.0.1 --port {UI_PORT}"
-    )
+def ui_command(sweep_name: str, tracking_uri: str, cwd: Path | None = None) -> str:
+    """The ``sweep ui`` command for a sweep; --tracking-uri only when not the default here."""
+    from sweep.spec import builtin_spec_text, parse_yaml
+
+    default_uri = parse_yaml(builtin_spec_text("default"))["mlflow"]["tracking_uri"]
+    default = normalize_tracking_uri(default_uri, cwd or Path.cwd())
+    option = "" if tracking_uri == default else f" --tracking-uri {shlex.quote(tracking_uri)}"
+    return f"{PROG} ui {shlex.quote(sweep_name)}{option}"
 
 
 def normalize_tracking_uri(uri: str, cwd: Path) -> str:
@@ -729,8 +762,21 @@ def cmd_compare(args: argparse.Namespace, argv: Sequence[str]) -> int:
     print(comparison.format())
     if out is not None:
         print(f"\nwrote the comparison to {out}")
-    print(f"\nOpen the MLflow UI with:\n  {ui_command(uri)}", flush=True)
+    print(f"\nBrowse the runs with:\n  {ui_command(name, uri, cwd)}", flush=True)
     return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# ui
+# ---------------------------------------------------------------------------------------------
+def cmd_ui(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from sweep.spec import builtin_spec_text, parse_yaml
+    from sweep.ui import run_ui
+
+    default = parse_yaml(builtin_spec_text("default"))
+    name = args.name or default["name"]
+    uri = normalize_tracking_uri(args.tracking_uri or default["mlflow"]["tracking_uri"], Path.cwd())
+    return run_ui(uri, name, args.port)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -5,14 +5,17 @@ and the :class:`MLflowTracker` callback, living in the driver process, is the on
 dislikes concurrent writers and a trial on another node could not reach the driver's db file
 anyway.
 
-Layout in the store (one experiment per sweep name)::
+Layout in the store (one experiment per sweep name, tagged mlflow.experimentKind=
+custom_model_development so MLflow treats it as model training)::
 
     parent run  tags plateau_sweep.sweep=<name>, plateau_sweep.role=parent, provenance
       │         artifacts spec.yaml (+ comparison/ written by sweep.compare)
-      └─ child run per trial  tags mlflow.parentRunId, plateau_sweep.role=child,
+      └─ child run per trial  named "<policy label> · seed <seed>" (+ search-space values)
+                              tags mlflow.parentRunId, plateau_sweep.role=child,
                               plateau_sweep.{trial_id,policy,seed,node_id,hostname,device,...}
                               params the flat trial config (policy_params.patience, ...)
                               metrics EPOCH_METRICS (step=epoch), test_* (step=last epoch),
+                                      best_val_acc (running max, step=epoch),
                                       lr_step (step=global step), range_test_lr (step=epoch)
                               artifacts events/epoch_NNN_<kind>.json,
                                         events/epoch_NNN_range_test.png
@@ -92,6 +95,10 @@ NODE_TAGS = {
 }
 LR_STEP_METRIC = "lr_step"
 RANGE_TEST_LR_METRIC = "range_test_lr"  # the LR a range test chose (new_lr), step = epoch
+BEST_VAL_ACC_METRIC = "best_val_acc"  # highest val_acc so far, step = epoch (a table column)
+#: The experiment kind MLflow's UI reads (values in mlflow/server/js): model training, not GenAI
+TAG_EXPERIMENT_KIND = "mlflow.experimentKind"
+EXPERIMENT_KIND_TRAINING = "custom_model_development"
 SPEC_ARTIFACT = "spec.yaml"
 EVENTS_DIR = "events"
 
@@ -382,6 +389,29 @@ def _trial_error_text(trial: Any) -> str:
     return "unknown error (see the trial's error.txt in the Tune results folder)"
 
 
+def _running_best(best: float | None, value: float | None) -> float | None:
+    """The higher of ``best`` and ``value``; a missing or non-finite value changes nothing."""
+    if value is None or not math.isfinite(value):
+        return best
+    return value if best is None else max(best, value)
+
+
+def child_run_name(
+    tags: Mapping[str, str], config: Mapping[str, Any], name_keys: Sequence[str], trial_id: str
+) -> str:
+    """A trial's run name as the MLflow runs table shows it: ``constant · seed 0``, followed
+    by the values of ``name_keys`` (the search-space keys, ``lr 0.003``) when there are any."""
+    parts = [tags.get(TAG_POLICY_LABEL) or tags.get(TAG_POLICY) or f"trial {trial_id}"]
+    if tags.get(TAG_SEED) is not None:
+        parts.append(f"seed {tags[TAG_SEED]}")
+    for key in name_keys:
+        value = config.get(key)
+        if value is not None:
+            text = f"{value:.3g}" if isinstance(value, float) else str(value)
+            parts.append(f"{key} {text}")
+    return " · ".join(parts)
+
+
 def _error_summary(text: str) -> str:
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
     return _one_line(lines[-1] if lines else text)
@@ -523,6 +553,7 @@ class _Child:
     failures: int = 0
     has_error_tag: bool = False
     node: dict[str, str] = field(default_factory=dict)
+    best_val_acc: float | None = None
 
 
 class MLflowTracker(Callback):
@@ -547,6 +578,7 @@ class MLflowTracker(Callback):
         artifact_location: str | None = None,
         max_tries: int = 5,
         retry_delay_s: float = 0.2,
+        name_keys: Sequence[str] = (),
     ) -> None:
         if lr_trace_max_points < 1:
             raise ValueError(f"lr_trace_max_points must be >= 1, got {lr_trace_max_points}")
@@ -562,6 +594,7 @@ class MLflowTracker(Callback):
         self.artifact_location = artifact_location
         self.max_tries = max_tries
         self.retry_delay_s = retry_delay_s
+        self.name_keys = tuple(name_keys)  # config keys shown in run names (the search space)
         self._client: MlflowClient | None = None
         self._experiment_id: str | None = None
         self._parent_run_id: str | None = None
@@ -721,6 +754,7 @@ class MLflowTracker(Callback):
                     self.client.create_experiment,
                     self.experiment_name,
                     artifact_location=location,
+                    tags={TAG_EXPERIMENT_KIND: EXPERIMENT_KIND_TRAINING},
                 )
             )
         except Exception:  # another driver may have created it in between
@@ -843,6 +877,11 @@ class MLflowTracker(Callback):
             "lr history", self.client.get_metric_history, run.info.run_id, LR_STEP_METRIC
         )
         child.lr_points = len(history)
+        child.best_val_acc = run.data.metrics.get(BEST_VAL_ACC_METRIC)
+        if child.best_val_acc is None:  # a run logged before best_val_acc existed
+            val = self._call("val_acc", self.client.get_metric_history, run.info.run_id, R.VAL_ACC)
+            for m in val:
+                child.best_val_acc = _running_best(child.best_val_acc, m.value)
         self._children[trial_id] = child
         return child
 
@@ -887,9 +926,7 @@ class MLflowTracker(Callback):
                 self._log_batch(child.run_id, params=missing, what=f"params of trial {tid}")
             return child
         tags = self._child_tags(trial)
-        policy = tags.get(TAG_POLICY_LABEL) or tags.get(TAG_POLICY) or "trial"
-        seed = tags.get(TAG_SEED)
-        name = f"{policy}-seed{seed}-{tid}" if seed is not None else f"{policy}-{tid}"
+        name = child_run_name(tags, config, self.name_keys, tid)
         created = self._call(
             "create child",
             self.client.create_run,
@@ -973,6 +1010,9 @@ class MLflowTracker(Callback):
                 value = _number(result.get(key))
                 if value is not None:
                     metrics.append(Metric(key, value, ts, epoch))
+            best = _running_best(child.best_val_acc, _number(result.get(R.VAL_ACC)))
+            if best is not None:
+                metrics.append(Metric(BEST_VAL_ACC_METRIC, best, ts, epoch))
             lr_points = self._lr_points(trial, child, result, tid)
             metrics.extend(Metric(LR_STEP_METRIC, v, ts, s) for s, v in lr_points)
             n_lr = len(lr_points)
@@ -1012,6 +1052,7 @@ class MLflowTracker(Callback):
         if not repeat:
             child.last_epoch = epoch
             child.lr_points += n_lr
+            child.best_val_acc = _running_best(child.best_val_acc, _number(result.get(R.VAL_ACC)))
         if events:
             with self._dropping(f"policy events of trial {tid}, epoch {epoch}"):
                 self._log_events(child, epoch, events)

@@ -290,8 +290,8 @@ def test_smoke_sweep_end_to_end(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     assert db.is_file()
     assert (results / "policy-compare-smoke").is_dir()
-    assert "mlflow ui --backend-store-uri" in proc.stdout
-    assert "--host 127.0.0.1" in proc.stdout
+    # the UI command; db is the default store of the working folder: no --tracking-uri
+    assert "\n  python -m sweep ui policy-compare-smoke\n" in proc.stdout
 
     # The finished sweep can be compared again, and a second run of it is refused.
     proc = sweep_cli(
@@ -327,7 +327,11 @@ def test_tracking_uri_and_resume_command(tmp_path: Path) -> None:
     assert resume_command(["run", "--spec", "a b.yaml"]) == (
         "python -m sweep run --spec 'a b.yaml' --resume"
     )
-    assert "--host 127.0.0.1 --port 5000" in ui_command("sqlite:////x/mlflow.db")
+    assert ui_command("s1", "sqlite:////x/mlflow.db", tmp_path) == (
+        "python -m sweep ui s1 --tracking-uri sqlite:////x/mlflow.db"
+    )
+    default = normalize_tracking_uri("sqlite:///mlflow.db", tmp_path)
+    assert ui_command("s1", default, tmp_path) == "python -m sweep ui s1"
 
 
 def test_unreachable_cluster_address(tmp_path: Path) -> None:

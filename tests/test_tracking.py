@@ -803,3 +803,65 @@ def test_real_tune_run(uri: str, tmp_path: Path) -> None:
     }
     assert bad.info.status == "FAILED"
     assert bad.data.tags[TAG_ERROR] == "RuntimeError: boom at epoch 2"
+
+
+# -- what the MLflow runs table shows ----------------------------------------------------------
+def test_experiment_kind_run_names_and_best_val_acc(
+    uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = MlflowClient(tracking_uri=uri)
+    # The first driver predates best_val_acc: it logs under another name.
+    monkeypatch.setattr(tracking, "BEST_VAL_ACC_METRIC", "not_best_val_acc")
+    first = make_tracker(uri, name_keys=("lr", "missing"))
+    first.setup()
+    trial = StubTrial("t_1", config("constant", seed=3, epochs=4), status="RUNNING")
+    first.on_trial_start(iteration=0, trials=[trial], trial=trial)
+    for epoch, acc in ((1, 0.3), (2, 0.2)):
+        res = result(epoch, val_acc=acc)
+        first.on_trial_result(iteration=epoch, trials=[trial], trial=trial, result=res)
+    first.on_experiment_end(trials=[trial])
+    monkeypatch.undo()
+
+    second = make_tracker(uri, resume=True, name_keys=("lr",))
+    second.setup()
+    second.on_trial_start(iteration=0, trials=[trial], trial=trial)
+    for epoch, acc in ((3, 0.25), (4, 0.4)):
+        res = result(epoch, val_acc=acc)
+        second.on_trial_result(iteration=epoch, trials=[trial], trial=trial, result=res)
+    second.on_experiment_end(trials=[trial])
+
+    exp = client.get_experiment_by_name("exp-demo")
+    assert exp.tags[tracking.TAG_EXPERIMENT_KIND] == tracking.EXPERIMENT_KIND_TRAINING
+    run = client.get_run(cid(second, "t_1"))
+    assert run.info.run_name == "constant-label · seed 3 · lr 0.001"
+    # the running max over all four epochs, the first driver's epochs included
+    assert history(client, run.info.run_id, tracking.BEST_VAL_ACC_METRIC) == [
+        (3, pytest.approx(0.3)),
+        (4, pytest.approx(0.4)),
+    ]
+    assert run.data.metrics[tracking.BEST_VAL_ACC_METRIC] == pytest.approx(0.4)
+
+
+@pytest.mark.parametrize(
+    ("tags", "config", "keys", "name"),
+    [
+        (
+            {TAG_POLICY_LABEL: "rt", TAG_POLICY: "range_test_on_plateau", TAG_SEED: "0"},
+            {},
+            (),
+            "rt · seed 0",
+        ),
+        (
+            {TAG_POLICY: "constant", TAG_SEED: "1"},
+            {"lr": 0.0031415},
+            ("lr",),
+            "constant · seed 1 · lr 0.00314",
+        ),
+        ({TAG_POLICY: "constant"}, {"batch_size": 64}, ("batch_size",), "constant · batch_size 64"),
+        ({}, {}, (), "trial t_9"),
+    ],
+)
+def test_child_run_name(
+    tags: dict[str, str], config: dict[str, Any], keys: tuple[str, ...], name: str
+) -> None:
+    assert tracking.child_run_name(tags, config, keys, "t_9") == name
