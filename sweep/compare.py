@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sweep.tracking import (
+from sweep.store import (
     LR_STEP_METRIC,
     RANGE_TEST_LR_METRIC,
     SPEC_ARTIFACT,
@@ -35,13 +35,13 @@ from sweep.tracking import (
     TAG_SWEEP,
     TAG_TRIAL_ID,
     TrackingError,
-    check_tracking_store,
     children_filter,
     make_client,
     parent_filter,
     search_all_runs,
     sqlite_db_path,
 )
+from sweep.store_check import check_tracking_store
 from trainables import results as R
 
 if TYPE_CHECKING:

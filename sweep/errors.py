@@ -28,7 +28,7 @@ _KNOWN: tuple[tuple[str, str, str], ...] = (
     ("sweep.spec", "SpecError", "fix the sweep spec and rerun"),
     ("trainables.config", "ConfigError", "fix the sweep spec and rerun"),
     ("trainables.data", "DataError", "pass --data-dir with the CIFAR-10 python batches"),
-    ("sweep.tracking", "TrackingError", "pass a usable --tracking-uri"),
+    ("sweep.store", "TrackingError", "pass a usable --tracking-uri"),
     ("sweep.compare", "CompareError", "check the sweep name and --tracking-uri"),
 )
 

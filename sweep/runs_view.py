@@ -32,7 +32,7 @@ from urllib.parse import urlencode
 
 from sweep.errors import SweepError
 from sweep.spec import ARM_KEY
-from sweep.tracking import (
+from sweep.store import (
     BEST_VAL_ACC_METRIC,
     EXPERIMENT_KIND_TRAINING,
     ROLE_CHILD,

@@ -57,7 +57,8 @@ def check_port(port: int) -> None:
 def check_store(tracking_uri: str) -> None:
     """The store must exist (never create an empty one) and be an MLflow store the UI can
     show. Raises SweepError or TrackingError."""
-    from sweep.tracking import check_tracking_store, sqlite_db_path
+    from sweep.store import sqlite_db_path
+    from sweep.store_check import check_tracking_store
 
     if tracking_uri.startswith("databricks"):
         raise SweepError(
@@ -80,7 +81,7 @@ def is_server_uri(tracking_uri: str) -> bool:
 
 def server_command(tracking_uri: str, port: int) -> list[str]:
     """MLflow's UI server for the store, on 127.0.0.1 only."""
-    from sweep.tracking import sqlite_db_path
+    from sweep.store import sqlite_db_path
 
     command = [
         sys.executable,
@@ -119,7 +120,7 @@ def run_ui(tracking_uri: str, sweep_name: str, port: int | None) -> int:
     check_store(tracking_uri)
 
     from sweep.runs_view import publish_view
-    from sweep.tracking import make_client
+    from sweep.store import make_client
 
     view = publish_view(make_client(tracking_uri), tracking_uri, sweep_name)
     heading = f"MLflow UI for sweep '{sweep_name}': {len(view.trial_runs)} trial runs"

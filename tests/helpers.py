@@ -161,7 +161,7 @@ def mlflow_runs(work: Path) -> tuple[Any, list[Any]]:
     """(the parent run, its child runs) of the only sweep in work/mlflow.db."""
     from mlflow import MlflowClient
 
-    from sweep.tracking import children_filter, parent_filter, search_all_runs
+    from sweep.store import children_filter, parent_filter, search_all_runs
 
     client = MlflowClient(tracking_uri=f"sqlite:///{work / 'mlflow.db'}")
     ids = [e.experiment_id for e in client.search_experiments()]

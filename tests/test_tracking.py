@@ -21,9 +21,10 @@ from typing import Any
 import pytest
 from mlflow import MlflowClient
 
-from sweep import tracking
+from sweep import run_values, store, tracking
 from sweep.plots import ema_smooth, plot_range_test
-from sweep.tracking import (
+from sweep.run_values import flatten_config
+from sweep.store import (
     LR_STEP_METRIC,
     RANGE_TEST_LR_METRIC,
     TAG_ERROR,
@@ -35,13 +36,12 @@ from sweep.tracking import (
     TAG_SEED,
     TAG_SWEEP,
     TAG_TRIAL_ID,
-    MLflowTracker,
     TrackingError,
-    check_tracking_store,
-    downsample,
-    flatten_config,
 )
+from sweep.store_check import check_tracking_store
+from sweep.tracking import MLflowTracker
 from trainables import results as R
+from trainables.results import downsample
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 SPEC = "name: demo\npolicies: [constant]\n"
@@ -562,7 +562,7 @@ def test_transient_lock_is_retried(uri: str, monkeypatch: pytest.MonkeyPatch) ->
         return real(*args, **kwargs)
 
     sleeps: list[float] = []
-    monkeypatch.setattr(tracking.time, "sleep", sleeps.append)
+    monkeypatch.setattr(store.time, "sleep", sleeps.append)
     monkeypatch.setattr(tracker.client, "log_batch", flaky)
     tracker.on_trial_result(iteration=1, trials=[trial], trial=trial, result=result(1))
     assert calls["n"] == 3
@@ -579,7 +579,7 @@ def test_persistent_errors_are_dropped_not_raised(
     trial = StubTrial("t_1", config(), status="RUNNING")
     tracker.on_trial_start(iteration=0, trials=[trial], trial=trial)
     real = tracker.client.log_batch
-    monkeypatch.setattr(tracking.time, "sleep", lambda s: None)
+    monkeypatch.setattr(store.time, "sleep", lambda s: None)
 
     def locked(*args: Any, **kwargs: Any) -> Any:
         raise sqlite3.OperationalError("database is locked")
@@ -831,15 +831,15 @@ def test_experiment_kind_run_names_and_best_val_acc(
     second.on_experiment_end(trials=[trial])
 
     exp = client.get_experiment_by_name("exp-demo")
-    assert exp.tags[tracking.TAG_EXPERIMENT_KIND] == tracking.EXPERIMENT_KIND_TRAINING
+    assert exp.tags[store.TAG_EXPERIMENT_KIND] == store.EXPERIMENT_KIND_TRAINING
     run = client.get_run(cid(second, "t_1"))
     assert run.info.run_name == "constant-label · seed 3 · lr 0.001"
     # the running max over all four epochs, the first driver's epochs included
-    assert history(client, run.info.run_id, tracking.BEST_VAL_ACC_METRIC) == [
+    assert history(client, run.info.run_id, store.BEST_VAL_ACC_METRIC) == [
         (3, pytest.approx(0.3)),
         (4, pytest.approx(0.4)),
     ]
-    assert run.data.metrics[tracking.BEST_VAL_ACC_METRIC] == pytest.approx(0.4)
+    assert run.data.metrics[store.BEST_VAL_ACC_METRIC] == pytest.approx(0.4)
 
 
 @pytest.mark.parametrize(
@@ -864,4 +864,4 @@ def test_experiment_kind_run_names_and_best_val_acc(
 def test_child_run_name(
     tags: dict[str, str], config: dict[str, Any], keys: tuple[str, ...], name: str
 ) -> None:
-    assert tracking.child_run_name(tags, config, keys, "t_9") == name
+    assert run_values.child_run_name(tags, config, keys, "t_9") == name

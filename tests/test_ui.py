@@ -30,7 +30,7 @@ from test_cli import CIFAR, needs_cifar, sweep_cli
 
 from sweep import runs_view, ui
 from sweep.cli import main
-from sweep.tracking import (
+from sweep.store import (
     BEST_VAL_ACC_METRIC,
     EXPERIMENT_KIND_TRAINING,
     TAG_EXPERIMENT_KIND,

@@ -20,7 +20,7 @@ import random
 import socket
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
@@ -73,7 +73,6 @@ class Counters:
     global_step: int = 0
     images_seen: int = 0
     range_test_images: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def state(self) -> dict[str, Any]:
         return {
@@ -117,13 +116,6 @@ def build_optimizer(cfg: TrialConfig, model: nn.Module) -> torch.optim.Optimizer
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
     for group in optimizer.param_groups:
         group["lr"] = lr
-
-
-def downsample(points: list[tuple[int, float]], limit: int) -> list[tuple[int, float]]:
-    if len(points) <= limit:
-        return points
-    idx = np.unique(np.linspace(0, len(points) - 1, limit).round().astype(int))
-    return [points[i] for i in idx]
 
 
 @torch.inference_mode()
@@ -238,7 +230,6 @@ class Trial:
                 f"{self.cfg.policy}): trial stopped; lower lr or the policy's max_lr",
                 epoch=epoch,
             )
-        # An epoch's LR is constant for the non-cyclical policies: keep their traces tiny.
         return mean_loss, float(correct) / n, trace
 
     def probe(self, epoch: int) -> Any:
@@ -327,7 +318,7 @@ def train(
             R.RANGE_TEST_IMAGES: trial.counters.range_test_images,
             R.RANGE_TESTS: trial.policy.num_range_tests,
             R.POLICY_EVENTS: json.dumps([e.to_dict() for e in events]),
-            R.LR_TRACE: json.dumps(downsample(trace, cfg.lr_trace_points)),
+            R.LR_TRACE: json.dumps(R.downsample(trace, cfg.lr_trace_points)),
             **identity,
         }
         metrics[R.EPOCH_TIME_S] = time.perf_counter() - start

@@ -8,7 +8,10 @@ JSON strings so Tune's loggers and result tables keep them intact.
 from __future__ import annotations
 
 import json
-from typing import Any, Final
+from collections.abc import Sequence
+from typing import Any, Final, TypeVar
+
+T = TypeVar("T")
 
 EPOCH: Final = "epoch"  # 1-based epoch just finished
 TRAIN_LOSS: Final = "train_loss"
@@ -63,3 +66,15 @@ def decode_events(result: dict[str, Any]) -> list[dict[str, Any]]:
 def decode_lr_trace(result: dict[str, Any]) -> list[tuple[int, float]]:
     raw = result.get(LR_TRACE) or "[]"
     return [(int(s), float(v)) for s, v in json.loads(raw)]
+
+
+def downsample(points: Sequence[T], n: int) -> list[T]:
+    """At most ``n`` evenly spaced items, first and last included (``n == 1``: the last)."""
+    if n <= 0:
+        return []
+    if len(points) <= n:
+        return list(points)
+    if n == 1:
+        return [points[-1]]
+    idx = sorted({round(i * (len(points) - 1) / (n - 1)) for i in range(n)})
+    return [points[i] for i in idx]
