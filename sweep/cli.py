@@ -18,16 +18,25 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-import os
-import re
 import shlex
 import sys
-import tempfile
-from collections.abc import MutableMapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
 from sweep.errors import EXIT_USAGE, SweepError, one_line, user_error_types
+from sweep.preflight import (
+    check_address,
+    check_cluster_resources,
+    check_data_sizes,
+    check_local_resources,
+    check_storage,
+    load_data,
+    sweep_folder_exists,
+    sweep_started,
+)
+from sweep.ray_start import bind_ray_to_loopback, init_ray
+from sweep.store import normalize_tracking_uri
 
 PROG = "python -m sweep"
 COMMANDS = ("run", "compare", "ui")
@@ -285,7 +294,7 @@ def cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
     # 5. The tracking store.
     tracking_uri = normalize_tracking_uri(spec.mlflow.tracking_uri, cwd)
-    from sweep.tracking import check_tracking_store
+    from sweep.store_check import check_tracking_store
 
     check_tracking_store(tracking_uri)
 
@@ -454,270 +463,6 @@ def ui_command(sweep_name: str, tracking_uri: str, cwd: Path | None = None) -> s
     return f"{PROG} ui {shlex.quote(sweep_name)}{option}"
 
 
-def normalize_tracking_uri(uri: str, cwd: Path) -> str:
-    """Relative sqlite/file-store paths become absolute, so every process agrees on them."""
-    prefix = "sqlite:///"
-    if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
-        rest = uri[len(prefix) :]
-        if rest and not rest.startswith(":memory:"):
-            return prefix + str((cwd / rest).resolve())
-        return uri
-    if "://" not in uri and not uri.startswith(("file:", "databricks")):
-        return str((cwd / uri).expanduser().resolve())
-    return uri
-
-
-def check_storage(storage: str) -> None:
-    """A local storage path must be creatable: its nearest existing parent a folder that takes
-    a file. Checked by trying (a probe file, removed at once): permission bits alone say yes
-    for places such as /proc."""
-    if "://" in storage and not storage.startswith("file://"):
-        return  # a remote URI: Ray's pyarrow filesystem reports access problems itself
-    path = Path(storage[len("file://") :] if storage.startswith("file://") else storage)
-    probe = path
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    if not probe.is_dir():
-        raise SweepError(
-            f"storage path {path}: {probe} is a file, not a folder",
-            "pass --storage-path with a folder",
-        )
-    try:
-        with tempfile.NamedTemporaryFile(dir=probe, prefix=".plateau-sweep-probe-"):
-            pass
-    except OSError as exc:
-        raise SweepError(
-            f"storage path {path}: cannot write to {probe} ({exc.strerror or exc})",
-            "pass a writable --storage-path",
-        ) from None
-
-
-def check_local_resources(spec: Any) -> None:
-    """Refuse a per-trial request a local Ray on this machine could never schedule."""
-    cpus = os.cpu_count() or 1
-    if spec.resources.cpu > cpus:
-        raise SweepError(
-            f"resources.cpu: {spec.resources.cpu:g} CPUs per trial but this machine has {cpus}",
-            f"lower resources.cpu to <= {cpus}, or join a cluster with --address",
-        )
-    if spec.resources.gpu > 0:
-        gpus = _local_gpu_count()
-        if spec.resources.gpu > gpus:
-            raise SweepError(
-                f"resources.gpu: {spec.resources.gpu:g} GPU per trial but this machine has {gpus}",
-                "set resources.gpu: 0 for a CPU run, or join a GPU cluster with --address",
-            )
-
-
-def _local_gpu_count() -> int:
-    try:
-        import torch
-
-        return int(torch.cuda.device_count())
-    except Exception:  # no CUDA runtime at all: no GPU
-        return 0
-
-
-def check_cluster_resources(spec: Any, *, cluster: bool = False) -> None:
-    """After ray.init: refuse a per-trial request larger than the whole local Ray.
-
-    On a joined cluster (``cluster=True``, i.e. ``--address``) a GPU request the cluster does
-    not have *yet* only warns: an autoscaling cluster adds GPU nodes when trials ask for them.
-    """
-    import ray
-
-    total = ray.cluster_resources()
-    for key, want in (("CPU", spec.resources.cpu), ("GPU", spec.resources.gpu)):
-        have = float(total.get(key, 0.0))
-        if want > have:
-            if cluster and key == "GPU":
-                print(
-                    f"warning: resources.gpu: {want:g} GPU per trial but the Ray cluster has "
-                    f"{have:g} now; trials wait until the autoscaler adds GPU nodes",
-                    file=sys.stderr,
-                    flush=True,
-                )
-                continue
-            raise SweepError(
-                f"resources.{key.lower()}: {want:g} {key}s per trial but the Ray cluster has "
-                f"{have:g} in total",
-                f"lower resources.{key.lower()} or add {key} nodes to the cluster",
-            )
-
-
-def bind_ray_to_loopback() -> None:
-    """Make a local Ray listen on 127.0.0.1 only (GCS, raylet, workers), not on every interface.
-
-    Ray binds its servers to the node IP; with ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` (Ray's
-    own single-machine mode, the default on macOS/Windows) the node IP is the loopback address.
-    Set before Ray is imported -- its child processes read it too; the already-imported
-    constant is updated in case something imported Ray earlier in this process.
-    """
-    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-    constants = sys.modules.get("ray._private.ray_constants")
-    if constants is not None and os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] == "0":
-        constants.ENABLE_RAY_CLUSTER = False  # type: ignore[attr-defined]
-
-
-def check_address(address: str, timeout_s: float = 5.0) -> None:
-    """A HOST:PORT or ray://HOST:PORT address must accept a TCP connection (``auto`` is left to
-    ray.init, which fails fast when no cluster runs here)."""
-    import socket
-
-    if address == "auto":
-        return
-    rest = address[len("ray://") :] if address.startswith("ray://") else address
-    host, sep, port_text = rest.rstrip("/").rpartition(":")
-    if not sep:
-        host, port_text = rest, "10001" if address.startswith("ray://") else "6379"
-    fix = "check --address (auto, HOST:PORT or ray://HOST:10001) and that the cluster runs"
-    if not host or not port_text.isdigit():
-        raise SweepError(f"--address {address!r} is not HOST:PORT", fix)
-    try:
-        with socket.create_connection((host.strip("[]"), int(port_text)), timeout=timeout_s):
-            pass
-    except OSError as exc:
-        raise SweepError(f"cannot reach the Ray cluster at {address}: {exc}", fix) from None
-
-
-def init_ray(address: str | None) -> None:
-    import ray
-
-    if address:
-        import sweep
-        import trainables
-
-        # Ship this checkout's code to the cluster, so trials run exactly the driver's version.
-        modules = [str(Path(sweep.__file__).parent), str(Path(trainables.__file__).parent)]
-        print(f"joining the Ray cluster at {address}", flush=True)
-        try:
-            ray.init(
-                address=address,
-                runtime_env={"py_modules": modules},
-                logging_level=logging.WARNING,
-            )
-        except ConnectionError as exc:
-            raise SweepError(
-                f"cannot connect to the Ray cluster at {address}: {' '.join(str(exc).split())}",
-                "check --address, that the cluster runs (ray status), and its auth token "
-                "(RAY_AUTH_MODE=token with ~/.ray/auth_token) if it uses one",
-            ) from None
-        return
-    private_auth_token()
-    # address="local": always a fresh Ray on this machine, never a cluster found via
-    # RAY_ADDRESS or a running `ray start` (that is what --address is for).
-    ray.init(
-        address="local",
-        include_dashboard=False,
-        dashboard_host="127.0.0.1",
-        logging_level=logging.WARNING,
-    )
-
-
-def sweep_folder_exists(storage: str, name: str) -> bool:
-    """Whether the sweep's local results folder exists (made just before Ray starts)."""
-    from sweep.tuner import experiment_path, is_uri
-
-    return not is_uri(storage) and Path(experiment_path(storage, name)).is_dir()
-
-
-def sweep_started(storage: str, name: str, tracking_uri: str, experiment_name: str) -> bool:
-    """Whether a run of sweep ``name`` began here but stopped before Tune saved its state: its
-    results folder exists, or the tracking store holds its parent run."""
-    if sweep_folder_exists(storage, name):
-        return True
-    from sweep.tracking import find_parent_run
-
-    return find_parent_run(tracking_uri, experiment_name, name) is not None
-
-
-#: Where Ray keeps the token of a local cluster with token authentication.
-RAY_TOKEN_FILE = Path("~/.ray/auth_token")
-
-
-def private_auth_token(
-    path: Path = RAY_TOKEN_FILE, environ: MutableMapping[str, str] = os.environ
-) -> None:
-    """Token authentication for the local Ray, with a token file only its owner can read.
-
-    Ray 2.60 turns token authentication on for a new local cluster and writes the token with
-    the default umask (0644 as a rule). The file is made here first, mode 0600, or an existing
-    one is narrowed to 0600; ``RAY_AUTH_MODE=token`` then says so explicitly (which also
-    spares the warning Ray prints when it decides by itself). A mode the user set is kept.
-    """
-    if environ.get("RAY_AUTH_MODE"):
-        return
-    token = path.expanduser()
-    token.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    try:
-        fd = os.open(token, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        if token.stat().st_mode & 0o077:
-            token.chmod(0o600)
-    else:
-        import secrets
-
-        with os.fdopen(fd, "w") as fh:
-            fh.write(secrets.token_hex(32))
-    environ["RAY_AUTH_MODE"] = "token"
-    raylet = sys.modules.get("ray._raylet")
-    if raylet is not None and environ is os.environ:  # Ray read its config at import: again
-        raylet.Config.initialize("")
-
-
-def load_data(spec: Any, data_dir: Path) -> Any:
-    import time
-
-    from trainables.data import DataError, load_splits
-
-    d = spec.data
-    print(f"loading CIFAR-10 from {data_dir} ...", flush=True)
-    start = time.perf_counter()
-    try:
-        splits = load_splits(
-            data_dir,
-            val_fraction=d.val_fraction,
-            split_seed=d.split_seed,
-            train_subset=d.train_subset,
-            val_subset=d.val_subset,
-            test_subset=d.test_subset,
-            download=False,
-        )
-    except DataError as exc:
-        # "train_subset=500 is not possible: the training split has 80 images, ..." is the
-        # API's wording; a spec user sets data.train_subset.
-        match = re.match(
-            r"(train|val|test)_subset=(\S+) is not possible: the (.+?) has (\d+)", str(exc)
-        )
-        if match is None:
-            raise
-        key, value, where, have = match.groups()
-        raise SweepError(
-            f"data.{key}_subset: {value} is more than the {have} images of the {where} in "
-            f"{data_dir}",
-            f"lower data.{key}_subset to <= {have} (or null for all) in the spec",
-        ) from None
-    print(
-        f"loaded {len(splits.train_y)} train / {len(splits.val_y)} val / {len(splits.test_y)} "
-        f"test images in {time.perf_counter() - start:.1f} s",
-        flush=True,
-    )
-    return splits
-
-
-def check_data_sizes(spec: Any, splits: Any, fix: str) -> None:
-    n_train = len(splits.train_y)
-    sizes = [("batch_size", spec.batch_size)]
-    for dim in spec.search_space.dims:
-        if dim.key == "batch_size" and dim.kind in ("grid", "choice"):
-            sizes += [(f"search_space.batch_size.{dim.kind}", v) for v in dim.values]
-    for where, size in sizes:
-        if isinstance(size, int) and size > n_train:
-            raise SweepError(f"{where}: {size} is larger than the {n_train} training images", fix)
-    if len(splits.val_y) == 0:
-        raise SweepError("the validation split is empty", "raise data.val_fraction or val_subset")
-
-
 # ---------------------------------------------------------------------------------------------
 # compare
 # ---------------------------------------------------------------------------------------------
@@ -746,7 +491,7 @@ def cmd_compare(args: argparse.Namespace, argv: Sequence[str]) -> int:
         out = out if out.is_absolute() else cwd / out
         check_storage(str(out))
 
-    from sweep.tracking import check_tracking_store
+    from sweep.store_check import check_tracking_store
 
     check_tracking_store(uri)
     from sweep.compare import compare_sweep

@@ -317,7 +317,8 @@ def test_error_lines_have_problem_and_fix() -> None:
 
 
 def test_tracking_uri_and_resume_command(tmp_path: Path) -> None:
-    from sweep.cli import normalize_tracking_uri, resume_command, ui_command
+    from sweep.cli import resume_command, ui_command
+    from sweep.store import normalize_tracking_uri
 
     assert (
         normalize_tracking_uri("sqlite:///mlflow.db", tmp_path) == f"sqlite:///{tmp_path}/mlflow.db"

@@ -118,7 +118,7 @@ def test_killed_worker_is_retried_exactly_and_a_nan_trial_fails(
         proc.wait(timeout=400)
     text = output(work, "run")
     assert proc.returncode == 1, text[-4000:]  # 1: a trial errored (the lr 1e4 one)
-    assert "--host 127.0.0.1" in text  # the UI command printed is bound to loopback
+    assert "python -m sweep ui fault1" in text  # the UI command printed (sweep ui: 127.0.0.1)
 
     parent, kids = mlflow_runs(work)
     assert parent.info.status == "FINISHED"
@@ -612,12 +612,13 @@ def test_run_binds_a_local_ray_to_loopback(tmp_path: Path) -> None:
     (In a child process: the setting is process-wide. Fault 1 checks the real sockets.)"""
     code = (
         "import os\n"
-        "from sweep.cli import bind_ray_to_loopback, ui_command\n"
+        "from sweep.ray_start import bind_ray_to_loopback\n"
+        "from sweep.ui import server_command\n"
         "bind_ray_to_loopback()\n"
         "import ray._private.ray_constants as c\n"
         "import ray._private.services as s\n"
         "print(os.environ['RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER'], c.ENABLE_RAY_CLUSTER,\n"
-        "      s.get_node_ip_address(), ui_command('sqlite:////x/m.db'))\n"
+        "      s.get_node_ip_address(), *server_command('sqlite:////x/m.db', 5000))\n"
     )
     env = sweep_env(tmp_path)
     env.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)
@@ -632,7 +633,7 @@ def test_run_binds_a_local_ray_to_loopback(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("before", ["absent", "world-readable", "private"])
 def test_local_ray_auth_token_is_private(tmp_path: Path, before: str) -> None:
-    from sweep.cli import private_auth_token
+    from sweep.ray_start import private_auth_token
 
     environ: dict[str, str] = {}
     token = tmp_path / ".ray" / "auth_token"
@@ -650,7 +651,7 @@ def test_local_ray_auth_token_is_private(tmp_path: Path, before: str) -> None:
 
 
 def test_auth_mode_set_by_the_user_is_left_alone(tmp_path: Path) -> None:
-    from sweep.cli import private_auth_token
+    from sweep.ray_start import private_auth_token
 
     environ = {"RAY_AUTH_MODE": "disabled"}
     private_auth_token(tmp_path / ".ray" / "auth_token", environ)

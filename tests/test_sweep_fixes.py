@@ -20,9 +20,10 @@ import yaml
 from mlflow import MlflowClient
 from test_tracking import StubTrial, config, make_tracker, range_event, result
 
-from sweep import cli
+from sweep import cli, preflight
 from sweep.errors import SweepError
-from sweep.tracking import TAG_ERROR, TAG_PARENT_RUN_ID, MLflowTracker
+from sweep.store import TAG_ERROR, TAG_PARENT_RUN_ID
+from sweep.tracking import MLflowTracker
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -73,7 +74,9 @@ def test_driver_error_closes_the_parent_run(
     monkeypatch.setattr(tuner, "run_sweep", failing_run_sweep)
     monkeypatch.setattr(cli, "init_ray", lambda address: None)
     monkeypatch.setattr(cli, "check_cluster_resources", lambda spec, cluster=False: None)
-    monkeypatch.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # bind_ray_to_loopback's var
+    # bind_ray_to_loopback changes Ray's process-wide node-IP rule, which would outlive this
+    # test (a later in-process Ray cluster would bind to loopback, its drivers would not).
+    monkeypatch.setattr(cli, "bind_ray_to_loopback", lambda: None)
     raw = yaml.safe_load((REPO / "sweep" / "specs" / "smoke.yaml").read_text())
     raw["data"].update(train_subset=60, val_subset=20, test_subset=20)
     spec = tmp_path / "spec.yaml"
@@ -104,13 +107,13 @@ def test_gpu_spec_on_a_cluster_without_gpus_warns(
 
     monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 8.0})
     spec = SimpleNamespace(resources=SimpleNamespace(cpu=1, gpu=1))
-    cli.check_cluster_resources(spec, cluster=True)  # the autoscaler may add GPU nodes
+    preflight.check_cluster_resources(spec, cluster=True)  # the autoscaler may add GPU nodes
     assert "autoscaler" in capsys.readouterr().err
     with pytest.raises(SweepError, match=r"resources\.gpu: 1 GPUs per trial but the Ray cluster"):
-        cli.check_cluster_resources(spec, cluster=False)
+        preflight.check_cluster_resources(spec, cluster=False)
     spec.resources.cpu = 16  # CPUs are never waited for
     with pytest.raises(SweepError, match=r"resources\.cpu"):
-        cli.check_cluster_resources(spec, cluster=True)
+        preflight.check_cluster_resources(spec, cluster=True)
 
 
 # -- (c) ----------------------------------------------------------------------------------------
