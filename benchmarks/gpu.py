@@ -1,4 +1,4 @@
-"""Issue 7, item 7: GPU throughput, input pipeline and trials sharing one GPU (CUDA only).
+"""GPU throughput, input pipeline and trials sharing one GPU (CUDA only).
 
 UNTESTED ON A GPU: written without access to one. On a machine without CUDA it prints that no
 GPU is present, writes benchmarks/results/gpu.json saying so, and exits 0.
@@ -297,7 +297,7 @@ def main() -> int:
         C.write_result(
             "gpu",
             {
-                "item": "issue 7 item 7: GPU benchmarks",
+                "measures": "GPU benchmarks",
                 "gpu": False,
                 "message": NO_GPU,
                 "untested_on_gpu": True,
@@ -310,7 +310,7 @@ def main() -> int:
     deadline = began + DEADLINE_S
     rounds = args.rounds or (1 if args.quick else 2)
     payload: dict[str, Any] = {
-        "item": "issue 7 item 7: GPU benchmarks",
+        "measures": "GPU benchmarks",
         "gpu": True,
         "gpu_name": torch.cuda.get_device_name(0),
         "quick": args.quick,

@@ -1,4 +1,4 @@
-"""Issue 7, item 1: per-epoch overhead of a trial run through the sweep against a bare loop.
+"""Per-epoch overhead of a trial run through the sweep against a bare loop.
 
 The same model (seed_cnn), data (the default spec's subsets: 4,000 train / 1,000 val images,
 split seed 0), batch size (50), optimizer (Adam 1e-3), augmentation and epochs, both on one CPU
@@ -327,7 +327,7 @@ def analyze(
     C.write_result(
         "overhead",
         {
-            "item": "issue 7 item 1: trainable overhead, sweep trial vs bare loop",
+            "measures": "trainable overhead, sweep trial vs bare loop",
             "quick": quick,
             "settings": {**params, "repeats": repeats, "threads": 1, "policy": "constant"},
             "per_epoch_method": "wall time between consecutive epoch reports (MLflow metric "

@@ -1,4 +1,4 @@
-"""Issue 7, item 3: the project's tensor input pipeline against torchvision's DataLoader.
+"""The project's tensor input pipeline against torchvision's DataLoader.
 
 Both make the same training batches from the same CIFAR-10 images on one CPU thread
 (``torch.set_num_threads(1)``, what a default 1-CPU Ray trial gets):
@@ -123,7 +123,7 @@ def main() -> int:
     C.write_result(
         "pipeline",
         {
-            "item": "issue 7 item 3: input pipeline, tensor vs torchvision DataLoader",
+            "measures": "input pipeline, tensor vs torchvision DataLoader",
             "quick": args.quick,
             "settings": {
                 "images_per_pass": n,

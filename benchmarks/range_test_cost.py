@@ -1,4 +1,4 @@
-"""Issue 7, item 2: the cost of one LR range test as a fraction of one training epoch.
+"""The cost of one LR range test as a fraction of one training epoch.
 
 Settings of the default spec: seed_cnn, Adam, batch 50, one CPU thread (a 1-CPU Ray trial). An
 epoch is the full training split, 40,000 images = 800 steps of 50. Timing a whole 40k epoch
@@ -216,7 +216,7 @@ def main() -> int:
     C.write_result(
         "range_test_cost",
         {
-            "item": "issue 7 item 2: range-test cost as a fraction of an epoch",
+            "measures": "range-test cost as a fraction of an epoch",
             "quick": args.quick,
             "settings": {
                 "model": "seed_cnn",

@@ -1,4 +1,4 @@
-"""Issue 7, item 5: sweep scaling with concurrent trials, and the driver's MLflow write rate.
+"""Sweep scaling with concurrent trials, and the driver's MLflow write rate.
 
 Part 1 -- N identical short trials (constant policy, seed_cnn, 1 CPU each; the seeds differ,
 the work does not) run through ``python -m sweep run`` with ``max_concurrent_trials`` 1 and 2,
@@ -188,7 +188,7 @@ def main() -> int:
     n_results = args.tracker_results or (60 if args.quick else 300)
     workdir = Path(tempfile.mkdtemp(prefix="plateau-bench-scaling-"))
     payload: dict[str, Any] = {
-        "item": "issue 7 item 5: sweep scaling and MLflow tracker write rate",
+        "measures": "sweep scaling and MLflow tracker write rate",
         "quick": args.quick,
         "settings": {**params, "repeats": repeats, "cpu_per_trial": 1, "policy": "constant"},
     }

@@ -1,4 +1,4 @@
-"""Issue 7, item 4: training throughput of the trainable's step against plain PyTorch, on CPU.
+"""Training throughput of the trainable's step against plain PyTorch, on CPU.
 
 * trainable: ``trainables.loop.Trial.train_epoch`` -- the exact code a trial runs per epoch
   (shuffle, crop/flip augmentation, normalise, LR policy, forward, loss, backward, Adam step,
@@ -230,7 +230,7 @@ def main() -> int:
     C.write_result(
         "throughput",
         {
-            "item": "issue 7 item 4: seed_cnn CPU training throughput, trainable vs plain",
+            "measures": "seed_cnn CPU training throughput, trainable vs plain",
             "quick": args.quick,
             "settings": {
                 "model": "seed_cnn",

@@ -1,4 +1,4 @@
-"""Issue 7, item 5 (bound): how many results per second one Tune driver takes in.
+"""How many results per second one Tune driver takes in.
 
 Every trial reports once per epoch and the one driver process handles every report: Tune's
 own bookkeeping, the trial checkpoint it registers, and the MLflow tracker callback. This
@@ -153,7 +153,7 @@ def main() -> int:
     C.write_result(
         "tune_rate",
         {
-            "item": "issue 7 item 5: results/s one Tune driver takes in (the scaling bound)",
+            "measures": "results/s one Tune driver takes in (the scaling bound)",
             "quick": args.quick,
             "settings": {
                 "trials": trials,

@@ -1,4 +1,4 @@
-"""Faults a long sweep must survive (issue 6), with real processes where the fault needs them.
+"""Faults a long sweep must survive, with real processes where the fault needs them.
 
 1. a trial's worker is SIGKILLed mid-run -> Ray retries it from its last checkpoint, the final
    metrics equal an uninterrupted in-process run (exact on CPU), one child run, FINISHED;

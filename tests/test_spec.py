@@ -309,7 +309,7 @@ BENCH_SPECS = sorted(BENCH_DIR.glob("policy_compare*.yaml"))
 
 @pytest.mark.parametrize("path", BENCH_SPECS, ids=lambda p: p.stem)
 def test_benchmark_specs_compare_the_four_policies_over_three_seeds(path: Path) -> None:
-    """benchmarks/specs/*: issue 7 item 6 asks for the four policies, >= 3 seeds each."""
+    """benchmarks/specs/*: a policy comparison runs the four policies, >= 3 seeds each."""
     spec = load_spec(path)
     assert sorted({a.name for a in spec.policies}) == sorted(
         ["range_test_on_plateau", "cyclical", "constant", "reduce_on_plateau"]

@@ -1,4 +1,4 @@
-"""Regression tests for bugs fixed in sweep/ (issue 6): each runs in-process, in seconds.
+"""Regression tests for bugs fixed in sweep/: each runs in-process, in seconds.
 
 (a) a driver error or Ctrl-C ends the parent run FAILED/KILLED instead of leaving it RUNNING;
 (b) a GPU spec on a joined cluster without GPUs (yet) warns, only the local machine refuses;
