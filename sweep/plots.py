@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -54,7 +55,7 @@ def ema_smooth(values: Sequence[float | None], beta: float = 0.98) -> list[float
 
     finite = [(i, x) for i, raw in enumerate(values) if (x := _finite(raw)) is not None]
     out: list[float | None] = [None] * len(values)
-    smoothed = smooth_losses([x for _, x in finite], beta) if finite else []
+    smoothed = smooth_losses([x for _, x in finite], beta) if finite else np.empty(0)
     for (i, _), value in zip(finite, smoothed, strict=True):
         out[i] = float(value)
     return out
