@@ -165,6 +165,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="validation accuracy in (0, 1] for the 'epochs/images to reach' columns "
         "(default: the target_val_acc of the spec the sweep ran with)",
     )
+    compare.add_argument(
+        "--reference",
+        metavar="POLICY",
+        help="the policy every other one is paired with, seed by seed (default: constant)",
+    )
     compare.set_defaults(func=cmd_compare)
 
     ui = sub.add_parser(
@@ -502,6 +507,7 @@ def cmd_compare(args: argparse.Namespace, argv: Sequence[str]) -> int:
         experiment_name=args.experiment,
         out_dir=out,
         target_val_acc=args.target_acc,
+        reference=args.reference,
         log_to_parent=True,
     )
     print(comparison.format())

@@ -9,6 +9,11 @@ under ``comparison/``.
 
 Confidence intervals are two-sided 95% Student-t intervals of the mean over seeds:
 ``mean ± t(0.975, n-1) · s / sqrt(n)`` with the sample standard deviation ``s`` (ddof=1).
+
+All arms of a sweep share their seeds (data split, data order, initial weights), so each policy
+is also compared with a reference policy (``constant`` by default) seed by seed: the mean of
+the per-seed differences over the seeds both ran, its 95% t interval, and the number of seeds
+where the policy did better. Pairing removes the seed-to-seed spread that both arms share.
 """
 
 from __future__ import annotations
@@ -53,13 +58,7 @@ log = logging.getLogger(__name__)
 COMPARISON_ARTIFACT_DIR = "comparison"
 FILES = ("comparison.txt", "comparison.json", "val_acc_vs_epoch.png", "lr_vs_step.png")
 
-#: Two-sided 95% critical values of Student's t, t(0.975, df), for df = 1..30.
-T95 = (
-    12.7062, 4.3027, 3.1824, 2.7764, 2.5706, 2.4469, 2.3646, 2.3060, 2.2622, 2.2281,
-    2.2010, 2.1788, 2.1604, 2.1448, 2.1314, 2.1199, 2.1098, 2.1009, 2.0930, 2.0860,
-    2.0796, 2.0739, 2.0687, 2.0639, 2.0595, 2.0555, 2.0518, 2.0484, 2.0452, 2.0423,
-)  # fmt: skip
-_Z975 = 1.959963984540054
+DEFAULT_REFERENCE = "constant"
 
 
 class CompareError(ValueError):
@@ -67,18 +66,12 @@ class CompareError(ValueError):
 
 
 def t_critical_95(df: int) -> float:
-    """t(0.975, df): the table for df <= 30, a Cornish–Fisher expansion beyond (error < 1e-4)."""
+    """t(0.975, df), the two-sided 95% critical value of Student's t (``scipy.stats.t.ppf``)."""
     if df < 1:
         raise ValueError(f"degrees of freedom must be >= 1, got {df}")
-    if df <= len(T95):
-        return T95[df - 1]
-    z = _Z975
-    return (
-        z
-        + (z**3 + z) / (4 * df)
-        + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
-        + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * df**3)
-    )
+    from scipy.stats import t
+
+    return float(t.ppf(0.975, df))
 
 
 @dataclass(frozen=True)
@@ -112,6 +105,50 @@ class Stat:
         if self.std is not None and self.ci95 is not None:
             text += f" ± {format(self.std, spec)} (CI ±{format(self.ci95, spec)})"
         return text
+
+
+@dataclass(frozen=True)
+class Paired:
+    """Per-seed differences ``policy - reference`` of one quantity, over the shared seeds."""
+
+    n: int
+    mean: float | None = None
+    ci95: float | None = None  # t half-width; needs n >= 2
+    better: int = 0  # seeds where the policy's value is higher
+    diffs: tuple[float, ...] = ()
+
+    @classmethod
+    def of(cls, pairs: Sequence[tuple[float | None, float | None]]) -> Paired:
+        diffs = tuple(
+            float(a) - float(b)
+            for a, b in pairs
+            if a is not None and b is not None and math.isfinite(a) and math.isfinite(b)
+        )
+        stat = Stat.of(list(diffs))
+        return cls(stat.n, stat.mean, stat.ci95, sum(d > 0 for d in diffs), diffs)
+
+    def format(self, spec: str = "+.4f") -> str:
+        if self.mean is None:
+            return "-"
+        if self.ci95 is None:
+            return format(self.mean, spec)
+        lo, hi = self.mean - self.ci95, self.mean + self.ci95
+        return f"{format(self.mean, spec)} [{format(lo, spec)}, {format(hi, spec)}]"
+
+    @property
+    def better_text(self) -> str:
+        return f"{self.better}/{self.n}" if self.n else "-"
+
+
+@dataclass(frozen=True)
+class PairedRow:
+    """One policy against the reference policy, seed by seed."""
+
+    policy: str
+    reference: str
+    seeds: list[str]  # the seeds both ran
+    final_test_acc: Paired
+    best_val_acc: Paired
 
 
 @dataclass(frozen=True)
@@ -169,6 +206,8 @@ class Comparison:
     rows: list[PolicyRow]
     runs: list[RunSummary]
     excluded: dict[str, int] = field(default_factory=dict)  # child runs not FINISHED, by status
+    reference: str | None = None  # the policy the paired table compares against
+    paired: list[PairedRow] = field(default_factory=list)
     out_dir: Path | None = None
     files: dict[str, Path] = field(default_factory=dict)
 
@@ -222,13 +261,43 @@ class Comparison:
                     r.lrs_text,
                 ]
             )
-        widths = [max(len(line[i]) for line in table) for i in range(len(columns))]
-        lines = [
-            "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
-            for line in table
+        lines = _aligned(table)
+        return "\n".join([*head, "", *lines, *self._format_paired()]) + "\n"
+
+    def _format_paired(self) -> list[str]:
+        if self.reference is None:
+            return ["", "no paired comparison: the sweep has no 'constant' arm (pass --reference)"]
+        if not self.paired:
+            return []
+        table = [
+            [
+                "policy",
+                "seeds",
+                "Δ final test_acc [95% CI]",
+                "better",
+                "Δ best val_acc [95% CI]",
+                "better",
+            ]
         ]
-        lines.insert(1, "  ".join("-" * w for w in widths))
-        return "\n".join([*head, "", *lines]) + "\n"
+        for p in self.paired:
+            table.append(
+                [
+                    p.policy,
+                    str(len(p.seeds)),
+                    p.final_test_acc.format(),
+                    p.final_test_acc.better_text,
+                    p.best_val_acc.format(),
+                    p.best_val_acc.better_text,
+                ]
+            )
+        return [
+            "",
+            f"paired vs {self.reference}: the mean over shared seeds of policy - "
+            f"{self.reference} [95% t interval];",
+            "better: the seeds where the policy is higher",
+            "",
+            *_aligned(table),
+        ]
 
     def to_dict(self) -> dict[str, Any]:
         def clean(obj: Any) -> Any:
@@ -248,6 +317,8 @@ class Comparison:
                 "parent_run_id": self.parent_run_id,
                 "target_val_acc": self.target_val_acc,
                 "excluded": dict(self.excluded),
+                "reference": self.reference,
+                "paired": [dataclasses.asdict(p) for p in self.paired],
                 "rows": [
                     {**dataclasses.asdict(r), "reached_text": r.reached_text} for r in self.rows
                 ],
@@ -463,6 +534,43 @@ def _rows(runs: Sequence[RunSummary], target: float | None) -> list[PolicyRow]:
     return rows
 
 
+def _aligned(table: list[list[str]]) -> list[str]:
+    """Left-aligned columns, a dashed rule under the header row."""
+    widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
+    lines = [
+        "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in table
+    ]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return lines
+
+
+def paired_rows(runs: Sequence[RunSummary], reference: str) -> list[PairedRow]:
+    """Every other policy against ``reference``, over the seeds both ran (run order kept)."""
+    by_policy: dict[str, dict[str, RunSummary]] = {}
+    for r in runs:
+        if r.seed is not None:
+            by_policy.setdefault(r.policy, {})[r.seed] = r
+    ref = by_policy.get(reference, {})
+    rows = []
+    for policy in sorted(by_policy):
+        if policy == reference:
+            continue
+        own = by_policy[policy]
+        seeds = sorted(set(own) & set(ref), key=_seed_key)
+        rows.append(
+            PairedRow(
+                policy=policy,
+                reference=reference,
+                seeds=seeds,
+                final_test_acc=Paired.of(
+                    [(own[s].final_test_acc, ref[s].final_test_acc) for s in seeds]
+                ),
+                best_val_acc=Paired.of([(own[s].best_val_acc, ref[s].best_val_acc) for s in seeds]),
+            )
+        )
+    return rows
+
+
 def _find_parent(
     client: MlflowClient, tracking_uri: str, sweep_name: str, experiment_name: str | None
 ) -> tuple[Run, str]:
@@ -519,9 +627,14 @@ def compare_sweep(
     experiment_name: str | None = None,
     out_dir: Path | None = None,
     target_val_acc: float | None = None,
+    reference: str | None = None,
     log_to_parent: bool = True,
 ) -> Comparison:
     """Read a sweep back from MLflow and compare its policies over seeds.
+
+    ``reference``: the policy (label) the others are paired with, seed by seed; by default
+    ``constant`` when the sweep has it (else no paired table). A reference the sweep does not
+    have raises :class:`CompareError`.
 
     Only FINISHED child runs are compared (others are counted in ``Comparison.excluded``).
     Without ``target_val_acc``, the sweep spec's own ``target_val_acc`` is used.
@@ -565,6 +678,14 @@ def compare_sweep(
         curves.setdefault(summary.policy, []).append(val)
         traces.setdefault(summary.policy, []).append(trace)
 
+    labels_run = {r.policy for r in runs}
+    if reference is not None and reference not in labels_run:
+        raise CompareError(
+            f"--reference {reference!r} is not a policy of sweep '{sweep_name}' "
+            f"(its policies: {', '.join(sorted(labels_run))}); pass one of those"
+        )
+    if reference is None and DEFAULT_REFERENCE in labels_run:
+        reference = DEFAULT_REFERENCE
     comparison = Comparison(
         tracking_uri=tracking_uri,
         sweep_name=sweep_name,
@@ -574,6 +695,8 @@ def compare_sweep(
         rows=_rows(runs, target_val_acc),
         runs=runs,
         excluded=excluded,
+        reference=reference,
+        paired=paired_rows(runs, reference) if reference is not None else [],
     )
     _write(comparison, curves, traces, out_dir)
     if log_to_parent:

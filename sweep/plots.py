@@ -7,16 +7,21 @@ figure registry to leak, safe to call from Tune's driver loop and from tests.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-#: EMA factor of the smoothed range-test curve (fast.ai's choice).
-EMA_BETA = 0.98
+#: The y-axis label for each range-test measure (``PolicyEvent.measure``).
+MEASURE_LABELS = {
+    "held_out": "held-out batch loss (after the step at each LR)",
+    "train_batch": "training batch loss (before the step at each LR)",
+}
 
 
 def _figure(width: float = 7.0, height: float = 4.5) -> Figure:
@@ -42,49 +47,58 @@ def _finite(value: Any) -> float | None:
     return out if math.isfinite(out) else None
 
 
-def ema_smooth(values: Sequence[float | None], beta: float = EMA_BETA) -> list[float | None]:
-    """Bias-corrected exponential moving average; ``None``/non-finite entries stay ``None``.
-
-    avg_k = beta * avg_{k-1} + (1 - beta) * x_k, smoothed_k = avg_k / (1 - beta**k), where k
-    counts the finite values seen so far (a gap neither updates the average nor the count).
+def ema_smooth(values: Sequence[float | None], beta: float = 0.98) -> list[float | None]:
+    """The causal, bias-corrected EMA of ``trainables.lr.smooth_losses`` over the finite values;
+    ``None``/non-finite entries stay ``None`` (a gap neither updates the average nor the count).
     """
-    if not 0.0 <= beta < 1.0:
-        raise ValueError(f"beta must be in [0, 1), got {beta}")
-    avg = 0.0
-    seen = 0
-    out: list[float | None] = []
-    for raw in values:
-        x = _finite(raw)
-        if x is None:
-            out.append(None)
-            continue
-        seen += 1
-        avg = beta * avg + (1.0 - beta) * x
-        out.append(avg / (1.0 - beta**seen))
+    from trainables.lr import smooth_losses
+
+    finite = [(i, x) for i, raw in enumerate(values) if (x := _finite(raw)) is not None]
+    out: list[float | None] = [None] * len(values)
+    smoothed = smooth_losses([x for _, x in finite], beta) if finite else np.empty(0)
+    for (i, _), value in zip(finite, smoothed, strict=True):
+        out[i] = float(value)
     return out
 
 
-def plot_range_test(event: Mapping[str, Any], path: Path, *, beta: float = EMA_BETA) -> Path:
-    """Loss vs LR (log x) of one range-test event: raw and EMA-smoothed, chosen LR marked.
+def range_test_figure(event: Mapping[str, Any]) -> Figure:
+    """Loss vs LR (log x) of one range-test event, as the decision read it.
 
-    ``event`` is a policy event dict (keys lrs, losses, new_lr, suggested_lr, epoch, rule,
-    reason, stop_reason); losses may hold ``None`` for non-finite values.
+    Raw points; the curve smoothed exactly as the suggestion smoothed it (the event's ``beta``,
+    through ``trainables.lr.analyse_curve``: the same code, not a copy); the diverging part
+    shaded; the chosen, suggested and old LRs marked. The y axis names what was measured (the
+    event's ``measure``). ``event`` is a policy event dict; losses may hold ``None``.
     """
+    from trainables.lr import analyse_curve
+
     lrs_raw = list(event.get("lrs") or [])
     losses_raw = list(event.get("losses") or [])
     n = min(len(lrs_raw), len(losses_raw))
     points = [(_finite(lrs_raw[i]), _finite(losses_raw[i])) for i in range(n)]
-    lrs = [lr if lr is not None and lr > 0 else math.nan for lr, _ in points]
-    losses = [loss if loss is not None else math.nan for _, loss in points]
-    smooth = [s if s is not None else math.nan for s in ema_smooth([p[1] for p in points], beta)]
+    kept = [(lr, loss) for lr, loss in points if lr is not None and lr > 0]
+    lrs = [lr for lr, _ in kept]
+    losses = [loss if loss is not None else math.nan for _, loss in kept]
+    beta = _finite(event.get("beta"))  # None: automatic, as the policy's default
+    measure = event.get("measure")
 
     fig = _figure()
     ax = fig.add_subplot()
-    ax.plot(lrs, losses, color="tab:blue", alpha=0.35, linewidth=1.0, label="loss (raw)")
-    ax.plot(lrs, smooth, color="tab:blue", linewidth=2.0, label=f"loss (EMA β={beta})")
+    ax.plot(lrs, losses, color="tab:blue", alpha=0.35, linewidth=1.0, marker=".", label="raw")
+    curve = None
+    if len(lrs) >= 2 and all(b > a for a, b in itertools.pairwise(lrs)):
+        curve = analyse_curve(lrs, losses, beta=beta)
+    if curve is not None and len(curve.lrs):
+        how = f"β={curve.beta:.3g}" + ("" if beta is not None else " auto")
+        ax.plot(
+            curve.lrs, curve.smoothed, color="tab:blue", linewidth=2.0, label=f"smoothed ({how})"
+        )
+        if curve.diverge_lr is not None:
+            ax.axvspan(
+                curve.diverge_lr, max(lrs), color="tab:red", alpha=0.08, label="diverging part"
+            )
     ax.set_xscale("log")
     ax.set_xlabel("learning rate")
-    ax.set_ylabel("training loss")
+    ax.set_ylabel(MEASURE_LABELS.get(str(measure), "loss (measure not recorded)"))
 
     chosen = _finite(event.get("new_lr"))
     suggested = _finite(event.get("suggested_lr"))
@@ -103,15 +117,12 @@ def plot_range_test(event: Mapping[str, Any], path: Path, *, beta: float = EMA_B
         ax.axvline(old, color="grey", linestyle=":", linewidth=1.0, label=f"old lr {old:.3g}")
 
     finite_losses = [v for v in losses if math.isfinite(v)]
-    finite_smooth = [v for v in smooth if math.isfinite(v)]
-    if finite_losses:  # diverging tails would squash the interesting part of the curve
+    if finite_losses:  # a diverging tail would squash the part of the curve that was read
         lo = min(finite_losses)
-        hi = max(finite_losses)
-        if finite_smooth and finite_smooth[0] > lo:
-            hi = min(hi, lo + 4.0 * (finite_smooth[0] - lo))
+        hi = max(curve.raw) if curve is not None and len(curve.raw) else max(finite_losses)
         if hi > lo:
-            pad = 0.05 * (hi - lo)
-            ax.set_ylim(lo - pad, hi + pad)
+            pad = 0.1 * (hi - lo)
+            ax.set_ylim(lo - pad, hi + 3 * pad)
 
     title = f"range test, epoch {event.get('epoch', '?')}"
     if event.get("rule"):
@@ -121,7 +132,12 @@ def plot_range_test(event: Mapping[str, Any], path: Path, *, beta: float = EMA_B
     ax.set_title(title, fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8, loc="best")
-    return _save(fig, path)
+    return fig
+
+
+def plot_range_test(event: Mapping[str, Any], path: Path) -> Path:
+    """:func:`range_test_figure` of ``event``, saved as a PNG at ``path``."""
+    return _save(range_test_figure(event), path)
 
 
 def _color(i: int) -> str:

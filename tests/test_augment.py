@@ -253,3 +253,32 @@ def test_pipeline_rejects_mismatched_inputs() -> None:
         BatchPipeline(x.float(), y, batch_size=4, augment=False)
     with pytest.raises(ValueError, match="CPU"):
         next(BatchPipeline(x, y, batch_size=4, augment=False).epoch(None))  # type: ignore[arg-type]
+
+
+def test_held_out_batch_is_never_in_the_range_test_stream() -> None:
+    # 300 images in batches of 50 (the smoke spec): a plain random stream starts its second
+    # pass after 6 batches and would train on the held-out images from then on
+    x, y = numbered(300)
+    pipe = BatchPipeline(x, y, batch_size=50, augment=True)
+    (held_x, held_y), stream = pipe.held_out_and_stream(gen(3))
+    held = set(held_y.tolist())
+    assert len(held) == 50
+    assert torch.allclose(held_x, naive_normalize(x[held_y]), atol=1e-5)  # not augmented
+    seen: list[int] = []
+    for _, labels in itertools.islice(stream, 5 * 6):  # five passes over the other 250
+        assert len(labels) == 50
+        seen += labels.tolist()
+    assert not held & set(seen)
+    assert set(seen) == set(range(300)) - held
+    first_pass = seen[:250]
+    assert len(set(first_pass)) == 250  # without replacement within a pass
+    # seeded: the same generator seed gives the same held-out batch and stream
+    (again_x, _), again = pipe.held_out_and_stream(gen(3))
+    assert torch.equal(again_x, held_x)
+    assert torch.equal(next(again)[0], next(pipe.held_out_and_stream(gen(3))[1])[0])
+
+
+def test_held_out_split_needs_two_batches() -> None:
+    x, y = numbered(30)
+    with pytest.raises(ValueError, match="held-out batch"):
+        BatchPipeline(x, y, batch_size=16, augment=False).held_out_and_stream(gen(0))

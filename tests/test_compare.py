@@ -18,6 +18,7 @@ from mlflow import MlflowClient
 from sweep.compare import (
     CompareError,
     Comparison,
+    Paired,
     Stat,
     compare_sweep,
     latest_sweep_name,
@@ -28,7 +29,7 @@ from sweep.tracking import MLflowTracker
 from trainables import results as R
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-T2 = 4.3027  # t(0.975, df=2)
+T2 = 4.302652729911275  # t(0.975, df=2)
 
 
 class StubTrial:
@@ -310,7 +311,7 @@ def test_latest_sweep_name(tmp_path: Path) -> None:
     assert latest_sweep_name(uri) == "newer"
 
 
-def test_stat_and_t_table() -> None:
+def test_stat_and_t_critical_value() -> None:
     assert Stat.of([]).mean is None and Stat.of([]).format() == "-"
     one = Stat.of([0.5])
     assert (one.n, one.mean, one.std, one.ci95) == (1, 0.5, None, None)
@@ -324,7 +325,57 @@ def test_stat_and_t_table() -> None:
         t_critical_95(0)
 
 
-def test_t_table_matches_scipy() -> None:
-    stats = pytest.importorskip("scipy.stats")
-    for df in (*range(1, 31), 31, 40, 45, 60, 120, 1000):
-        assert t_critical_95(df) == pytest.approx(stats.t.ppf(0.975, df), abs=1e-4), df
+# -- paired against the reference policy -------------------------------------------------------
+def test_paired_differences_against_constant(comparison: Comparison) -> None:
+    assert comparison.reference == "constant"  # the default, present in this sweep
+    (paired,) = comparison.paired
+    assert (paired.policy, paired.reference, paired.seeds) == ("rtp", "constant", ["0", "1", "2"])
+    # test_acc: rtp 0.60, 0.64, 0.57 against constant 0.58, 0.61, 0.63 -> +0.02, +0.03, -0.06;
+    # mean -0.003333, deviations +0.023333, +0.033333, -0.056667 -> s^2 = 0.0048667 / 2
+    test = paired.final_test_acc
+    assert test.diffs == pytest.approx((0.02, 0.03, -0.06))
+    assert test.mean == pytest.approx(-0.01 / 3)
+    assert test.ci95 == pytest.approx(T2 * math.sqrt(0.0048666667 / 2) / math.sqrt(3), rel=1e-6)
+    assert test.ci95 == pytest.approx(0.12254, abs=1e-5)
+    assert (test.better, test.n, test.better_text) == (2, 3, "2/3")
+    # best val_acc: 0.62, 0.66, 0.58 against 0.59, 0.62, 0.65 -> +0.03, +0.04, -0.07; mean 0,
+    # s^2 = (0.0009 + 0.0016 + 0.0049) / 2 = 0.0037
+    val = paired.best_val_acc
+    assert val.mean == pytest.approx(0.0, abs=1e-12)
+    assert val.ci95 == pytest.approx(T2 * math.sqrt(0.0037) / math.sqrt(3), rel=1e-6)
+    assert val.better == 2
+
+
+def test_paired_table_and_json(comparison: Comparison) -> None:
+    text = comparison.format()
+    lines = text.splitlines()
+    start = next(i for i, ln in enumerate(lines) if ln.startswith("paired vs constant"))
+    assert lines[start + 3].startswith("policy") and lines[start + 4].startswith("------")
+    row = lines[start + 5]
+    assert row.startswith("rtp ") and "-0.0033 [-0.1259, +0.1192]" in row and "2/3" in row
+    assert max(len(ln) for ln in lines[start:]) <= 100  # a narrow second table, not more columns
+    data = json.loads(comparison.to_json())
+    assert data["reference"] == "constant"
+    assert data["paired"][0]["final_test_acc"]["better"] == 2
+
+
+def test_reference_can_be_any_policy_of_the_sweep(store: tuple[str, MLflowTracker]) -> None:
+    uri, _ = store
+    comp = compare_sweep(uri, "main", reference="rtp", log_to_parent=False)
+    (paired,) = comp.paired
+    assert (paired.policy, paired.reference) == ("constant", "rtp")
+    assert paired.final_test_acc.mean == pytest.approx(0.01 / 3)
+    assert paired.final_test_acc.better == 1
+    with pytest.raises(
+        CompareError, match=r"--reference 'cyclical' is not a policy.*constant, rtp"
+    ):
+        compare_sweep(uri, "main", reference="cyclical", log_to_parent=False)
+
+
+def test_paired_uses_only_the_seeds_both_ran() -> None:
+    one = Paired.of([(0.6, 0.5), (None, 0.5), (0.7, float("nan")), (0.4, 0.5)])
+    assert one.n == 2 and one.diffs == pytest.approx((0.1, -0.1)) and one.better == 1
+    assert one.mean == pytest.approx(0.0, abs=1e-12)
+    single = Paired.of([(0.6, 0.5)])
+    assert single.ci95 is None and single.format() == "+0.1000"
+    assert Paired.of([]).format() == "-" and Paired.of([]).better_text == "-"

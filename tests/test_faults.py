@@ -247,14 +247,14 @@ def test_range_test_blowing_up_is_stopped_and_undone() -> None:
     cfg = TrialConfig.from_dict(
         {
             "policy": "range_test_on_plateau",
-            # 3 steps of 1e-4, 1e13, 1e30: the loss goes from finite straight to NaN/inf.
+            # 6 steps of 1e-4, 6e12, 4e29, ...: the loss goes from finite straight to NaN/inf.
             "policy_params": {
                 "patience": 0,
                 "cooldown": 0,
                 "threshold": 0.5,
                 "min_lr": 1e-4,
-                "max_lr": 1e30,
-                "num_steps": 3,
+                "max_lr": 1e80,
+                "num_steps": 6,
             },
             "optimizer": "sgd",
             "lr": 0.01,

@@ -22,10 +22,14 @@ from trainables.lr import (
     RangeTestOnPlateauLR,
     RangeTestResult,
     ReduceOnPlateauLR,
+    analyse_curve,
     lr_ladder,
     make_policy,
     policy_param_names,
+    suggest_lr,
+    suggest_lr_with_reason,
 )
+from trainables.lr.policies import MIN_RANGE_TEST_STEPS
 
 # -- fake probes -------------------------------------------------------------------------------
 
@@ -184,7 +188,10 @@ def test_reduce_on_plateau_matches_torch(seed: int) -> None:
     )
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer, factor=factor, min_lr=min_lr, eps=0.0, **kwargs
+        optimizer,
+        factor=factor,
+        min_lr=min_lr,
+        **kwargs,  # torch's default eps, 1e-8
     )
     metrics = np.round(1.0 + np.cumsum(rng.normal(0.0, 0.02, 80)), 2).tolist()
     reductions = 0
@@ -199,6 +206,32 @@ def test_reduce_on_plateau_matches_torch(seed: int) -> None:
     assert reductions == sum(e.new_lr < e.old_lr for e in policy.events)
 
 
+@pytest.mark.parametrize(
+    ("base_lr", "factor", "min_lr"),
+    [
+        (1.5e-8, 0.5, 0.0),  # old - new = 7.5e-9 <= eps: torch keeps the LR
+        (2.0e-8, 0.5, 0.0),  # old - new = 1e-8, not > eps: kept
+        (2.2e-8, 0.5, 0.0),  # 1.1e-8 > eps: reduced
+        (1e-3, 0.5, 1e-3 - 5e-9),  # floored just below the LR: a change of 5e-9, kept
+        (1e-3, 0.1, 0.0),
+    ],
+)
+def test_reduce_on_plateau_changes_lr_only_by_more_than_eps(
+    base_lr: float, factor: float, min_lr: float
+) -> None:
+    policy = ReduceOnPlateauLR(
+        base_lr=base_lr, steps_per_epoch=1, patience=0, factor=factor, min_lr=min_lr
+    )
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=base_lr)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, patience=0, factor=factor, min_lr=min_lr
+    )
+    for epoch in range(4):
+        policy.end_epoch(epoch, 1.0)
+        sched.step(1.0)
+        assert policy.lr() == optimizer.param_groups[0]["lr"], epoch
+
+
 def test_reduce_event_and_floor() -> None:
     policy = ReduceOnPlateauLR(
         base_lr=0.1, steps_per_epoch=2, patience=0, factor=0.1, min_lr=0.005, metric_name="val_acc"
@@ -208,7 +241,7 @@ def test_reduce_event_and_floor() -> None:
     assert "plateau: val_acc did not improve for 1 epochs" in event.reason
     assert policy.end_epoch(2, 1.0)[0].new_lr == 0.005  # floored at min_lr
     last = policy.end_epoch(3, 1.0)[0]
-    assert last.new_lr == last.old_lr == 0.005 and "unchanged" in last.reason
+    assert last.new_lr == last.old_lr == 0.005 and "unchanged (within 1e-08" in last.reason
     assert policy.num_range_tests == 0 and len(policy.events) == 3
 
 
@@ -243,14 +276,50 @@ def test_range_test_event_uses_suggestion() -> None:
     assert policy.num_range_tests == 1 and policy.events == [event]
 
 
-@pytest.mark.parametrize("shape", ["flat", "rising"])
-def test_fallback_when_no_descent(shape: str) -> None:
+def test_fallback_when_no_descent() -> None:
     policy = make_rtp(factor=0.1)
-    (event,) = plateau_now(policy, FakeProbe(shape))
+    (event,) = plateau_now(policy, FakeProbe("flat"))
     assert event.suggested_lr is None
     assert event.new_lr == pytest.approx(1e-3) and policy.lr() == event.new_lr
     assert "no suggestion (no usable descent); fell back to lr x 0.1" in event.reason
     assert policy.num_range_tests == 1
+
+
+def test_fallback_never_lands_where_the_curve_diverged() -> None:
+    # the loss rises from the first steps on: x 0.1 of the running LR (1e-3) lies far inside the
+    # diverging part, so the LR goes to x 0.1 of where the divergence began instead
+    policy = make_rtp(factor=0.1)
+    probe = FakeProbe("rising")
+    (event,) = plateau_now(policy, probe)
+    curve = analyse_curve(event.lrs, event.losses)
+    assert event.suggested_lr is None and curve.diverge_lr is not None
+    assert event.new_lr == pytest.approx(max(curve.diverge_lr * 0.1, 1e-5))
+    assert event.new_lr < curve.diverge_lr and policy.lr() == event.new_lr
+    assert "the loss diverged from" in event.reason
+
+
+def test_event_carries_the_smoothing_and_the_measure() -> None:
+    (event,) = plateau_now(make_rtp(num_steps=40), FakeProbe("u"))
+    assert event.measure == "held_out"
+    assert event.beta == analyse_curve(event.lrs, event.losses).beta  # the automatic beta
+    (event,) = plateau_now(make_rtp(num_steps=40, beta=0.3, measure="train_batch"), FakeProbe())
+    assert (event.beta, event.measure) == (0.3, "train_batch")
+    assert event.to_dict()["beta"] == 0.3 and event.to_dict()["measure"] == "train_batch"
+
+
+def test_shortest_range_test_can_suggest_and_one_step_less_cannot() -> None:
+    n = MIN_RANGE_TEST_STEPS
+    lrs = lr_ladder(1e-5, 1.0, n)
+    descent = np.linspace(2.0, 1.0, n)  # a clean descent over the whole ladder
+    assert suggest_lr(lrs, descent) is not None
+    value, reason = suggest_lr_with_reason(lrs[1:], descent[1:])
+    assert value is None and "too few" in reason
+    RangeTestOnPlateauLR(base_lr=1e-3, steps_per_epoch=10, num_steps=n, min_steps=n)
+    for key in ("num_steps", "min_steps"):
+        with pytest.raises(ValueError) as info:
+            RangeTestOnPlateauLR(base_lr=1e-3, steps_per_epoch=10, **{key: n - 1})
+        assert f"{key} ({n - 1}) must be an int >= {n}" in str(info.value)
+        assert "can never suggest" in str(info.value)
 
 
 def test_stop_reason_is_described() -> None:
@@ -521,9 +590,14 @@ def test_make_policy_unknown_name_and_param() -> None:
         ("range_test_on_plateau", {"rule": "fastest"}, "'fastest'"),
         ("range_test_on_plateau", {"factor": 1.5}, "factor (1.5)"),
         ("range_test_on_plateau", {"num_steps": 1}, "num_steps (1)"),
+        ("range_test_on_plateau", {"num_steps": 5}, "num_steps (5) must be an int >= 6"),
+        ("range_test_on_plateau", {"num_steps": 8.0}, "num_steps (8.0)"),
         ("range_test_on_plateau", {"min_steps": 0}, "min_steps (0)"),
         ("range_test_on_plateau", {"epoch_fraction": 0.0}, "epoch_fraction (0.0)"),
-        ("range_test_on_plateau", {"beta": 1.0}, "beta (1.0)"),
+        ("range_test_on_plateau", {"beta": 1.0}, "beta (1.0) must be a number in [0, 1)"),
+        ("range_test_on_plateau", {"beta": -0.1}, "beta (-0.1)"),
+        ("range_test_on_plateau", {"beta": "auto"}, "beta ('auto')"),
+        ("range_test_on_plateau", {"rule": None}, "unknown rule None (valid: steepest,"),
         ("range_test_on_plateau", {"max_lr": "1"}, "max_lr ('1')"),
     ],
 )

@@ -215,3 +215,36 @@ class BatchPipeline:
         _check_generator(generator)
         while True:
             yield from self.epoch(generator, drop_last=True)
+
+    def held_out_and_stream(
+        self, generator: torch.Generator
+    ) -> tuple[tuple[torch.Tensor, torch.Tensor], Iterator[tuple[torch.Tensor, torch.Tensor]]]:
+        """One batch held out (never augmented) and an endless stream of the *other* images.
+
+        The held-out images are drawn first (the first ``batch_size`` of a permutation from
+        ``generator``); the stream then runs successive shuffled passes over the remaining
+        images only, so however long it runs, it never trains on a held-out image (a plain
+        :meth:`random_batches` would, from its second pass on).
+        """
+        _check_generator(generator)
+        bs = self.batch_size
+        if self.num_images < 2 * bs:
+            raise ValueError(
+                f"held_out_and_stream: {self.num_images} images cannot give a held-out batch "
+                f"and a training batch of {bs} each"
+            )
+        perm = torch.randperm(self.num_images, generator=generator)
+        held_idx, rest = perm[:bs].to(self.x.device), perm[bs:]
+        held = self._batch(held_idx, None)
+        return held, self._stream_over(rest, generator)
+
+    def _stream_over(
+        self, indices: torch.Tensor, generator: torch.Generator
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Endless full batches over ``indices`` (CPU int64), reshuffled every pass."""
+        aug_gen = generator if self.augment else None
+        bs = self.batch_size
+        while True:
+            order = indices[torch.randperm(len(indices), generator=generator)].to(self.x.device)
+            for step in range(len(order) // bs):
+                yield self._batch(order[step * bs : (step + 1) * bs], aug_gen)

@@ -9,6 +9,10 @@ Determinism: model init comes from ``seed``; each epoch's shuffle and augmentati
 generator keyed by (seed, epoch), and each range test's batches from one keyed by (seed, epoch,
 test index). So the position in the data stream is fixed by the epoch alone, a range test never
 advances the epoch's stream, and a trial resumed after epoch k repeats epochs k+1.. exactly.
+
+:meth:`Trial.train_step` is the one optimizer step every training path takes: the epoch loop
+(at the policy's LR) and :meth:`Trial.train_steps` (N steps at a fixed LR from the current
+state, for benchmarks such as ``benchmarks/oracle.py``).
 """
 
 from __future__ import annotations
@@ -83,8 +87,13 @@ class Counters:
         }
 
 
+STREAM_EPOCH, STREAM_RANGE_TEST, STREAM_REPLICA = 0, 1, 2
+"""Purposes of :func:`stream_seed`: the epoch order, range tests, and independent replicas of
+the epoch order (another data order for the same epoch, see :meth:`Trial.epoch_batches`)."""
+
+
 def stream_seed(seed: int, epoch: int, purpose: int, index: int = 0) -> int:
-    """A stable 63-bit seed for one data stream (purpose 0: epoch order, 1: range tests)."""
+    """A stable 63-bit seed for one data stream (purposes: ``STREAM_*``)."""
     mixed = np.random.SeedSequence([seed, epoch, purpose, index]).generate_state(2, np.uint32)
     return int(mixed[0]) << 31 | int(mixed[1]) >> 1
 
@@ -198,28 +207,77 @@ class Trial:
         set_rng_state(state["rng"])
 
     # -- one epoch ---------------------------------------------------------------------------------
+    def epoch_batches(
+        self, epoch: int, replica: int = 0
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The training batches of ``epoch`` (1-based), in the trial's own data order.
+
+        ``replica`` k > 0 gives an independent order of the same images for the same epoch
+        (another shuffle and other crops/flips), e.g. to repeat a measurement on a second
+        data stream; replica 0 is the order :meth:`train_epoch` trains on.
+        """
+        purpose, index = (STREAM_EPOCH, 0) if replica == 0 else (STREAM_REPLICA, replica)
+        gen = seeded_generator(stream_seed(self.cfg.seed, epoch, purpose, index))
+        return self.train_pipe.epoch(gen, drop_last=True)
+
+    def train_step(
+        self, x: torch.Tensor, y: torch.Tensor, lr: float
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimizer step on the batch ``(x, y)`` at ``lr``; returns the loss and logits.
+
+        The model must be in training mode. Both are returned detached and stay on the device
+        (no host sync here): callers accumulate them and read them once.
+        """
+        set_lr(self.optimizer, lr)
+        with self.setup.autocast():
+            out = self.model(x)
+            loss = F.cross_entropy(out, y)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.counters.global_step += 1
+        return loss.detach(), out.detach()
+
+    def train_steps(
+        self, batches: Iterator[tuple[torch.Tensor, torch.Tensor]], num_steps: int, lr: float
+    ) -> float:
+        """Train ``num_steps`` batches from ``batches`` at the fixed ``lr``; mean training loss.
+
+        The LR policy is neither asked nor advanced (its LR and iteration stay as they were):
+        this trains the current state at a given LR, as a benchmark or an oracle needs to.
+        Raises :class:`NonFiniteLossError` when the loss turns non-finite.
+        """
+        if num_steps < 1:
+            raise ValueError(f"num_steps ({num_steps!r}) must be >= 1")
+        self.model.train()
+        loss_sum = torch.zeros((), device=self.setup.device, dtype=torch.float64)
+        n = 0
+        for _, (x, y) in zip(range(num_steps), batches, strict=False):
+            loss, _ = self.train_step(x, y, lr)
+            loss_sum += loss.double() * y.numel()
+            n += y.numel()
+        if n == 0:
+            raise ValueError("train_steps: the batch iterator was empty")
+        self.counters.images_seen += n
+        mean_loss = float(loss_sum) / n
+        if not math.isfinite(mean_loss):
+            raise NonFiniteLossError(f"non-finite training loss at fixed lr {lr:.3g}")
+        return mean_loss
+
     def train_epoch(self, epoch: int) -> tuple[float, float, list[tuple[int, float]]]:
         """Train one epoch (1-based); returns mean loss, accuracy and the (step, lr) trace."""
-        model, opt, policy = self.model, self.optimizer, self.policy
-        model.train()
-        gen = seeded_generator(stream_seed(self.cfg.seed, epoch, 0))
+        policy = self.policy
+        self.model.train()
         loss_sum = torch.zeros((), device=self.setup.device, dtype=torch.float64)
         correct = torch.zeros((), device=self.setup.device, dtype=torch.int64)
         n = 0
         trace: list[tuple[int, float]] = []
-        for x, y in self.train_pipe.epoch(gen, drop_last=True):
+        for x, y in self.epoch_batches(epoch):
             lr = policy.lr()
-            set_lr(opt, lr)
             trace.append((self.counters.global_step, lr))
-            with self.setup.autocast():
-                out = model(x)
-                loss = F.cross_entropy(out, y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            loss, out = self.train_step(x, y, lr)
             policy.step_batch()
-            self.counters.global_step += 1
-            loss_sum += loss.detach().double() * y.numel()
+            loss_sum += loss.double() * y.numel()
             correct += (out.argmax(1) == y).sum()
             n += y.numel()
         self.counters.images_seen += n
@@ -237,13 +295,16 @@ class Trial:
         tests_so_far = self.policy.num_range_tests
 
         def run(min_lr: float, max_lr: float, num_steps: int) -> RangeTestResult:
-            gen = seeded_generator(stream_seed(self.cfg.seed, epoch, 1, tests_so_far))
-            batches: Iterator[tuple[torch.Tensor, torch.Tensor]] = self.train_pipe.random_batches(
-                gen
+            gen = seeded_generator(
+                stream_seed(self.cfg.seed, epoch, STREAM_RANGE_TEST, tests_so_far)
             )
-            # the held-out batch is drawn first from the test's own stream and never trained on
             measure = getattr(self.policy, "measure", "train_batch")
-            held_out = next(batches) if measure == "held_out" else None
+            batches: Iterator[tuple[torch.Tensor, torch.Tensor]]
+            held_out: tuple[torch.Tensor, torch.Tensor] | None = None
+            if measure == "held_out":  # the test's stream never contains a held-out image
+                held_out, batches = self.train_pipe.held_out_and_stream(gen)
+            else:
+                batches = self.train_pipe.random_batches(gen)
             return run_range_test(
                 self.model,
                 self.optimizer,

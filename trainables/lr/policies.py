@@ -19,7 +19,13 @@ from typing import Any, ClassVar
 
 from trainables.lr.plateau import PlateauDetector
 from trainables.lr.range_test import RangeTestResult
-from trainables.lr.suggest import SUGGESTION_RULES, suggest_lr_with_reason
+from trainables.lr.suggest import (
+    BETA_RANGE,
+    SUGGESTION_RULES,
+    analyse_curve,
+    min_steps_to_suggest,
+    pick,
+)
 
 RangeProbe = Callable[[float, float, int], RangeTestResult]
 """(min_lr, max_lr, num_steps) -> result; built by the trainer around run_range_test."""
@@ -29,6 +35,13 @@ CYCLICAL_MODES = ("triangular", "triangular2", "exp_range")
 RANGE_TEST_MEASURES = ("held_out", "train_batch")
 """What a range test records per LR: the loss on one fixed held-out batch after the step
 (default, low noise), or the loss of the batch trained on (the classic finder)."""
+MIN_RANGE_TEST_STEPS = min_steps_to_suggest()
+"""The shortest range test that can give a suggestion at all (num_steps, min_steps)."""
+REDUCE_EPS = 1e-8
+"""reduce_on_plateau changes the LR only when old - new > eps (torch's ReduceLROnPlateau)."""
+
+# The valid ranges of the range-test parameters live in these constants (and BETA_RANGE,
+# SUGGESTION_RULES in trainables.lr.suggest); the checks and their messages are built from them.
 
 
 @dataclass(frozen=True)
@@ -42,6 +55,8 @@ class PolicyEvent:
     new_lr: float
     suggested_lr: float | None = None
     rule: str | None = None
+    beta: float | None = None
+    measure: str | None = None
     lrs: tuple[float, ...] = ()
     losses: tuple[float, ...] = ()
     stop_reason: str | None = None
@@ -55,6 +70,16 @@ class PolicyEvent:
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe plain values: tuples become lists, non-finite floats become None."""
         return {f.name: _json_safe(getattr(self, f.name)) for f in fields(self)}
+
+
+@dataclass(frozen=True)
+class RangeTestDecision:
+    """What :meth:`RangeTestOnPlateauLR.decide` made of one curve."""
+
+    suggested_lr: float | None  # the rule's raw pick (None: no suggestion)
+    new_lr: float  # the LR applied: the pick or the fallback, clamped
+    beta: float  # the smoothing the decision used
+    why: str
 
 
 class LRPolicy(ABC):
@@ -282,12 +307,14 @@ class ReduceOnPlateauLR(_PlateauPolicy):
     def _on_plateau(self, epoch: int, plateau: str, probe: RangeProbe | None) -> PolicyEvent:
         old = self._lr
         new = max(old * self.factor, self.min_lr)
-        if new < old:
+        if old - new > REDUCE_EPS:
             self._lr = new
             action = f"lr {_fmt(old)} -> {_fmt(new)} (x {self.factor:g}, floor {_fmt(self.min_lr)})"
         else:
             new = old
-            action = f"lr {_fmt(old)} unchanged (already at min_lr {_fmt(self.min_lr)})"
+            action = (
+                f"lr {_fmt(old)} unchanged (within {REDUCE_EPS:g} of min_lr {_fmt(self.min_lr)})"
+            )
         return PolicyEvent(
             epoch=epoch, kind="reduce", reason=f"{plateau}; {action}", old_lr=old, new_lr=new
         )
@@ -298,6 +325,8 @@ class RangeTestOnPlateauLR(_PlateauPolicy):
 
     With no suggestion (no usable descent in the curve) the LR is multiplied by ``factor``.
     The new LR is clamped to ``[min_lr, max_lr]``; the detector's cooldown then applies.
+    ``beta=None`` smooths the curve over a fixed stretch of LR (``suggest.auto_beta``);
+    :meth:`decide` is the whole decision, a function of the recorded curve.
     """
 
     name = "range_test_on_plateau"
@@ -319,7 +348,7 @@ class RangeTestOnPlateauLR(_PlateauPolicy):
         min_steps: int = 20,
         rule: str = "steepest",
         factor: float = 0.1,
-        beta: float = 0.98,
+        beta: float | None = None,
         measure: str = "held_out",
         metric_name: str = "metric",
     ) -> None:
@@ -337,15 +366,16 @@ class RangeTestOnPlateauLR(_PlateauPolicy):
         self.min_lr = _positive("min_lr", min_lr)
         self.max_lr = _positive("max_lr", max_lr)
         if self.min_lr >= self.max_lr:
-            raise ValueError(f"min_lr ({min_lr}) must be < max_lr ({max_lr})")
-        self.num_steps = None if num_steps is None else _int_at_least("num_steps", num_steps, 2)
+            raise ValueError(
+                f"min_lr ({min_lr}) must be < max_lr ({max_lr}): both finite numbers > 0, "
+                "min_lr below max_lr"
+            )
+        self.num_steps = None if num_steps is None else _test_steps("num_steps", num_steps)
         self.epoch_fraction = _positive("epoch_fraction", epoch_fraction)
-        self.min_steps = _int_at_least("min_steps", min_steps, 2)
+        self.min_steps = _test_steps("min_steps", min_steps)
         self.rule = _one_of("rule", rule, SUGGESTION_RULES)
         self.factor = _unit_open("factor", factor)
-        self.beta = _real("beta", beta)
-        if not 0.0 <= self.beta < 1.0:
-            raise ValueError(f"beta ({beta!r}) must be in [0, 1)")
+        self.beta = None if beta is None else _beta(beta)
 
     def probe_steps(self) -> int:
         """How many steps a range test takes with this policy's settings."""
@@ -360,36 +390,55 @@ class RangeTestOnPlateauLR(_PlateauPolicy):
                 "end_epoch(epoch, metric, probe=...) built around run_range_test"
             )
 
+    def decide(self, result: RangeTestResult, old_lr: float) -> RangeTestDecision:
+        """The LR to continue with after the range test ``result``, from ``old_lr``.
+
+        The rule's pick when the curve has a usable descent, else ``old_lr x factor``; clamped
+        to ``[min_lr, max_lr]`` and never inside the curve's diverging part. A pure function of
+        the curve and the policy's settings (benchmarks call it on recorded curves).
+        """
+        curve = analyse_curve(result.lrs, result.losses, beta=self.beta)
+        if curve.ok:
+            suggested: float | None = pick(curve, self.rule)
+            target = float(suggested)  # type: ignore[arg-type]
+            decision = f"range test suggested {_fmt(target)} ({self.rule})"
+        else:
+            suggested = None
+            target = old_lr * self.factor
+            decision = f"no suggestion ({curve.reason}); fell back to lr x {self.factor:g}"
+        new = min(max(target, self.min_lr), self.max_lr)
+        if new != target:
+            decision += f", clamped to [{_fmt(self.min_lr)}, {_fmt(self.max_lr)}]"
+        if curve.diverge_lr is not None and new >= curve.diverge_lr:
+            new = max(curve.diverge_lr * self.factor, self.min_lr)
+            decision += (
+                f"; the loss diverged from {_fmt(curve.diverge_lr)} on, so lr x {self.factor:g}"
+                " of that"
+            )
+        return RangeTestDecision(suggested, new, curve.beta, decision)
+
     def _on_plateau(self, epoch: int, plateau: str, probe: RangeProbe | None) -> PolicyEvent:
         assert probe is not None  # checked before the detector stepped
         n = self.probe_steps()
         result = probe(self.min_lr, self.max_lr, n)
         if not isinstance(result, RangeTestResult):
             raise TypeError(f"the range-test probe returned {type(result).__name__}, not a result")
-        suggested, why = suggest_lr_with_reason(
-            result.lrs, result.losses, self.rule, beta=self.beta
-        )
         old = self._lr
-        if suggested is None:
-            target = old * self.factor
-            decision = f"no suggestion ({why}); fell back to lr x {self.factor:g}"
-        else:
-            target = suggested
-            decision = f"range test suggested {_fmt(suggested)} ({self.rule})"
-        new = min(max(target, self.min_lr), self.max_lr)
-        if new != target:
-            decision += f", clamped to [{_fmt(self.min_lr)}, {_fmt(self.max_lr)}]"
+        decision = self.decide(result, old)
+        suggested, new = decision.suggested_lr, decision.new_lr
         self._lr = new
         self._num_range_tests += 1
         return PolicyEvent(
             epoch=epoch,
             kind="range_test",
-            reason=f"{plateau}; {_describe_curve(result, n)}; {decision}; "
+            reason=f"{plateau}; {_describe_curve(result, n)}; {decision.why}; "
             f"lr {_fmt(old)} -> {_fmt(new)}",
             old_lr=old,
             new_lr=new,
             suggested_lr=suggested,
             rule=self.rule,
+            beta=decision.beta,
+            measure=self.measure,
             lrs=tuple(float(v) for v in result.lrs),
             losses=tuple(float(v) for v in result.losses),
             stop_reason=result.stop_reason,
@@ -510,6 +559,25 @@ def _unit_open(name: str, value: Any) -> float:
     return float(value)
 
 
+def _test_steps(name: str, value: Any) -> int:
+    if not _is_int(value) or value < MIN_RANGE_TEST_STEPS:
+        raise ValueError(
+            f"{name} ({value!r}) must be an int >= {MIN_RANGE_TEST_STEPS}: a shorter range test "
+            "can never suggest an LR"
+        )
+    return int(value)
+
+
+def _beta(value: Any) -> float:
+    low, high = BETA_RANGE
+    if not _is_real(value) or not low <= value < high:
+        raise ValueError(
+            f"beta ({value!r}) must be a number in [{low:g}, {high:g}) or null (auto: smooth "
+            "over a fixed stretch of LR)"
+        )
+    return float(value)
+
+
 def _int_at_least(name: str, value: Any, low: int) -> int:
     if not _is_int(value) or value < low:
         raise ValueError(f"{name} ({value!r}) must be an int >= {low}")
@@ -517,7 +585,7 @@ def _int_at_least(name: str, value: Any, low: int) -> int:
 
 
 def _one_of(name: str, value: Any, valid: tuple[str, ...]) -> str:
-    if value not in valid:
+    if not isinstance(value, str) or value not in valid:
         raise ValueError(f"unknown {name} {value!r} (valid: {', '.join(valid)})")
     return str(value)
 

@@ -1,0 +1,369 @@
+"""Reading benchmarks/oracle.py's cached curves: the oracle LR per state, every rule's pick, scores.
+
+Pure functions over the cached JSON documents (no training), so a re-analysis costs seconds.
+Offsets are in decades from the state's running LR: ``log10(lr / running_lr)``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from _reference_rules import REFERENCE_RULES
+
+HORIZONS = ("half", "2ep")
+FIT_REACH = 0.3  # decades around the grid's best that the parabola uses
+FOLDS = ((0, 2), (1, 3))  # seeds of the two calibration folds
+
+
+# -- the oracle grid ---------------------------------------------------------------------------
+def lr_key(offset: float) -> str:
+    return f"{round(offset, 3) + 0.0:+.3f}"
+
+
+def _val_loss(point: dict, horizon: str) -> float | None:
+    value = point.get(horizon, [None])[0]
+    return None if value is None else float(value)
+
+
+def best_offset(points: dict[str, dict], horizon: str) -> float | None:
+    scored = [(v, float(k)) for k, p in points.items() if (v := _val_loss(p, horizon)) is not None]
+    return min(scored)[1] if scored else None
+
+
+def oracle_offset(points: dict[str, dict], horizon: str) -> float | None:
+    """The vertex of a parabola (in log LR) through the validation losses within FIT_REACH of
+    the grid's best; the grid's best when there is no convex fit with the best inside."""
+    best = best_offset(points, horizon)
+    if best is None:
+        return None
+    near = sorted(
+        (float(k), v)
+        for k, p in points.items()
+        if (v := _val_loss(p, horizon)) is not None and abs(float(k) - best) <= FIT_REACH + 1e-9
+    )
+    xs = np.array([x for x, _ in near])
+    ys = np.array([y for _, y in near])
+    if len(xs) >= 3 and xs.min() < best < xs.max():
+        a, b, _ = np.polyfit(xs, ys, 2)
+        if a > 0 and xs.min() <= -b / (2 * a) <= xs.max():
+            return float(-b / (2 * a))
+    return best
+
+
+def loss_at(points: dict[str, dict], horizon: str, offset: float) -> float | None:
+    """Validation loss at ``offset``: exact on a grid point, else linear in log LR between the
+    neighbouring grid points (the nearest end outside the grid); inf past a diverged point."""
+    pts = sorted(
+        (float(k), v if (v := _val_loss(p, horizon)) is not None else math.inf)
+        for k, p in points.items()
+    )
+    if not pts:
+        return None
+    if offset <= pts[0][0]:
+        return pts[0][1]
+    if offset >= pts[-1][0]:
+        return pts[-1][1]
+    for (x0, y0), (x1, y1) in itertools.pairwise(pts):
+        if x0 <= offset <= x1:
+            if not (math.isfinite(y0) and math.isfinite(y1)):
+                return y0 if offset == x0 else y1 if offset == x1 else math.inf
+            return y0 + (offset - x0) / (x1 - x0) * (y1 - y0)
+    return None
+
+
+# -- the rules on the recorded curves ---------------------------------------------------------
+def real_descent(curve: Any) -> bool:
+    """A descent no reader would miss: before the diverging part the raw loss falls more than
+    1% below the window's start level and more than 5x the descent's noise."""
+    if len(curve.raw) < 3:
+        return False
+    level = float(np.median(curve.raw[:3]))
+    drop = level - float(np.min(curve.raw))
+    return drop > 0.01 * abs(level) and drop > 5 * curve.noise
+
+
+def our_pick(curve_doc: dict, rule: str | None, running_lr: float) -> tuple[float | None, float]:
+    """(raw pick, applied LR) of our ``rule`` (None: the policy's default) through the policy's
+    own decide()."""
+    from trainables.lr import RangeTestOnPlateauLR
+
+    kwargs = {} if rule is None else {"rule": rule}
+    policy = RangeTestOnPlateauLR(base_lr=running_lr, steps_per_epoch=100, **kwargs)
+    decision = policy.decide(result_of(curve_doc), running_lr)
+    return decision.suggested_lr, decision.new_lr
+
+
+def result_of(curve_doc: dict) -> Any:
+    from trainables.lr import RangeTestResult
+
+    losses = tuple(math.nan if v is None else float(v) for v in curve_doc["losses"])
+    return RangeTestResult(tuple(curve_doc["lrs"]), losses, curve_doc["stop_reason"], 0, 0.0)
+
+
+def rule_names() -> list[str]:
+    from trainables.lr import SUGGESTION_RULES
+
+    return [f"ours_{r}" for r in SUGGESTION_RULES] + list(REFERENCE_RULES)
+
+
+def state_rows(doc: dict, probe: str) -> dict[str, list[dict]]:
+    """For every rule, one row per state: pick, applied LR, curve facts, errors, loss deltas."""
+    from trainables.lr import analyse_curve
+
+    rows: dict[str, list[dict]] = {name: [] for name in rule_names()}
+    for sid, entry in sorted(doc["states"].items()):
+        curve_doc = entry["range_tests"].get(probe)
+        points = entry["oracle"].get("0")
+        if curve_doc is None or not points:
+            continue
+        running = entry["running_lr"]
+        result = result_of(curve_doc)
+        curve = analyse_curve(result.lrs, result.losses)
+        facts = {
+            "state": sid,
+            "optimizer": entry["optimizer"],
+            "seed": entry["seed"],
+            "epoch": entry["epoch"],
+            "running_lr": running,
+            "oracle": {h: oracle_offset(points, h) for h in HORIZONS},
+            "smoothed_min_lr": float(curve.lrs[curve.minimum]) if len(curve.lrs) else None,
+            "diverge_lr": curve.diverge_lr,
+            "reason": curve.reason,
+            "real_descent": real_descent(curve),
+        }
+        for name in rows:
+            if name.startswith("ours_"):
+                pick, applied = our_pick(curve_doc, name[len("ours_") :], running)
+            else:
+                pick = REFERENCE_RULES[name](
+                    list(result.lrs), list(result.losses), curve_doc["num_steps"]
+                )
+                applied = pick if pick is not None else running
+            rows[name].append(with_errors({**facts, "pick": pick, "applied": applied}, points))
+    return rows
+
+
+def with_errors(row: dict, points: dict[str, dict]) -> dict:
+    """Add the signed errors (decades) of pick and applied LR, and the loss deltas vs running."""
+    running = row["running_lr"]
+    row["err"], row["applied_err"], row["delta_vs_running"] = {}, {}, {}
+    for h in HORIZONS:
+        o = row["oracle"][h]
+        pick = row["pick"]
+        row["err"][h] = None if pick is None or o is None else math.log10(pick / running) - o
+        applied = math.log10(row["applied"] / running)
+        row["applied_err"][h] = None if o is None else applied - o
+        at_applied, at_running = loss_at(points, h, applied), loss_at(points, h, 0.0)
+        row["delta_vs_running"][h] = (
+            None if at_applied is None or at_running is None else at_applied - at_running
+        )
+    return row
+
+
+# -- scores ------------------------------------------------------------------------------------
+def quantile(values: Sequence[float], q: float) -> float | None:
+    return float(np.quantile(np.array(values), q)) if len(values) else None
+
+
+def score(rows: list[dict], noise: dict[str, float]) -> dict:
+    """One rule over the states: errors per horizon, no-suggestion and worse-than-running."""
+    picks = [r for r in rows if r["pick"] is not None]
+    descents = [r for r in rows if r["real_descent"]]
+    out: dict[str, Any] = {
+        "n": len(rows),
+        "no_suggestion": 1 - len(picks) / len(rows) if rows else None,
+        "real_descents": len(descents),
+        "no_suggestion_of_real_descents": (
+            sum(r["pick"] is None for r in descents) / len(descents) if descents else None
+        ),
+        "raw_pick_past_smoothed_min": sum(
+            1
+            for r in picks
+            if r["smoothed_min_lr"] is not None and r["pick"] > r["smoothed_min_lr"] * (1 + 1e-9)
+        ),
+        "applied_in_diverging_part": sum(
+            1 for r in rows if r["diverge_lr"] is not None and r["applied"] >= r["diverge_lr"]
+        ),
+    }
+    for h in HORIZONS:
+        errs = [r["err"][h] for r in picks if r["err"][h] is not None]
+        applied = [r["applied_err"][h] for r in rows if r["applied_err"][h] is not None]
+        deltas = [r["delta_vs_running"][h] for r in rows if r["delta_vs_running"][h] is not None]
+        out[h] = {
+            "median_abs_decades": quantile([abs(e) for e in errs], 0.5),
+            "p90_abs_decades": quantile([abs(e) for e in errs], 0.9),
+            "median_signed_decades": quantile(errs, 0.5),
+            "applied_median_abs_decades": quantile([abs(e) for e in applied], 0.5),
+            "applied_median_signed_decades": quantile(applied, 0.5),
+            "worse_than_running": (
+                sum(d > noise[h] for d in deltas) / len(deltas) if deltas else None
+            ),
+        }
+    return out
+
+
+def oracle_noise(doc: dict) -> dict[str, dict]:
+    """The oracle repeated on an independent data stream: how far its LR and its losses move."""
+    out = {}
+    for h in HORIZONS:
+        lr_moves, loss_moves = [], []
+        for entry in doc["states"].values():
+            a, b = entry["oracle"].get("0"), entry["oracle"].get("1")
+            if not a or not b:
+                continue
+            oa, ob = oracle_offset(a, h), oracle_offset(b, h)
+            if oa is not None and ob is not None:
+                lr_moves.append(abs(oa - ob))
+            la, lb = loss_at(a, h, 0.0), loss_at(b, h, 0.0)
+            if la is not None and lb is not None and math.isfinite(la) and math.isfinite(lb):
+                loss_moves.append(abs(la - lb))
+        out[h] = {
+            "states": len(lr_moves),
+            "lr_median_abs_decades": quantile(lr_moves, 0.5),
+            "lr_p90_abs_decades": quantile(lr_moves, 0.9),
+            "val_loss_at_running_lr_median_abs_diff": quantile(loss_moves, 0.5),
+        }
+    return out
+
+
+def calibrated(rows: list[dict], doc: dict, horizon: str = "2ep") -> tuple[list[dict], dict]:
+    """The rule's picks scaled by 10**-c, c = the median signed error at ``horizon`` of the
+    *other* fold of seeds (out-of-fold: no state helps calibrate its own correction).
+
+    The applied LR follows the policy: the scaled pick, clamped below where the curve diverged
+    (x 0.1 of it, as decide() does), the fallback where there was no pick.
+    """
+    out: list[dict] = []
+    constants = {}
+    for fold in FOLDS:
+        train = [
+            r["err"][horizon]
+            for r in rows
+            if r["seed"] not in fold and r["err"][horizon] is not None
+        ]
+        c = float(np.median(train)) if train else 0.0
+        constants[",".join(map(str, fold))] = c
+        for r in rows:
+            if r["seed"] not in fold:
+                continue
+            new = dict(r)
+            if r["pick"] is not None:
+                new["pick"] = r["pick"] * 10**-c
+                applied = new["pick"]
+                if r["diverge_lr"] is not None and applied >= r["diverge_lr"]:
+                    applied = r["diverge_lr"] * 0.1
+                new["applied"] = applied
+            points = doc["states"][r["state"]]["oracle"]["0"]
+            out.append(with_errors(new, points))
+    everything = [r["err"][horizon] for r in rows if r["err"][horizon] is not None]
+    constants["all"] = float(np.median(everything)) if everything else 0.0
+    return out, constants
+
+
+def analyse(doc: dict, probe: str) -> dict:
+    rows = state_rows(doc, probe)
+    noise = oracle_noise(doc)
+    loss_noise = {h: noise[h]["val_loss_at_running_lr_median_abs_diff"] or 0.0 for h in HORIZONS}
+    scores = {name: score(r, loss_noise) for name, r in rows.items()}
+    corrections = {}
+    for name in [n for n in rows if n.startswith("ours_")]:
+        cv_rows, constants = calibrated(rows[name], doc)
+        scores[f"{name}_calibrated_cv"] = score(cv_rows, loss_noise)
+        corrections[name] = constants
+        rows[f"{name}_calibrated_cv"] = cv_rows
+    shift = [
+        r["oracle"]["half"] - r["oracle"]["2ep"]
+        for r in next(iter(rows.values()), [])
+        if r["oracle"]["half"] is not None and r["oracle"]["2ep"] is not None
+    ]
+    return {
+        "probe": probe,
+        "states": len(next(iter(rows.values()), [])),
+        "oracle_noise": noise,
+        "oracle_half_minus_2ep_median_decades": quantile(shift, 0.5),
+        "corrections_decades": corrections,
+        "rules": scores,
+        "rows": rows,
+    }
+
+
+# -- report ------------------------------------------------------------------------------------
+def table(result: dict) -> str:
+    lines = [f"range-test curves: {result['probe']} ({result['states']} states)"]
+    head = f"{'rule':<32}{'none':>6}" + "".join(
+        f"{h + ' |e|':>10}{'p90':>6}{'bias':>7}{'worse':>7}" for h in HORIZONS
+    )
+    lines.append(head)
+    for name, s in result["rules"].items():
+        line = f"{name:<32}{_pct(s['no_suggestion']):>6}"
+        for h in HORIZONS:
+            d = s[h]
+            line += (
+                f"{_num(d['median_abs_decades']):>10}{_num(d['p90_abs_decades']):>6}"
+                f"{_num(d['median_signed_decades']):>7}{_pct(d['worse_than_running']):>7}"
+            )
+        lines.append(line)
+    for h in HORIZONS:
+        lines.append(f"oracle noise {h}: {result['oracle_noise'][h]}")
+    lines.append(
+        f"oracle half - 2ep (median decades): {result['oracle_half_minus_2ep_median_decades']}"
+    )
+    return "\n".join(lines)
+
+
+def _num(x: float | None) -> str:
+    return "-" if x is None else f"{x:+.2f}" if x < 0 else f"{x:.2f}"
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.0f}%"
+
+
+def plot_scatter(result: dict, path: Path, rules: Sequence[str], horizon: str = "2ep") -> Path:
+    """Pick vs oracle LR (both relative to the running LR), one panel per rule."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    cols = 4
+    nrows = math.ceil(len(rules) / cols)
+    fig = Figure(figsize=(3.2 * cols, 3.2 * nrows), layout="constrained")
+    FigureCanvasAgg(fig)
+    for i, name in enumerate(rules):
+        ax = fig.add_subplot(nrows, cols, i + 1)
+        rows = result["rows"][name]
+        for opt, color in (("adam", "tab:blue"), ("sgd", "tab:orange")):
+            pts = [
+                (r["oracle"][horizon], math.log10(r["pick"] / r["running_lr"]))
+                for r in rows
+                if r["optimizer"] == opt
+                and r["pick"] is not None
+                and r["oracle"][horizon] is not None
+            ]
+            if pts:
+                ax.scatter(*zip(*pts, strict=True), s=14, color=color, label=opt)
+        lim = (-3.0, 1.5)
+        ax.plot(lim, lim, color="black", linewidth=0.8)
+        for d in (-0.2, 0.2):
+            ax.plot(lim, (lim[0] + d, lim[1] + d), color="grey", linewidth=0.5, linestyle="--")
+        ax.set_xlim(lim)
+        ax.set_ylim(-5.0, 2.0)
+        s = result["rules"][name][horizon]
+        ax.set_title(
+            f"{name}\nmedian |e| {_num(s['median_abs_decades'])}, bias "
+            f"{_num(s['median_signed_decades'])}",
+            fontsize=8,
+        )
+        ax.set_xlabel(f"oracle ({horizon}), log10(lr / running)", fontsize=7)
+        ax.set_ylabel("pick, log10(lr / running)", fontsize=7)
+        ax.tick_params(labelsize=7)
+        ax.grid(True, alpha=0.3)
+        if i == 0:
+            ax.legend(fontsize=7)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png", dpi=100)
+    return path

@@ -1,0 +1,462 @@
+"""Ground truth for "the right LR at this plateau": range-test picks against an LR oracle.
+
+States: seed_cnn on a real CIFAR-10 subset (4,000 training / 2,000 validation images, batch
+50), trained at a constant LR -- Adam 1e-3 and SGD with momentum 0.9 at 0.02 -- for several
+seeds; the state (weights, optimizer, RNGs) is kept at several epochs of each run.
+
+The oracle, per state: restore the state (``TrainingSnapshot``), train at one LR of a log grid
+for 2 epochs with the loop's own ``Trial.train_steps``, and read the validation loss and
+accuracy after half an epoch and after 2 epochs (one run, both horizons). The grid spans
+3 decades around the running LR (0.5 decade apart), is extended while the best LR sits on its
+edge, then refined to 0.125 decade around the best of each horizon; the LR the policy applies
+is trained too (its loss is measured, not interpolated). The oracle LR of a horizon is the
+vertex of a parabola through the validation losses around the grid's best (the grid's best
+when the parabola does not fit). For the states of three of the four seeds the oracle is
+repeated on a second, independent data stream (another data order for the same epochs:
+``Trial.epoch_batches(epoch, replica=1)``), around its own best, to measure its own noise.
+
+The range tests: from the same state, through the policy's own code path (``Trial.probe`` and
+``RangeTestOnPlateauLR.decide`` with the policy's defaults: 20 steps, held-out batch); also
+40 / 80 steps and the training-batch measure, to study the smoothing. Every suggestion rule --
+ours, torch-lr-finder's and fastai's (``benchmarks/_reference_rules.py``) -- is applied to the
+same curves and scored against the oracle at both horizons.
+
+Expensive results are cached: the states in ``<out dir>/.<out stem>_states/`` (not in git), the
+oracle and range-test curves of each state in ``<out stem>_curves/<state>.json`` next to the
+result (in git), written after every training run, so an interrupted run resumes and
+``--analyse-only`` re-analyses without training anything (``_oracle_analysis.py``).
+
+    .venv/bin/python benchmarks/oracle.py --shard 0/2 & .venv/bin/python benchmarks/oracle.py \
+        --shard 1/2; wait; .venv/bin/python benchmarks/oracle.py --analyse-only  # ~1.5 h, 2 cores
+    .venv/bin/python benchmarks/oracle.py --quick      # < 2 min sanity run (tiny, meaningless)
+    .venv/bin/python benchmarks/oracle.py --analyse-only
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import _common as C
+from _oracle_analysis import (
+    HORIZONS,
+    analyse,
+    best_offset,
+    lr_key,
+    our_pick,
+    plot_scatter,
+    table,
+)
+
+COARSE = (-2.0, -1.5, -1.0, -0.5, 0.0, 0.5, 1.0)  # decades from the running LR
+REFINE = (0.25, 0.125)
+EDGE_STEP, MAX_EDGE = 0.5, 2
+
+
+@dataclass(frozen=True)
+class Setup:
+    train: int
+    val: int
+    seeds: tuple[int, ...]
+    runs: tuple[tuple[str, float, tuple[int, ...]], ...]  # optimizer, lr, epochs kept
+    coarse: tuple[float, ...]
+    refine: tuple[float, ...]
+    probes: tuple[tuple[str, int | None], ...]  # (measure, num_steps; None: policy default)
+    replica_seeds: tuple[int, ...]  # the seeds whose states get the second, independent stream
+
+    def key(self) -> dict[str, Any]:
+        return {
+            "train": self.train,
+            "val": self.val,
+            "seeds": list(self.seeds),
+            "runs": [[o, lr, list(e)] for o, lr, e in self.runs],
+        }
+
+
+FULL = Setup(
+    train=4000,
+    val=2000,
+    seeds=(0, 1, 2, 3),
+    runs=(("adam", 1e-3, (2, 5, 10)), ("sgd", 0.02, (3, 8, 14))),
+    coarse=COARSE,
+    refine=REFINE,
+    probes=(
+        ("held_out", None),
+        ("held_out", 40),
+        ("held_out", 80),
+        ("train_batch", None),
+        ("train_batch", 80),
+    ),
+    replica_seeds=(0, 1, 2),
+)
+QUICK = Setup(
+    train=300,
+    val=100,
+    seeds=(0,),
+    runs=(("adam", 1e-3, (1,)),),
+    coarse=(-1.0, 0.0, 1.0),
+    refine=(0.25,),
+    probes=(("held_out", None), ("train_batch", None)),
+    replica_seeds=(0,),
+)
+
+
+# -- the trial ---------------------------------------------------------------------------------
+def make_trial(
+    setup_: Setup, splits: Any, device: Any, optimizer: str, lr: float, seed: int
+) -> Any:
+    from trainables.config import TrialConfig
+    from trainables.loop import Trial
+
+    cfg = TrialConfig.from_dict(
+        {
+            "model": "seed_cnn",
+            "optimizer": optimizer,
+            "lr": lr,
+            "momentum": 0.9,
+            "batch_size": 50,
+            "seed": seed,
+            "policy": "range_test_on_plateau",
+        }
+    )
+    return Trial(cfg, splits, device)
+
+
+def state_id(optimizer: str, seed: int, epoch: int) -> str:
+    return f"{optimizer}-s{seed}-e{epoch}"
+
+
+def make_states(
+    setup_: Setup, splits: Any, device: Any, states_dir: Path, shard: tuple[int, int]
+) -> dict[str, dict]:
+    """Train one constant-LR run per (optimizer, seed); keep the state at the listed epochs.
+
+    ``shard`` (i, n): only every n-th run from the i-th (parallel processes split the work).
+    """
+    import torch
+
+    from trainables.loop import evaluate
+
+    states_dir.mkdir(parents=True, exist_ok=True)
+    info: dict[str, dict] = {}
+    runs = list(itertools.product(setup_.runs, setup_.seeds))
+    for (opt, lr, epochs), seed in runs[shard[0] :: shard[1]]:
+        ids = [state_id(opt, seed, e) for e in epochs]
+        meta_path = states_dir / f"{opt}-s{seed}.json"
+        if all((states_dir / f"{i}.pt").exists() for i in ids) and meta_path.exists():
+            info.update(json.loads(meta_path.read_text()))
+            continue
+        trial = make_trial(setup_, splits, device, opt, lr, seed)  # end_epoch is never called:
+        meta: dict[str, dict] = {}
+        t0 = time.perf_counter()
+        for epoch in range(1, max(epochs) + 1):
+            trial.train_epoch(epoch)
+            trial.counters.epoch = epoch
+            if epoch in epochs:
+                val_loss, val_acc = evaluate(trial.model, trial.val_pipe, device)
+                sid = state_id(opt, seed, epoch)
+                torch.save(trial.state(), states_dir / f"{sid}.pt")
+                meta[sid] = {
+                    "optimizer": opt,
+                    "seed": seed,
+                    "epoch": epoch,
+                    "running_lr": lr,
+                    "val_loss": val_loss,
+                    "val_acc": val_acc,
+                }
+        print(f"states {ids}: {time.perf_counter() - t0:.0f} s", flush=True)
+        meta_path.write_text(json.dumps(meta, indent=1))
+        info.update(meta)
+    return info
+
+
+def load_state(trial: Any, states_dir: Path, sid: str) -> None:
+    import torch
+
+    state = torch.load(states_dir / f"{sid}.pt", weights_only=True)
+    state["policy"] = trial.policy.state_dict()  # a fresh range-test policy at that state
+    trial.load(state)
+
+
+# -- the oracle --------------------------------------------------------------------------------
+def train_at(trial: Any, snap: Any, epoch: int, replica: int, lr: float, device: Any) -> dict:
+    """Restore the state, train 2 epochs at ``lr``; val loss/acc after half an epoch and 2."""
+    from trainables.loop import NonFiniteLossError, evaluate
+
+    snap.restore()
+    spe = trial.steps_per_epoch
+    half = spe // 2
+    batches = itertools.chain(
+        trial.epoch_batches(epoch + 1, replica), trial.epoch_batches(epoch + 2, replica)
+    )
+    out: dict[str, Any] = {"lr": lr}
+    try:
+        trial.train_steps(batches, half, lr)
+        out["half"] = _finite_pair(evaluate(trial.model, trial.val_pipe, device))
+        trial.train_steps(batches, 2 * spe - half, lr)
+        out["2ep"] = _finite_pair(evaluate(trial.model, trial.val_pipe, device))
+    except NonFiniteLossError:
+        out.setdefault("half", [None, None])
+        out["2ep"] = [None, None]
+    return out
+
+
+def train_offset(
+    trial: Any, snap: Any, epoch: int, replica: int, running_lr: float, device: Any, offset: float
+) -> dict:
+    return train_at(trial, snap, epoch, replica, running_lr * 10**offset, device)
+
+
+def _finite_pair(pair: tuple[float, float]) -> list[float | None]:
+    return [v if math.isfinite(v) else None for v in pair]
+
+
+def run_grid(
+    points: dict[str, dict],
+    train: Callable[[float], dict],
+    coarse: tuple[float, ...],
+    refine: tuple[float, ...],
+    save: Callable[[], None],
+) -> None:
+    """Fill ``points`` (offset key -> result): coarse grid, edge extension, refinement."""
+
+    def ensure(offset: float) -> None:
+        key = lr_key(offset)
+        if key not in points:
+            points[key] = train(offset)
+            save()
+
+    for off in coarse:
+        ensure(off)
+    for horizon in HORIZONS:
+        for _ in range(MAX_EDGE):
+            best = best_offset(points, horizon)
+            offsets = sorted(float(k) for k in points)
+            if best is None:
+                break
+            if best == offsets[0]:
+                ensure(best - EDGE_STEP)
+            elif best == offsets[-1]:
+                ensure(best + EDGE_STEP)
+            else:
+                break
+    for step in refine:
+        for horizon in HORIZONS:
+            best = best_offset(points, horizon)
+            if best is not None:
+                ensure(best - step)
+                ensure(best + step)
+
+
+# -- range tests -------------------------------------------------------------------------------
+def probe_name(measure: str, steps: int | None) -> str:
+    return f"{measure}_{'default' if steps is None else steps}"
+
+
+def run_probes(trial: Any, epoch: int, probes: tuple[tuple[str, int | None], ...]) -> dict:
+    from trainables.lr import make_policy
+
+    out = {}
+    base = trial.policy
+    try:
+        for measure, steps in probes:
+            params: dict[str, Any] = {"measure": measure}
+            if steps is not None:
+                params["num_steps"] = steps
+            policy = make_policy(
+                "range_test_on_plateau",
+                params,
+                base_lr=base.base_lr,
+                steps_per_epoch=trial.steps_per_epoch,
+            )
+            trial.policy = policy
+            n = policy.probe_steps()
+            result = trial.probe(epoch)(policy.min_lr, policy.max_lr, n)
+            out[probe_name(measure, steps)] = {
+                "measure": measure,
+                "num_steps": n,
+                "lrs": list(result.lrs),
+                "losses": [v if math.isfinite(v) else None for v in result.losses],
+                "stop_reason": result.stop_reason,
+                "images": result.images,
+            }
+    finally:
+        trial.policy = base
+    return out
+
+
+# -- the run -----------------------------------------------------------------------------------
+def load_curves(curves_dir: Path, setup_: Setup) -> dict:
+    """Every cached state of this setup: {"setup": ..., "states": {state id: entry}}."""
+    states = {}
+    for path in sorted(curves_dir.glob("*.json")) if curves_dir.is_dir() else []:
+        entry = json.loads(path.read_text())
+        if entry.get("setup") == setup_.key():
+            states[path.stem] = entry
+    return {"setup": setup_.key(), "states": states}
+
+
+def save_entry(curves_dir: Path, sid: str, entry: dict) -> None:
+    curves_dir.mkdir(parents=True, exist_ok=True)
+    path = curves_dir / f"{sid}.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(entry, indent=1) + "\n")
+    os.replace(tmp, path)
+
+
+def compute(args: Any, setup_: Setup, curves_dir: Path, states_dir: Path) -> None:
+    import torch
+
+    from trainables.data import load_splits
+    from trainables.device import select_device
+    from trainables.lr import TrainingSnapshot
+
+    torch.set_num_threads(args.threads)
+    device = select_device("cpu", cpus_assigned=args.threads)
+    splits = load_splits(
+        args.data_dir,
+        train_subset=setup_.train,
+        val_subset=setup_.val,
+        test_subset=100,
+        download=False,
+    )
+    cached = load_curves(curves_dir, setup_)["states"]
+    info = make_states(setup_, splits, device, states_dir, args.shard)
+    entries = {
+        sid: cached.get(sid) or {"setup": setup_.key(), **meta, "oracle": {}, "range_tests": {}}
+        for sid, meta in info.items()
+    }
+    # the first stream for every state, then the replica (the noise) where it is wanted: a run
+    # cut short still has every state's oracle
+    for replica in (0, 1):
+        for sid, entry in entries.items():
+            if replica == 1 and entry["seed"] not in setup_.replica_seeds:
+                continue
+            t0 = time.perf_counter()
+            trial = make_trial(
+                setup_, splits, device, entry["optimizer"], entry["running_lr"], entry["seed"]
+            )
+            load_state(trial, states_dir, sid)
+            epoch = entry["epoch"]
+            save = functools.partial(save_entry, curves_dir, sid, entry)
+            if replica == 0 and (
+                args.fresh_range_tests
+                or any(probe_name(m, s) not in entry["range_tests"] for m, s in setup_.probes)
+            ):
+                entry["range_tests"] = run_probes(trial, epoch, setup_.probes)
+                save()
+            snap = TrainingSnapshot.capture(trial.model, trial.optimizer)
+            points = entry["oracle"].setdefault(str(replica), {})
+            train = functools.partial(
+                train_offset, trial, snap, epoch, replica, entry["running_lr"], device
+            )
+            if replica == 0:
+                coarse, refine = setup_.coarse, setup_.refine
+            else:  # around the first stream's best, and the running LR itself
+                first = entry["oracle"]["0"]
+                centre = {best_offset(first, h) for h in HORIZONS} - {None}
+                coarse = tuple(sorted({0.0} | {c + d for c in centre for d in (-0.25, 0.0, 0.25)}))
+                refine = setup_.refine[-1:]
+            run_grid(points, train, coarse, refine, save)
+            if replica == 0:  # the LR the policy applies, measured rather than interpolated
+                _, applied = our_pick(
+                    entry["range_tests"]["held_out_default"], None, entry["running_lr"]
+                )
+                key = lr_key(math.log10(applied / entry["running_lr"]))
+                if key not in points:
+                    points[key] = train(float(key))
+                    save()
+            snap.restore()
+            print(
+                f"{sid} stream {replica}: {len(points)} oracle runs, "
+                f"{time.perf_counter() - t0:.0f} s",
+                flush=True,
+            )
+
+
+def main() -> int:
+    parser = C.base_parser(__doc__.splitlines()[0])
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads per process (default 1: on a shared machine 2 threads were 3-6x"
+        " slower than 1; run two --shard processes instead)",
+    )
+    parser.add_argument(
+        "--shard",
+        type=_shard,
+        default=(0, 1),
+        metavar="I/N",
+        help="compute only every N-th training run from the I-th (e.g. 0/2 and 1/2 in parallel)",
+    )
+    parser.add_argument(
+        "--analyse-only", action="store_true", help="use the cached curves; train nothing"
+    )
+    parser.add_argument(
+        "--fresh-range-tests", action="store_true", help="rerun the (cheap) range tests"
+    )
+    args = parser.parse_args()
+    setup_ = QUICK if args.quick else FULL
+    out = Path(args.out) if args.out else C.RESULTS_DIR / "oracle.json"
+    curves_dir = out.with_name(f"{out.stem}_curves")
+    states_dir = out.with_name(f".{out.stem}_states")
+    t0 = time.perf_counter()
+    if not args.analyse_only:
+        compute(args, setup_, curves_dir, states_dir)
+        if args.shard[1] > 1:
+            print("shard done; run --analyse-only once every shard has finished", flush=True)
+            return 0
+    doc = load_curves(curves_dir, setup_)
+    if not doc["states"]:
+        print(f"no cached curves of this setup in {curves_dir}", flush=True)
+        return 1
+    results = {probe: analyse(doc, probe) for probe in _probes(doc)}
+    main_result = results["held_out_default"]
+    for result in results.values():
+        print(table(result) + "\n", flush=True)
+    shown = [n for n in main_result["rules"] if not n.endswith("_slide")]
+    plot_scatter(main_result, out.with_name(f"{out.stem}_scatter_2ep.png"), shown, "2ep")
+    plot_scatter(main_result, out.with_name(f"{out.stem}_scatter_half.png"), shown, "half")
+    C.write_result(
+        out.stem,
+        {
+            "setup": setup_.key(),
+            "seconds": time.perf_counter() - t0,
+            "main": {k: v for k, v in main_result.items() if k != "rows"},
+            "rows": main_result["rows"],
+            "other_curves": {
+                probe: {k: v for k, v in r.items() if k != "rows"}
+                for probe, r in results.items()
+                if probe != "held_out_default"
+            },
+        },
+        str(out),
+    )
+    return 0
+
+
+def _shard(text: str) -> tuple[int, int]:
+    i, n = (int(v) for v in text.split("/"))
+    if not 0 <= i < n:
+        raise ValueError(text)
+    return i, n
+
+
+def _probes(doc: dict) -> list[str]:
+    names: set[str] = set()
+    for entry in doc["states"].values():
+        names.update(entry["range_tests"])
+    return sorted(names)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
