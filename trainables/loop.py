@@ -261,7 +261,9 @@ class Trial:
         self.counters.images_seen += n
         mean_loss = float(loss_sum) / n
         if not math.isfinite(mean_loss):
-            raise NonFiniteLossError(f"non-finite training loss at fixed lr {lr:.3g}")
+            raise NonFiniteLossError(
+                f"non-finite training loss at fixed lr {lr:.3g}", epoch=self.counters.epoch
+            )
         return mean_loss
 
     def train_epoch(self, epoch: int) -> tuple[float, float, list[tuple[int, float]]]:
