@@ -188,7 +188,7 @@ def worker(args: Any) -> int:
     x, y, _ = load_images(args.data_dir, args.worker_images)
     splits = DataSplits(x, y, x[:100], y[:100], x[:100], y[:100])
     setup = select_device("cuda", cpus_assigned=1)
-    cfg = TrialConfig.from_dict(
+    cfg = TrialConfig.model_validate(
         {"model": "seed_cnn", "optimizer": "adam", "lr": 1e-3, "batch_size": args.worker_batch}
     )
     trial = Trial(cfg, splits, setup)

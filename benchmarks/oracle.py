@@ -116,7 +116,7 @@ def make_trial(
     from trainables.config import TrialConfig
     from trainables.loop import Trial
 
-    cfg = TrialConfig.from_dict(
+    cfg = TrialConfig.model_validate(
         {
             "model": "seed_cnn",
             "optimizer": optimizer,

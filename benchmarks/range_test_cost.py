@@ -56,7 +56,7 @@ def main() -> int:
 
     setup = select_device("cpu", cpus_assigned=1)
     splits = load_splits(args.data_dir, train_subset=n, val_subset=100, test_subset=100)
-    cfg = TrialConfig.from_dict(
+    cfg = TrialConfig.model_validate(
         {
             "model": "seed_cnn",
             "optimizer": "adam",

@@ -83,7 +83,7 @@ def trainable_variant(
     from trainables.loop import Trial
 
     setup = select_device("cpu", cpus_assigned=threads, channels_last_cpu=channels_last)
-    cfg = TrialConfig.from_dict(
+    cfg = TrialConfig.model_validate(
         {"model": "seed_cnn", "optimizer": "adam", "lr": 1e-3, "batch_size": batch_size}
     )
     trial = Trial(cfg, splits, setup)

@@ -16,7 +16,6 @@ error paths stay fast.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import shlex
 import sys
@@ -291,7 +290,7 @@ def cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     explicit = spec.data.dir
     data_dir = resolve_data_dir(explicit, download=explicit is None)
     # Trials log the folder actually used (it is documentary inside a sweep: see base_trial).
-    spec = dataclasses.replace(spec, data=dataclasses.replace(spec.data, dir=str(data_dir)))
+    spec = spec.model_copy(update={"data": spec.data.model_copy(update={"dir": str(data_dir)})})
 
     # 4. Where Ray keeps results: writable, without creating anything yet.
     storage = resolve_storage(spec.storage_path, cwd)

@@ -25,21 +25,6 @@ if TYPE_CHECKING:
 _TUNER_PKL = "tuner.pkl"
 
 
-def sweep_trial(
-    config: dict[str, Any], data: DataSplits | None = None, keep: int | None = None
-) -> None:
-    """The trainable Tune runs: drop the arm label, then the project's ``train_trial``.
-
-    ``config[ARM_KEY]`` only names the arm (policy + params are already resolved into the
-    config by the spec's param_space), so what reaches ``train_trial`` is a plain TrialConfig.
-    ``keep``: how many of its newest checkpoints the trial keeps.
-    """
-    from trainables.tune_entry import train_trial
-
-    plain = {key: value for key, value in config.items() if key != ARM_KEY}
-    train_trial(plain, data, keep)
-
-
 def is_uri(path: str) -> bool:
     return "://" in path
 
@@ -72,8 +57,10 @@ def sweep_exists(storage: str, name: str) -> bool:
 def make_trainable(spec: SweepSpec, splits: DataSplits) -> Any:
     from ray import tune
 
+    from trainables.tune_entry import train_trial
+
     # with_parameters puts the splits in the object store once; every trial gets a reference.
-    trainable = tune.with_parameters(sweep_trial, data=splits, keep=spec.checkpoint_num_to_keep)
+    trainable = tune.with_parameters(train_trial, data=splits, keep=spec.checkpoint_num_to_keep)
     return tune.with_resources(trainable, {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
 
 

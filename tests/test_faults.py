@@ -202,20 +202,11 @@ _PUBLIC_ENV = {"HOSTNAME", "HOST", "NAME", "LANG", "LC_ALL", "TERM", "SHELL", "U
 def clean_run(config: dict[str, Any]) -> list[dict[str, Any]]:
     """The same trial, uninterrupted, in this process, with the worker's thread count."""
     from trainables.config import TrialConfig
-    from trainables.data import load_splits
     from trainables.device import select_device
     from trainables.loop import train
 
-    config = {k: v for k, v in config.items() if k != "policy_label"}
-    cfg = TrialConfig.from_dict(config)
-    splits = load_splits(
-        CIFAR,
-        val_fraction=cfg.val_fraction,
-        split_seed=cfg.split_seed,
-        train_subset=cfg.train_subset,
-        val_subset=cfg.val_subset,
-        test_subset=cfg.test_subset,
-    )
+    cfg = TrialConfig.model_validate(config)  # the trial's params.json, as Tune wrote it
+    splits = cfg.data.model_copy(update={"dir": str(CIFAR)}).load()
     threads = torch.get_num_threads()
     try:
         reports: list[dict[str, Any]] = []
@@ -244,7 +235,7 @@ def test_range_test_blowing_up_is_stopped_and_undone() -> None:
     from trainables.loop import train
 
     splits = load_splits(CIFAR, train_subset=320, val_subset=100, test_subset=100)
-    cfg = TrialConfig.from_dict(
+    cfg = TrialConfig.model_validate(
         {
             "policy": "range_test_on_plateau",
             # 6 steps of 1e-4, 6e12, 4e29, ...: the loss goes from finite straight to NaN/inf.

@@ -33,7 +33,7 @@ def splits(n_train: int = 150) -> DataSplits:
 
 
 def trial(policy: str = "constant", **params: object) -> Trial:
-    cfg = TrialConfig.from_dict(
+    cfg = TrialConfig.model_validate(
         {"batch_size": 50, "seed": 3, "lr": 1e-3, "policy": policy, "policy_params": params}
     )
     return Trial(cfg, splits(), select_device("cpu", cpus_assigned=1))

@@ -230,13 +230,13 @@ def test_load_state_rejects_other_mode_and_missing_keys() -> None:
     [
         ({"mode": "mx"}, "'mx'"),
         ({"threshold_mode": "relative"}, "'relative'"),
-        ({"patience": -1}, "patience (-1)"),
-        ({"patience": 1.5}, "patience (1.5)"),
-        ({"patience": True}, "patience (True)"),
-        ({"cooldown": -2}, "cooldown (-2)"),
-        ({"threshold": -0.1}, "threshold (-0.1)"),
-        ({"threshold": math.nan}, "threshold (nan)"),
-        ({"threshold": "0.1"}, "threshold ('0.1')"),
+        ({"patience": -1}, "patience: must be >= 0, got -1"),
+        ({"patience": 1.5}, "patience: must be an integer, got 1.5"),
+        ({"patience": True}, "patience: must be an integer, got true"),
+        ({"cooldown": -2}, "cooldown: must be >= 0, got -2"),
+        ({"threshold": -0.1}, "threshold: must be >= 0, got -0.1"),
+        ({"threshold": math.nan}, "threshold: must be a number, got nan"),
+        ({"threshold": "0.1"}, "threshold: must be a number, got '0.1'"),
     ],
 )
 def test_constructor_rejects(kwargs: dict[str, Any], bad: str) -> None:

@@ -29,7 +29,7 @@ from trainables.lr import (
     suggest_lr,
     suggest_lr_with_reason,
 )
-from trainables.lr.policies import MIN_RANGE_TEST_STEPS
+from trainables.lr.params import MIN_RANGE_TEST_STEPS
 
 # -- fake probes -------------------------------------------------------------------------------
 
@@ -318,7 +318,7 @@ def test_shortest_range_test_can_suggest_and_one_step_less_cannot() -> None:
     for key in ("num_steps", "min_steps"):
         with pytest.raises(ValueError) as info:
             RangeTestOnPlateauLR(base_lr=1e-3, steps_per_epoch=10, **{key: n - 1})
-        assert f"{key} ({n - 1}) must be an int >= {n}" in str(info.value)
+        assert f"{key}: must be >= {n}" in str(info.value) and f"got {n - 1}" in str(info.value)
         assert "can never suggest" in str(info.value)
 
 
@@ -557,48 +557,64 @@ def test_make_policy_unknown_name_and_param() -> None:
     [
         ("constant", {}, None),  # baseline: base_lr below is the culprit
         ("cyclical", {"max_lr": 0.001}, "base_lr (0.01) must be < max_lr (0.001)"),
-        ("cyclical", {"max_lr": 0.1, "mode": "sine"}, "'sine'"),
+        ("cyclical", {"max_lr": 0.1, "mode": "sine"}, "mode: 'sine' is not known"),
         ("cyclical", {"max_lr": 0.1, "step_size_iters": 5, "step_size_epochs": 2.0}, "exactly one"),
         ("cyclical", {"max_lr": 0.1, "step_size_epochs": None}, "exactly one"),
-        ("cyclical", {"max_lr": 0.1, "step_size_epochs": 0.0}, "step_size_epochs (0.0)"),
+        (
+            "cyclical",
+            {"max_lr": 0.1, "step_size_epochs": 0.0},
+            "step_size_epochs: must be > 0 or null, got 0.0",
+        ),
         (
             "cyclical",
             {"max_lr": 0.1, "step_size_epochs": None, "step_size_iters": 0},
-            "step_size_iters (0)",
+            "step_size_iters: must be >= 1 or null, got 0",
         ),
-        ("cyclical", {"max_lr": 0.1, "gamma": 1.5}, "gamma (1.5)"),
-        ("cyclical", {"max_lr": 0.1, "gamma": 0.0}, "gamma (0.0)"),
-        ("reduce_on_plateau", {"patience": -1}, "patience (-1)"),
-        ("reduce_on_plateau", {"mode": "maximum"}, "'maximum'"),
-        ("reduce_on_plateau", {"threshold_mode": "pct"}, "'pct'"),
-        ("reduce_on_plateau", {"factor": 1.0}, "factor (1.0)"),
-        ("reduce_on_plateau", {"factor": 0.0}, "factor (0.0)"),
-        ("reduce_on_plateau", {"factor": -0.5}, "factor (-0.5)"),
-        ("reduce_on_plateau", {"min_lr": -1e-3}, "min_lr (-0.001)"),
-        ("reduce_on_plateau", {"cooldown": -1}, "cooldown (-1)"),
-        ("reduce_on_plateau", {"threshold": -1.0}, "threshold (-1.0)"),
-        ("reduce_on_plateau", {"metric_name": ""}, "metric_name ('')"),
+        ("cyclical", {"max_lr": 0.1, "gamma": 1.5}, "gamma: must be in (0, 1], got 1.5"),
+        ("cyclical", {"max_lr": 0.1, "gamma": 0.0}, "gamma: must be in (0, 1], got 0.0"),
+        ("reduce_on_plateau", {"patience": -1}, "patience: must be >= 0, got -1"),
+        (
+            "reduce_on_plateau",
+            {"mode": "maximum"},
+            "mode: 'maximum' is not known (did you mean 'max'?)",
+        ),
+        ("reduce_on_plateau", {"threshold_mode": "pct"}, "threshold_mode: 'pct' is not known"),
+        ("reduce_on_plateau", {"factor": 1.0}, "factor: must be in (0, 1), got 1.0"),
+        ("reduce_on_plateau", {"factor": 0.0}, "factor: must be in (0, 1), got 0.0"),
+        ("reduce_on_plateau", {"factor": -0.5}, "factor: must be in (0, 1), got -0.5"),
+        ("reduce_on_plateau", {"min_lr": -1e-3}, "min_lr: must be >= 0, got -0.001"),
+        ("reduce_on_plateau", {"cooldown": -1}, "cooldown: must be >= 0, got -1"),
+        ("reduce_on_plateau", {"threshold": -1.0}, "threshold: must be >= 0, got -1.0"),
+        (
+            "reduce_on_plateau",
+            {"metric_name": ""},
+            "unknown parameter 'metric_name' for policy 'reduce_on_plateau' (valid: mode",
+        ),
         (
             "range_test_on_plateau",
             {"min_lr": 0.1, "max_lr": 0.01},
-            "min_lr (0.1) must be < max_lr (0.01)",
+            "min_lr: must be < max_lr (0.01), got 0.1",
         ),
-        ("range_test_on_plateau", {"min_lr": 0.0}, "min_lr (0.0)"),
-        ("range_test_on_plateau", {"patience": -2}, "patience (-2)"),
-        ("range_test_on_plateau", {"patience": 2.5}, "patience (2.5)"),
-        ("range_test_on_plateau", {"mode": "up"}, "'up'"),
-        ("range_test_on_plateau", {"rule": "fastest"}, "'fastest'"),
-        ("range_test_on_plateau", {"factor": 1.5}, "factor (1.5)"),
-        ("range_test_on_plateau", {"num_steps": 1}, "num_steps (1)"),
-        ("range_test_on_plateau", {"num_steps": 5}, "num_steps (5) must be an int >= 6"),
-        ("range_test_on_plateau", {"num_steps": 8.0}, "num_steps (8.0)"),
-        ("range_test_on_plateau", {"min_steps": 0}, "min_steps (0)"),
-        ("range_test_on_plateau", {"epoch_fraction": 0.0}, "epoch_fraction (0.0)"),
-        ("range_test_on_plateau", {"beta": 1.0}, "beta (1.0) must be a number in [0, 1)"),
-        ("range_test_on_plateau", {"beta": -0.1}, "beta (-0.1)"),
-        ("range_test_on_plateau", {"beta": "auto"}, "beta ('auto')"),
-        ("range_test_on_plateau", {"rule": None}, "unknown rule None (valid: steepest,"),
-        ("range_test_on_plateau", {"max_lr": "1"}, "max_lr ('1')"),
+        ("range_test_on_plateau", {"min_lr": 0.0}, "min_lr: must be > 0, got 0.0"),
+        ("range_test_on_plateau", {"patience": -2}, "patience: must be >= 0, got -2"),
+        ("range_test_on_plateau", {"patience": 2.5}, "patience: must be an integer, got 2.5"),
+        ("range_test_on_plateau", {"mode": "up"}, "mode: 'up' is not known"),
+        (
+            "range_test_on_plateau",
+            {"rule": "fastest"},
+            "rule: 'fastest' is not known (did you mean 'steepest'?)",
+        ),
+        ("range_test_on_plateau", {"factor": 1.5}, "factor: must be in (0, 1), got 1.5"),
+        ("range_test_on_plateau", {"num_steps": 1}, "num_steps: must be >= 6 or null, got 1"),
+        ("range_test_on_plateau", {"num_steps": 5}, "num_steps: must be >= 6 or null, got 5"),
+        ("range_test_on_plateau", {"num_steps": 8.0}, "num_steps: must be an integer, got 8.0"),
+        ("range_test_on_plateau", {"min_steps": 0}, "min_steps: must be >= 6, got 0"),
+        ("range_test_on_plateau", {"epoch_fraction": 0.0}, "epoch_fraction: must be > 0, got 0.0"),
+        ("range_test_on_plateau", {"beta": 1.0}, "beta: must be in [0, 1) or null, got 1.0"),
+        ("range_test_on_plateau", {"beta": -0.1}, "beta: must be in [0, 1) or null, got -0.1"),
+        ("range_test_on_plateau", {"beta": "auto"}, "beta: must be a number, got 'auto'"),
+        ("range_test_on_plateau", {"rule": None}, "rule: null is not known"),
+        ("range_test_on_plateau", {"max_lr": "1"}, "max_lr: must be a number, got '1'"),
     ],
 )
 def test_constructors_reject_bad_values(name: str, params: dict[str, Any], bad: str | None) -> None:

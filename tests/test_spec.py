@@ -154,14 +154,14 @@ BAD: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
         "policies[1].params.factor: must be in (0, 1), got 1.5",
     ),
     (
-        "cyclical-bad-mode",  # delegated to make_policy
+        "cyclical-bad-mode",
         setter("policies", 2, "params", "mode", value="triangle"),
-        "policies[2].params: unknown mode 'triangle'",
+        "policies[2].params.mode: 'triangle' is not known (did you mean 'triangular'?)",
     ),
     (
-        "cyclical-max-lr-below-lr",  # delegated to make_policy
+        "cyclical-max-lr-below-lr",
         setter("policies", 2, "params", "max_lr", value=0.0001),
-        "policies[2].params: base_lr (0.001) must be < max_lr (0.0001)",
+        "policies[2].params.max_lr: must be > lr (0.001), got 0.0001",
     ),
     (
         "duplicate-labels",
@@ -187,7 +187,7 @@ BAD: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
         setter("scheduler", value={"name": "fifo", "grace_period": 1}),
         "scheduler.grace_period: unknown key",
     ),
-    ("bad-trial-extra", setter("trial", "device", value="tpu"), "trial config: device 'tpu'"),
+    ("bad-trial-extra", setter("trial", "device", value="tpu"), "trial.device: 'tpu' is not known"),
     # search space
     (
         "empty-grid",
@@ -217,7 +217,7 @@ BAD: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
     (
         "search-bad-value",
         setter("search_space", value={"batch_size": {"choice": ["big"]}}),
-        "search_space.batch_size.choice[0]: batch_size must be an integer",
+        "search_space.batch_size.choice[0]: must be an integer, got 'big'",
     ),
     (
         "search-num-samples",
@@ -367,8 +367,9 @@ def _variants(spec: Any) -> list[dict[str, Any]]:
 
 def _assert_plain_trial_configs(variants: list[dict[str, Any]]) -> None:
     for config in variants:
-        plain = {k: v for k, v in config.items() if k != ARM_KEY}
-        TrialConfig.from_dict(plain)  # every trial's config is a valid, plain TrialConfig
+        # every trial's config is the plain form of a valid TrialConfig, and what the trial
+        # rebuilds from it without checking is that same config
+        assert TrialConfig.trusted(config) == TrialConfig.model_validate(config)
 
 
 def test_smoke_expands_to_the_right_trials() -> None:
@@ -376,7 +377,7 @@ def test_smoke_expands_to_the_right_trials() -> None:
     assert spec.trial_count() == len(spec.policies) * len(spec.seeds) == 2
     assert spec.epochs <= 2 and spec.data.train_subset == 300
     rt = next(a for a in spec.policies if a.name == "range_test_on_plateau")
-    assert rt.params["patience"] == 0
+    assert rt.params.patience == 0
     variants = _variants(spec)
     assert len(variants) == 2
     assert {v["policy"] for v in variants} == {a.name for a in spec.policies}
@@ -387,11 +388,14 @@ def test_param_space_resolves_each_arm_and_shares_seeds() -> None:
     spec = load_builtin_spec("default")
     variants = _variants(spec)
     assert len(variants) == spec.trial_count() == 4 * 2
-    by_label = {a.label: a for a in spec.policies}
+    by_label = {a.arm_label: a for a in spec.policies}
     for v in variants:
         arm = by_label[v[ARM_KEY]]
         assert v["policy"] == arm.name
-        assert v["policy_params"] == dict(arm.params)
+        expected = arm.params.model_dump(exclude={"name"})
+        if arm.name in ("reduce_on_plateau", "range_test_on_plateau"):
+            expected["mode"] = "min"  # follows the monitored val_loss
+        assert v["policy_params"] == expected
     # every arm runs every seed, with otherwise identical configs
     seeds_per_arm = Counter(v[ARM_KEY] for v in variants)
     assert set(seeds_per_arm.values()) == {len(spec.seeds)}
@@ -483,7 +487,9 @@ def test_policy_shorthand_and_labels() -> None:
     assert spec.arm_labels == ("constant", "rop-0.5", "rop-0.1")
     variants = _variants(spec)
     params = {v[ARM_KEY]: v["policy_params"] for v in variants}
-    assert params == {"constant": {}, "rop-0.5": {"factor": 0.5}, "rop-0.1": {"factor": 0.1}}
+    assert params["constant"] == {}
+    assert (params["rop-0.5"]["factor"], params["rop-0.1"]["factor"]) == (0.5, 0.1)
+    assert params["rop-0.5"]["patience"] == 10  # the default, written out for the trial
 
 
 def test_asha_scheduler_and_run_config() -> None:
@@ -509,16 +515,21 @@ def test_asha_scheduler_and_run_config() -> None:
     assert any(type(c).__name__ == "NoRetryOnDeterministicFailure" for c in config.callbacks)
 
 
-def test_sweep_trial_drops_the_arm_label(monkeypatch: pytest.MonkeyPatch) -> None:
-    import trainables.tune_entry as entry
-    from sweep import tuner
+def test_tune_runs_the_trial_function_of_trainables(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The function Ray runs lives in trainables/ (the worker imports nothing of sweep/)."""
+    from ray import tune
 
-    seen: list[dict[str, Any]] = []
-    monkeypatch.setattr(
-        entry, "train_trial", lambda config, data=None, keep=None: seen.append(config)
-    )
-    config = load_spec(spec_text()).expand()[0]
-    assert ARM_KEY in config
-    tuner.sweep_trial(config, None)
-    assert ARM_KEY not in seen[0]
-    TrialConfig.from_dict(seen[0])
+    from sweep.tuner import make_trainable
+    from trainables.tune_entry import train_trial
+
+    captured: dict[str, Any] = {}
+
+    def with_parameters(fn: Any, **kw: Any) -> Any:
+        captured.update(fn=fn, kw=kw)
+        return fn
+
+    monkeypatch.setattr(tune, "with_parameters", with_parameters)
+    monkeypatch.setattr(tune, "with_resources", lambda fn, resources: fn)
+    spec = load_spec(spec_text())
+    assert make_trainable(spec, splits=None) is train_trial  # type: ignore[arg-type]
+    assert captured["kw"] == {"data": None, "keep": spec.checkpoint_num_to_keep}

@@ -70,7 +70,7 @@ def config(policy: str, **overrides: Any) -> TrialConfig:
         "lr": 1e-3,
     }
     base.update(overrides)
-    return TrialConfig.from_dict(base)
+    return TrialConfig.model_validate(base)
 
 
 COMPARED = (R.TRAIN_LOSS, R.TRAIN_ACC, R.VAL_LOSS, R.VAL_ACC, R.LR, R.IMAGES_SEEN, R.RANGE_TESTS)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import ValidationError
 
 from trainables.config import ConfigError, TrialConfig
 
@@ -46,13 +47,25 @@ class LocalReporter:
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs (YAML values); a dotted key sets a nested one (data.train_subset)."""
     out: dict[str, Any] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep:
             raise ConfigError(f"expected KEY=VALUE, got {pair!r} (e.g. policy=cyclical epochs=3)")
-        out[key] = yaml.safe_load(value)
+        *parents, last = key.split(".")
+        node = out
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = yaml.safe_load(value)
     return out
+
+
+def one_line(exc: ValidationError) -> str:
+    """The first problem of a bad trial config, as ``key: problem``."""
+    err = exc.errors()[0]
+    key = ".".join(str(p) for p in err["loc"]) or "config"
+    return f"{key}: {' '.join(str(err['msg']).split())} (got {err.get('input')!r})"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m trainables",
         description="Train one trial outside Ray (debugging). KEY=VALUE sets any TrialConfig "
         "field, e.g. policy=range_test_on_plateau 'policy_params={patience: 0}' epochs=3 "
-        "train_subset=500.",
+        "data.train_subset=500 data.dir=../shared/data/cifar-10-batches-py.",
     )
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
     parser.add_argument("--config", type=Path, help="YAML file with TrialConfig fields")
@@ -73,19 +86,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.config:
             raw.update(yaml.safe_load(args.config.read_text()) or {})
         raw.update(parse_overrides(args.overrides))
-        cfg = TrialConfig.from_dict(raw)
-        from trainables.data import DataError, load_splits
+        cfg = TrialConfig.model_validate(raw)
+        from trainables.data import DataError
         from trainables.device import select_device
         from trainables.loop import train
 
-        splits = load_splits(
-            cfg.data_dir,
-            val_fraction=cfg.val_fraction,
-            split_seed=cfg.split_seed,
-            train_subset=cfg.train_subset,
-            val_subset=cfg.val_subset,
-            test_subset=cfg.test_subset,
-        )
+        splits = cfg.data.load(download=True)
+    except ValidationError as exc:
+        print(f"error: {one_line(exc)}", file=sys.stderr)
+        return 2
     except (ConfigError, OSError, yaml.YAMLError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -179,7 +179,12 @@ class Trial:
         self.model = model.to(memory_format=torch.channels_last) if cl else model
         self.optimizer = build_optimizer(cfg, self.model)
         self.policy: LRPolicy = make_policy(
-            cfg.policy, cfg.policy_kwargs(), base_lr=cfg.lr, steps_per_epoch=self.steps_per_epoch
+            cfg.policy,
+            cfg.policy_params,
+            base_lr=cfg.lr,
+            steps_per_epoch=self.steps_per_epoch,
+            metric_name=cfg.monitor,
+            metric_mode=cfg.monitor_mode,
         )
         self.counters = Counters()
 

@@ -29,7 +29,7 @@ from ray import tune
 from trainables import results as R
 from trainables.checkpoint import CheckpointError, load_state, save_state
 from trainables.config import TrialConfig
-from trainables.data import DataSplits, load_splits
+from trainables.data import DataSplits
 from trainables.device import select_device
 from trainables.loop import NonFiniteLossError, train
 
@@ -156,18 +156,17 @@ def assigned_resources() -> tuple[float, float]:
 def train_trial(
     config: dict[str, Any], data: DataSplits | None = None, keep: int | None = None
 ) -> None:
-    cfg = TrialConfig.from_dict(config)
+    """The function Ray runs for each trial of a sweep.
+
+    ``config`` is the plain dump of a TrialConfig the driver validated (plus the values Tune
+    sampled from validated ranges): rebuilt as it is, not checked again. ``data``: the splits
+    the driver shipped; ``keep``: how many of its newest checkpoints the trial keeps.
+    """
+    cfg = TrialConfig.trusted(config)
     cpus, gpus = assigned_resources()
     setup = select_device(cfg.device, gpus_assigned=gpus, cpus_assigned=cpus)
-    if data is None:  # not shipped by the driver: load it here (single-trial use)
-        data = load_splits(
-            cfg.data_dir,
-            val_fraction=cfg.val_fraction,
-            split_seed=cfg.split_seed,
-            train_subset=cfg.train_subset,
-            val_subset=cfg.val_subset,
-            test_subset=cfg.test_subset,
-        )
+    if data is None:  # not shipped by the driver: load it here
+        data = cfg.data.load()
     node_id = ray.get_runtime_context().get_node_id()
     reporter = TuneReporter(keep=keep)
     try:

@@ -3,11 +3,19 @@
 Nothing here imports Ray or MLflow; the trainer wires these pieces into a trial.
 """
 
+from trainables.lr.params import (
+    MIN_RANGE_TEST_STEPS,
+    PARAMS,
+    POLICY_NAMES,
+    ConstantParams,
+    CyclicalParams,
+    PolicyParams,
+    RangeTestParams,
+    ReduceOnPlateauParams,
+    TriggerParams,
+)
 from trainables.lr.plateau import PlateauDetector
 from trainables.lr.policies import (
-    MIN_RANGE_TEST_STEPS,
-    POLICY_NAMES,
-    RANGE_TEST_MEASURES,
     ConstantLR,
     CyclicalLR,
     LRPolicy,
@@ -39,22 +47,28 @@ from trainables.lr.suggest import (
 __all__ = [
     "BETA_RANGE",
     "MIN_RANGE_TEST_STEPS",
+    "PARAMS",
     "POLICY_NAMES",
-    "RANGE_TEST_MEASURES",
     "STOP_REASONS",
     "SUGGESTION_RULES",
     "ConstantLR",
+    "ConstantParams",
     "CurveAnalysis",
     "CyclicalLR",
+    "CyclicalParams",
     "LRPolicy",
     "PlateauDetector",
     "PolicyEvent",
+    "PolicyParams",
     "RangeProbe",
     "RangeTestDecision",
     "RangeTestOnPlateauLR",
+    "RangeTestParams",
     "RangeTestResult",
     "ReduceOnPlateauLR",
+    "ReduceOnPlateauParams",
     "TrainingSnapshot",
+    "TriggerParams",
     "analyse_curve",
     "auto_beta",
     "batch_noise",

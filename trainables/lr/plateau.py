@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from numbers import Integral, Real
 from typing import Any
 
-MODES = ("min", "max")
-THRESHOLD_MODES = ("rel", "abs")
+from trainables.lr.params import TriggerParams
+from trainables.validation import build
 
 
 class PlateauDetector:
@@ -33,22 +32,31 @@ class PlateauDetector:
         threshold_mode: str = "rel",
         cooldown: int = 0,
     ) -> None:
-        if mode not in MODES:
-            raise ValueError(f"unknown mode {mode!r} (valid: {', '.join(MODES)})")
-        if threshold_mode not in THRESHOLD_MODES:
-            raise ValueError(
-                f"unknown threshold_mode {threshold_mode!r} (valid: {', '.join(THRESHOLD_MODES)})"
+        # Keywords are checked here, through the params model; from_params trusts a built one.
+        self._init(
+            build(
+                TriggerParams,
+                mode=mode,
+                patience=patience,
+                threshold=threshold,
+                threshold_mode=threshold_mode,
+                cooldown=cooldown,
             )
-        _check_count("patience", patience)
-        _check_count("cooldown", cooldown)
-        if not _is_real(threshold) or not math.isfinite(threshold) or threshold < 0:
-            raise ValueError(f"threshold ({threshold!r}) must be a finite number >= 0")
-        self.mode = mode
-        self.patience = int(patience)
-        self.threshold = float(threshold)
-        self.threshold_mode = threshold_mode
-        self.cooldown = int(cooldown)
-        self._best = math.inf if mode == "min" else -math.inf
+        )
+
+    @classmethod
+    def from_params(cls, params: TriggerParams) -> PlateauDetector:
+        detector = cls.__new__(cls)
+        detector._init(params)
+        return detector
+
+    def _init(self, params: TriggerParams) -> None:
+        self.mode = params.mode
+        self.patience = params.patience
+        self.threshold = params.threshold
+        self.threshold_mode = params.threshold_mode
+        self.cooldown = params.cooldown
+        self._best = math.inf if self.mode == "min" else -math.inf
         self._num_bad_epochs = 0
         self._cooldown_counter = 0
 
@@ -138,18 +146,3 @@ class PlateauDetector:
             f"cooldown={self.cooldown}, best={self._best}, "
             f"num_bad_epochs={self._num_bad_epochs}, cooldown_counter={self._cooldown_counter})"
         )
-
-
-def _check_count(name: str, value: Any) -> None:
-    if not _is_int(value) or value < 0:
-        raise ValueError(f"{name} ({value!r}) must be an int >= 0")
-
-
-def _is_real(value: Any) -> bool:
-    """A real number that is not a bool (numpy scalars included)."""
-    return isinstance(value, Real) and not isinstance(value, bool)
-
-
-def _is_int(value: Any) -> bool:
-    """An integer that is not a bool (numpy scalars included)."""
-    return isinstance(value, Integral) and not isinstance(value, bool)

@@ -9,7 +9,6 @@ range test calls the ``probe`` the trainer hands it (built around
 from __future__ import annotations
 
 import difflib
-import inspect
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
@@ -17,31 +16,27 @@ from dataclasses import dataclass, fields
 from numbers import Integral, Real
 from typing import Any, ClassVar
 
+from trainables.lr.params import (
+    PARAMS,
+    POLICY_NAMES,
+    ConstantParams,
+    CyclicalParams,
+    Params,
+    RangeTestParams,
+    ReduceOnPlateauParams,
+    param_names,
+)
 from trainables.lr.plateau import PlateauDetector
 from trainables.lr.range_test import RangeTestResult
-from trainables.lr.suggest import (
-    BETA_RANGE,
-    SUGGESTION_RULES,
-    analyse_curve,
-    min_steps_to_suggest,
-    pick,
-)
+from trainables.lr.suggest import analyse_curve, pick
+from trainables.validation import build
 
 RangeProbe = Callable[[float, float, int], RangeTestResult]
 """(min_lr, max_lr, num_steps) -> result; built by the trainer around run_range_test."""
 
 EVENT_KINDS = ("range_test", "reduce")
-CYCLICAL_MODES = ("triangular", "triangular2", "exp_range")
-RANGE_TEST_MEASURES = ("held_out", "train_batch")
-"""What a range test records per LR: the loss on one fixed held-out batch after the step
-(default, low noise), or the loss of the batch trained on (the classic finder)."""
-MIN_RANGE_TEST_STEPS = min_steps_to_suggest()
-"""The shortest range test that can give a suggestion at all (num_steps, min_steps)."""
 REDUCE_EPS = 1e-8
 """reduce_on_plateau changes the LR only when old - new > eps (torch's ReduceLROnPlateau)."""
-
-# The valid ranges of the range-test parameters live in these constants (and BETA_RANGE,
-# SUGGESTION_RULES in trainables.lr.suggest); the checks and their messages are built from them.
 
 
 @dataclass(frozen=True)
@@ -142,8 +137,11 @@ class ConstantLR(LRPolicy):
 
     name = "constant"
 
-    def __init__(self, *, base_lr: float, steps_per_epoch: int) -> None:
+    def __init__(
+        self, *, base_lr: float, steps_per_epoch: int, params: ConstantParams | None = None
+    ) -> None:
         super().__init__(base_lr=base_lr, steps_per_epoch=steps_per_epoch)
+        self.params = params or ConstantParams()
 
     def lr(self) -> float:
         return self.base_lr
@@ -152,7 +150,7 @@ class ConstantLR(LRPolicy):
 class CyclicalLR(LRPolicy):
     """Smith (2017) cyclical LR on the global iteration, between ``base_lr`` and ``max_lr``.
 
-    Give exactly one of ``step_size_epochs`` (half-cycle in epochs) and ``step_size_iters``.
+    Parameters: a :class:`CyclicalParams`, or its fields as keywords (validated here).
     """
 
     name = "cyclical"
@@ -162,31 +160,22 @@ class CyclicalLR(LRPolicy):
         *,
         base_lr: float,
         steps_per_epoch: int,
-        max_lr: float,
-        mode: str = "triangular",
-        step_size_epochs: float | None = 2.0,
-        step_size_iters: int | None = None,
-        gamma: float = 0.99994,
+        params: CyclicalParams | None = None,
+        **fields: Any,
     ) -> None:
         super().__init__(base_lr=base_lr, steps_per_epoch=steps_per_epoch)
-        self.max_lr = _positive("max_lr", max_lr)
-        if self.base_lr >= self.max_lr:
-            raise ValueError(f"base_lr ({base_lr}) must be < max_lr ({max_lr})")
-        self.mode = _one_of("mode", mode, CYCLICAL_MODES)
-        if (step_size_epochs is None) == (step_size_iters is None):
-            raise ValueError(
-                "give exactly one of step_size_epochs and step_size_iters "
-                f"(got step_size_epochs={step_size_epochs!r}, step_size_iters={step_size_iters!r};"
-                " set step_size_epochs=None to use step_size_iters)"
-            )
-        if step_size_iters is not None:
-            self.step_size = float(_int_at_least("step_size_iters", step_size_iters, 1))
+        if params is None:  # built from keywords: this is where they are checked
+            params = build(CyclicalParams, **fields)
+            if self.base_lr >= params.max_lr:
+                raise ValueError(f"base_lr ({base_lr}) must be < max_lr ({params.max_lr})")
+        self.params = params
+        self.max_lr = params.max_lr
+        self.mode = params.mode
+        self.gamma = params.gamma
+        if params.step_size_iters is not None:
+            self.step_size = float(params.step_size_iters)
         else:
-            epochs = _positive("step_size_epochs", step_size_epochs)
-            self.step_size = epochs * self.steps_per_epoch
-        self.gamma = _real("gamma", gamma)
-        if not 0.0 < self.gamma <= 1.0:
-            raise ValueError(f"gamma ({gamma!r}) must be in (0, 1]")
+            self.step_size = float(params.step_size_epochs or 0.0) * self.steps_per_epoch
 
     def lr(self) -> float:
         it, ss = self.iteration, self.step_size
@@ -202,30 +191,29 @@ class CyclicalLR(LRPolicy):
 
 
 class _PlateauPolicy(LRPolicy):
-    """Shared plumbing: a PlateauDetector on the monitored metric and a current LR."""
+    """Shared plumbing: a PlateauDetector on the monitored metric and a current LR.
+
+    ``metric_name`` names the monitored metric in events; ``metric_mode`` is the detector's
+    mode when the params leave it to the metric (``mode: null``).
+    """
+
+    params_class: ClassVar[type[ReduceOnPlateauParams] | type[RangeTestParams]]
 
     def __init__(
         self,
         *,
         base_lr: float,
         steps_per_epoch: int,
-        mode: str,
-        patience: int,
-        threshold: float,
-        threshold_mode: str,
-        cooldown: int,
-        metric_name: str,
+        params: ReduceOnPlateauParams | RangeTestParams | None = None,
+        metric_name: str = "metric",
+        metric_mode: str = "min",
+        **fields: Any,
     ) -> None:
         super().__init__(base_lr=base_lr, steps_per_epoch=steps_per_epoch)
-        self.detector = PlateauDetector(
-            mode=mode,
-            patience=patience,
-            threshold=threshold,
-            threshold_mode=threshold_mode,
-            cooldown=cooldown,
-        )
-        if not isinstance(metric_name, str) or not metric_name:
-            raise ValueError(f"metric_name ({metric_name!r}) must be a non-empty string")
+        if params is None:  # built from keywords: this is where they are checked
+            params = build(self.params_class, **fields)
+        self.params = params
+        self.detector = PlateauDetector.from_params(params.trigger(metric_mode))
         self.metric_name = metric_name
         self._lr = self.base_lr
         self.num_plateaus = 0
@@ -276,33 +264,15 @@ class ReduceOnPlateauLR(_PlateauPolicy):
     """``torch.optim.lr_scheduler.ReduceLROnPlateau``: on a plateau, lr = max(lr*factor, min_lr)."""
 
     name = "reduce_on_plateau"
+    params_class = ReduceOnPlateauParams
 
-    def __init__(
-        self,
-        *,
-        base_lr: float,
-        steps_per_epoch: int,
-        mode: str = "min",
-        factor: float = 0.1,
-        patience: int = 10,
-        threshold: float = 1e-4,
-        threshold_mode: str = "rel",
-        cooldown: int = 0,
-        min_lr: float = 0.0,
-        metric_name: str = "metric",
-    ) -> None:
-        super().__init__(
-            base_lr=base_lr,
-            steps_per_epoch=steps_per_epoch,
-            mode=mode,
-            patience=patience,
-            threshold=threshold,
-            threshold_mode=threshold_mode,
-            cooldown=cooldown,
-            metric_name=metric_name,
-        )
-        self.factor = _unit_open("factor", factor)
-        self.min_lr = _non_negative("min_lr", min_lr)
+    @property
+    def factor(self) -> float:
+        return self.params.factor
+
+    @property
+    def min_lr(self) -> float:
+        return self.params.min_lr
 
     def _on_plateau(self, epoch: int, plateau: str, probe: RangeProbe | None) -> PolicyEvent:
         old = self._lr
@@ -330,52 +300,15 @@ class RangeTestOnPlateauLR(_PlateauPolicy):
     """
 
     name = "range_test_on_plateau"
+    params_class = RangeTestParams
+    params: RangeTestParams
 
-    def __init__(
-        self,
-        *,
-        base_lr: float,
-        steps_per_epoch: int,
-        mode: str = "min",
-        patience: int = 3,
-        threshold: float = 1e-4,
-        threshold_mode: str = "rel",
-        cooldown: int = 2,
-        min_lr: float = 1e-6,
-        max_lr: float = 1.0,
-        num_steps: int | None = None,
-        epoch_fraction: float = 0.1,
-        min_steps: int = 20,
-        rule: str = "steepest",
-        factor: float = 0.1,
-        beta: float | None = None,
-        measure: str = "held_out",
-        metric_name: str = "metric",
-    ) -> None:
-        super().__init__(
-            base_lr=base_lr,
-            steps_per_epoch=steps_per_epoch,
-            mode=mode,
-            patience=patience,
-            threshold=threshold,
-            threshold_mode=threshold_mode,
-            cooldown=cooldown,
-            metric_name=metric_name,
-        )
-        self.measure = _one_of("measure", measure, RANGE_TEST_MEASURES)
-        self.min_lr = _positive("min_lr", min_lr)
-        self.max_lr = _positive("max_lr", max_lr)
-        if self.min_lr >= self.max_lr:
-            raise ValueError(
-                f"min_lr ({min_lr}) must be < max_lr ({max_lr}): both finite numbers > 0, "
-                "min_lr below max_lr"
-            )
-        self.num_steps = None if num_steps is None else _test_steps("num_steps", num_steps)
-        self.epoch_fraction = _positive("epoch_fraction", epoch_fraction)
-        self.min_steps = _test_steps("min_steps", min_steps)
-        self.rule = _one_of("rule", rule, SUGGESTION_RULES)
-        self.factor = _unit_open("factor", factor)
-        self.beta = None if beta is None else _beta(beta)
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        p = self.params
+        self.measure, self.rule, self.factor, self.beta = p.measure, p.rule, p.factor, p.beta
+        self.min_lr, self.max_lr, self.num_steps = p.min_lr, p.max_lr, p.num_steps
+        self.epoch_fraction, self.min_steps = p.epoch_fraction, p.min_steps
 
     def probe_steps(self) -> int:
         """How many steps a range test takes with this policy's settings."""
@@ -452,7 +385,6 @@ class RangeTestOnPlateauLR(_PlateauPolicy):
 _POLICIES: dict[str, type[LRPolicy]] = {
     cls.name: cls for cls in (ConstantLR, CyclicalLR, ReduceOnPlateauLR, RangeTestOnPlateauLR)
 }
-POLICY_NAMES = ("constant", "cyclical", "reduce_on_plateau", "range_test_on_plateau")
 assert tuple(_POLICIES) == POLICY_NAMES
 _TRIAL_ARGS = ("base_lr", "steps_per_epoch")
 
@@ -460,34 +392,45 @@ _TRIAL_ARGS = ("base_lr", "steps_per_epoch")
 def policy_param_names(name: str) -> tuple[str, ...]:
     """The parameters a spec may set for policy ``name`` (base_lr/steps_per_epoch come from the
     trial)."""
-    cls = _policy_class(name)
-    return tuple(
-        p.name
-        for p in inspect.signature(cls.__init__).parameters.values()
-        if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name not in _TRIAL_ARGS
-    )
+    _policy_class(name)
+    return param_names(name)
 
 
 def make_policy(
-    name: str, params: Mapping[str, Any], *, base_lr: float, steps_per_epoch: int
+    name: str,
+    params: Mapping[str, Any] | Params,
+    *,
+    base_lr: float,
+    steps_per_epoch: int,
+    metric_name: str = "metric",
+    metric_mode: str = "min",
 ) -> LRPolicy:
-    """Build policy ``name`` from spec parameters; unknown names/parameters raise ValueError."""
+    """Build policy ``name`` from a validated params model (as the trial does: nothing is checked
+    again) or from plain parameters (validated here; unknown names/parameters raise ValueError).
+    """
     cls = _policy_class(name)
-    valid = policy_param_names(name)
-    for key in params:
-        if key in _TRIAL_ARGS:
-            raise ValueError(
-                f"parameter {key!r} for policy {name!r} comes from the trial, not the policy params"
-            )
-        if key not in valid:
-            raise ValueError(
-                f"unknown parameter {key!r} for policy {name!r} "
-                f"(valid: {', '.join(valid) or 'none'}){_did_you_mean(str(key), valid)}"
-            )
-    kwargs = dict(params)
-    if cls is CyclicalLR and "step_size_iters" in kwargs and "step_size_epochs" not in kwargs:
-        kwargs["step_size_epochs"] = None  # giving the iterations replaces the default epochs
-    return cls(base_lr=base_lr, steps_per_epoch=steps_per_epoch, **kwargs)
+    if isinstance(params, Params):
+        model = params
+    else:
+        valid = policy_param_names(name)
+        for key in params:
+            if key in _TRIAL_ARGS:
+                raise ValueError(
+                    f"parameter {key!r} for policy {name!r} comes from the trial, "
+                    "not the policy params"
+                )
+            if key not in valid:
+                raise ValueError(
+                    f"unknown parameter {key!r} for policy {name!r} "
+                    f"(valid: {', '.join(valid) or 'none'}){_did_you_mean(str(key), valid)}"
+                )
+        model = build(PARAMS[name], **params)
+        if isinstance(model, CyclicalParams) and base_lr >= model.max_lr:
+            raise ValueError(f"base_lr ({base_lr}) must be < max_lr ({model.max_lr})")
+    common: dict[str, Any] = {"base_lr": base_lr, "steps_per_epoch": steps_per_epoch}
+    if issubclass(cls, _PlateauPolicy):
+        common.update(metric_name=metric_name, metric_mode=metric_mode)
+    return cls(params=model, **common)  # type: ignore[call-arg]
 
 
 def _policy_class(name: str) -> type[LRPolicy]:
@@ -547,47 +490,10 @@ def _positive(name: str, value: Any) -> float:
     return float(value)
 
 
-def _non_negative(name: str, value: Any) -> float:
-    if _real(name, value) < 0:
-        raise ValueError(f"{name} ({value!r}) must be >= 0")
-    return float(value)
-
-
-def _unit_open(name: str, value: Any) -> float:
-    if not 0.0 < _real(name, value) < 1.0:
-        raise ValueError(f"{name} ({value!r}) must be in (0, 1)")
-    return float(value)
-
-
-def _test_steps(name: str, value: Any) -> int:
-    if not _is_int(value) or value < MIN_RANGE_TEST_STEPS:
-        raise ValueError(
-            f"{name} ({value!r}) must be an int >= {MIN_RANGE_TEST_STEPS}: a shorter range test "
-            "can never suggest an LR"
-        )
-    return int(value)
-
-
-def _beta(value: Any) -> float:
-    low, high = BETA_RANGE
-    if not _is_real(value) or not low <= value < high:
-        raise ValueError(
-            f"beta ({value!r}) must be a number in [{low:g}, {high:g}) or null (auto: smooth "
-            "over a fixed stretch of LR)"
-        )
-    return float(value)
-
-
 def _int_at_least(name: str, value: Any, low: int) -> int:
     if not _is_int(value) or value < low:
         raise ValueError(f"{name} ({value!r}) must be an int >= {low}")
     return int(value)
-
-
-def _one_of(name: str, value: Any, valid: tuple[str, ...]) -> str:
-    if not isinstance(value, str) or value not in valid:
-        raise ValueError(f"unknown {name} {value!r} (valid: {', '.join(valid)})")
-    return str(value)
 
 
 def _is_real(value: Any) -> bool:

@@ -1,0 +1,165 @@
+"""The parameters of each LR policy and of the plateau trigger: the one place that holds their
+defaults, bounds and choices.
+
+Each model is frozen and strict (``"3"`` is not 3, ``true`` is not 1) and refuses unknown keys.
+Building one is the validation: a bad value raises pydantic's ``ValidationError`` (a
+``ValueError``) naming the field. The sweep spec embeds these models, so a spec is checked once,
+on the driver; the policies and the plateau detector take a built model and check nothing again.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
+
+from trainables.lr.suggest import BETA_RANGE, SUGGESTION_RULES, min_steps_to_suggest
+
+MIN_RANGE_TEST_STEPS = min_steps_to_suggest()
+"""The shortest range test that can give a suggestion at all (num_steps, min_steps)."""
+
+Mode = Literal["min", "max"]
+ThresholdMode = Literal["rel", "abs"]
+CyclicalMode = Literal["triangular", "triangular2", "exp_range"]
+Measure = Literal["held_out", "train_batch"]
+"""What a range test records per LR: the loss on one fixed held-out batch after the step
+(default, low noise), or the loss of the batch trained on (the classic finder)."""
+Rule = Literal[SUGGESTION_RULES]  # type: ignore[valid-type]
+
+
+def keyed_error(path: str, problem: str) -> PydanticCustomError:
+    """A validation error about the key ``path`` (relative to the model raising it); the
+    sweep's spec errors join it to the location (``policies[0].params.min_lr: ...``)."""
+    return PydanticCustomError("spec", "{path}: {problem}", {"path": path, "problem": problem})
+
+
+class Params(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+
+class TriggerParams(Params):
+    """When a plateau fires, with the semantics of torch's ``ReduceLROnPlateau``."""
+
+    mode: Mode = "min"
+    patience: int = Field(10, ge=0)
+    threshold: float = Field(1e-4, ge=0)
+    threshold_mode: ThresholdMode = "rel"
+    cooldown: int = Field(0, ge=0)
+
+
+class ConstantParams(Params):
+    name: Literal["constant"] = "constant"
+
+
+class CyclicalParams(Params):
+    """Smith (2017) cyclical LR between the trial's lr and ``max_lr``; give exactly one of
+    ``step_size_epochs`` (half-cycle in epochs) and ``step_size_iters``."""
+
+    name: Literal["cyclical"] = "cyclical"
+    max_lr: float = Field(gt=0)
+    mode: CyclicalMode = "triangular"
+    step_size_epochs: float | None = Field(2.0, gt=0)
+    step_size_iters: int | None = Field(None, ge=1)
+    gamma: float = Field(0.99994, gt=0, le=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _iterations_replace_epochs(cls, data: Any) -> Any:
+        # Giving the half-cycle in iterations replaces the default in epochs.
+        if isinstance(data, dict) and "step_size_iters" in data and "step_size_epochs" not in data:
+            data = {**data, "step_size_epochs": None}
+        return data
+
+    @model_validator(mode="after")
+    def _one_step_size(self) -> CyclicalParams:
+        if (self.step_size_epochs is None) == (self.step_size_iters is None):
+            raise keyed_error(
+                "step_size_epochs",
+                "give exactly one of step_size_epochs and step_size_iters "
+                "(set step_size_epochs: null to use step_size_iters)",
+            )
+        return self
+
+
+class _PlateauParams(Params):
+    """The trigger of a plateau policy; ``mode`` None follows the monitored metric."""
+
+    mode: Mode | None = None
+    threshold: float = Field(1e-4, ge=0)
+    threshold_mode: ThresholdMode = "rel"
+
+    def trigger(self, default_mode: str) -> TriggerParams:
+        """The plateau trigger, with ``default_mode`` when ``mode`` follows the metric."""
+        mode: Mode = self.mode or ("max" if default_mode == "max" else "min")
+        return TriggerParams.model_construct(
+            mode=mode,
+            patience=self.patience,  # type: ignore[attr-defined]
+            threshold=self.threshold,
+            threshold_mode=self.threshold_mode,
+            cooldown=self.cooldown,  # type: ignore[attr-defined]
+        )
+
+
+class ReduceOnPlateauParams(_PlateauParams):
+    """torch's ``ReduceLROnPlateau``: on a plateau, lr = max(lr * factor, min_lr)."""
+
+    name: Literal["reduce_on_plateau"] = "reduce_on_plateau"
+    patience: int = Field(10, ge=0)
+    cooldown: int = Field(0, ge=0)
+    factor: float = Field(0.1, gt=0, lt=1)
+    min_lr: float = Field(0.0, ge=0)
+
+
+_SHORTEST = "a shorter range test can never suggest an LR"
+
+
+class RangeTestParams(_PlateauParams):
+    """On a plateau, a short LR range test from a snapshot; the rule's pick, or lr x factor
+    when the curve has no usable descent. ``beta`` None smooths over a fixed stretch of LR."""
+
+    name: Literal["range_test_on_plateau"] = "range_test_on_plateau"
+    patience: int = Field(3, ge=0)
+    cooldown: int = Field(2, ge=0)
+    min_lr: float = Field(1e-6, gt=0)
+    max_lr: float = Field(1.0, gt=0)
+    num_steps: int | None = Field(None, ge=MIN_RANGE_TEST_STEPS, description=_SHORTEST)
+    epoch_fraction: float = Field(0.1, gt=0)
+    min_steps: int = Field(20, ge=MIN_RANGE_TEST_STEPS, description=_SHORTEST)
+    rule: Rule = "steepest"
+    factor: float = Field(0.1, gt=0, lt=1)
+    beta: float | None = Field(None, ge=BETA_RANGE[0], lt=BETA_RANGE[1])
+    measure: Measure = "held_out"
+
+    @model_validator(mode="after")
+    def _range(self) -> RangeTestParams:
+        if self.min_lr >= self.max_lr:
+            raise keyed_error("min_lr", f"must be < max_lr ({self.max_lr:g}), got {self.min_lr:g}")
+        return self
+
+
+PolicyParams = Annotated[
+    ConstantParams | CyclicalParams | ReduceOnPlateauParams | RangeTestParams,
+    Field(discriminator="name"),
+]
+PARAMS: dict[str, type[Params]] = {
+    "constant": ConstantParams,
+    "cyclical": CyclicalParams,
+    "reduce_on_plateau": ReduceOnPlateauParams,
+    "range_test_on_plateau": RangeTestParams,
+}
+POLICY_NAMES = tuple(PARAMS)
+
+
+def param_names(policy: str) -> tuple[str, ...]:
+    """The parameters a spec may set for ``policy`` (its name excluded)."""
+    return tuple(k for k in PARAMS[policy].model_fields if k != "name")
+
+
+def trusted_params(policy: str, values: dict[str, Any]) -> Any:
+    """A params model from values validated before (on the driver): built without checks."""
+    cls = PARAMS[policy]
+    full = {**{k: f.get_default(call_default_factory=True) for k, f in cls.model_fields.items()}}
+    full.update(values)
+    full["name"] = policy
+    return cls.model_construct(**full)
