@@ -35,7 +35,7 @@ from sweep.preflight import (
     sweep_started,
 )
 from sweep.ray_start import bind_ray_to_loopback, init_ray
-from sweep.store import normalize_tracking_uri
+from sweep.store import normalize_tracking_uri, sqlite_db_path
 
 PROG = "python -m sweep"
 COMMANDS = ("run", "compare", "ui")
@@ -155,7 +155,15 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument(
         "--out",
         metavar="DIR",
-        help="also write the comparison (table and plots) to this folder",
+        help="write the comparison (table, JSON and plots) to this folder (default: "
+        "comparison/ in the sweep's results folder, or ./NAME-comparison when that is not "
+        "a local folder); it is also logged to the sweep's parent run",
+    )
+    compare.add_argument(
+        "--wide",
+        action="store_true",
+        help="one wide table with every column (images to target, range tests, their LRs; "
+        "about 220 columns) instead of tables that fit 120",
     )
     compare.add_argument(
         "--target-acc",
@@ -346,6 +354,7 @@ def cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
             sweep_name=spec.name,
             spec_text=spec.text,
             spec_path=str(Path(spec.source).resolve()) if spec.source else None,
+            results_dir=experiment_path(storage, spec.name),
             resume=args.resume,
             name_keys=[dim.key for dim in spec.search_space.dims],
         )
@@ -453,8 +462,17 @@ def report_run(
         return code or 1
     print()
     print(comparison.format())
-    print(f"\nBrowse the runs with:\n  {ui_command(spec.name, tracking_uri)}", flush=True)
+    print_outputs(comparison, ui_command(spec.name, tracking_uri))
     return code
+
+
+def print_outputs(comparison: Any, ui: str) -> None:
+    """Where the comparison's files are, and how to browse the runs."""
+    folder = comparison.out_dir
+    print(f"\ncomparison table and plots in {folder}:", flush=True)
+    for path in comparison.files.values():
+        print(f"  {path}")
+    print(f"\nBrowse the runs with:\n  {ui}", flush=True)
 
 
 def ui_command(sweep_name: str, tracking_uri: str, cwd: Path | None = None) -> str:
@@ -482,13 +500,12 @@ def cmd_compare(args: argparse.Namespace, argv: Sequence[str]) -> int:
             f"--target-acc must be in (0, 1], got {args.target_acc:g}",
             "pass an accuracy such as 0.5",
         )
-    if uri.startswith("sqlite:///"):
-        db = Path(uri[len("sqlite:///") :])
-        if not db.is_file():  # opening it would create an empty database
-            raise SweepError(
-                f"no MLflow database at {db}",
-                f"run '{PROG} run' first, or pass the --tracking-uri the sweep used",
-            )
+    db = sqlite_db_path(uri)
+    if db is not None and not db.is_file():  # opening it would create an empty database
+        raise SweepError(
+            f"no MLflow database at {db}",
+            f"run '{PROG} run' first, or pass the --tracking-uri the sweep used",
+        )
     out = None
     if args.out:
         out = Path(args.out).expanduser()
@@ -509,10 +526,8 @@ def cmd_compare(args: argparse.Namespace, argv: Sequence[str]) -> int:
         reference=args.reference,
         log_to_parent=True,
     )
-    print(comparison.format())
-    if out is not None:
-        print(f"\nwrote the comparison to {out}")
-    print(f"\nBrowse the runs with:\n  {ui_command(name, uri, cwd)}", flush=True)
+    print(comparison.format(wide=args.wide))
+    print_outputs(comparison, ui_command(name, uri, cwd))
     return 0
 
 

@@ -19,23 +19,28 @@ where the policy did better. Pairing removes the seed-to-seed spread that both a
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 import re
 import tempfile
-import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from sweep.comparison import (
+    Comparison,
+    RunSummary,
+    paired_rows,
+    policy_rows,
+    seed_key,
+)
 from sweep.store import (
     LR_STEP_METRIC,
     RANGE_TEST_LR_METRIC,
     SPEC_ARTIFACT,
     TAG_POLICY,
     TAG_POLICY_LABEL,
+    TAG_RESULTS_DIR,
     TAG_SEED,
     TAG_SWEEP,
     TAG_TRIAL_ID,
@@ -43,6 +48,7 @@ from sweep.store import (
     children_filter,
     make_client,
     parent_filter,
+    retrying,
     search_all_runs,
     sqlite_db_path,
 )
@@ -56,278 +62,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 COMPARISON_ARTIFACT_DIR = "comparison"
-FILES = ("comparison.txt", "comparison.json", "val_acc_vs_epoch.png", "lr_vs_step.png")
 
 DEFAULT_REFERENCE = "constant"
 
 
 class CompareError(ValueError):
     """A sweep that cannot be compared; the message is one line with the fix."""
-
-
-def t_critical_95(df: int) -> float:
-    """t(0.975, df), the two-sided 95% critical value of Student's t (``scipy.stats.t.ppf``)."""
-    if df < 1:
-        raise ValueError(f"degrees of freedom must be >= 1, got {df}")
-    from scipy.stats import t
-
-    return float(t.ppf(0.975, df))
-
-
-@dataclass(frozen=True)
-class Stat:
-    """Summary of one quantity over seeds; std and ci95 (t half-width) need n >= 2."""
-
-    n: int
-    mean: float | None = None
-    std: float | None = None
-    ci95: float | None = None
-    min: float | None = None
-    max: float | None = None
-
-    @classmethod
-    def of(cls, values: Sequence[float | int | None]) -> Stat:
-        vals = [float(v) for v in values if v is not None and math.isfinite(v)]
-        n = len(vals)
-        if n == 0:
-            return cls(0)
-        mean = sum(vals) / n
-        std = ci = None
-        if n >= 2:
-            std = math.sqrt(sum((v - mean) ** 2 for v in vals) / (n - 1))
-            ci = t_critical_95(n - 1) * std / math.sqrt(n)
-        return cls(n, mean, std, ci, min(vals), max(vals))
-
-    def format(self, spec: str = ".4f") -> str:
-        if self.mean is None:
-            return "-"
-        text = format(self.mean, spec)
-        if self.std is not None and self.ci95 is not None:
-            text += f" ± {format(self.std, spec)} (CI ±{format(self.ci95, spec)})"
-        return text
-
-
-@dataclass(frozen=True)
-class Paired:
-    """Per-seed differences ``policy - reference`` of one quantity, over the shared seeds."""
-
-    n: int
-    mean: float | None = None
-    ci95: float | None = None  # t half-width; needs n >= 2
-    better: int = 0  # seeds where the policy's value is higher
-    diffs: tuple[float, ...] = ()
-
-    @classmethod
-    def of(cls, pairs: Sequence[tuple[float | None, float | None]]) -> Paired:
-        diffs = tuple(
-            float(a) - float(b)
-            for a, b in pairs
-            if a is not None and b is not None and math.isfinite(a) and math.isfinite(b)
-        )
-        stat = Stat.of(list(diffs))
-        return cls(stat.n, stat.mean, stat.ci95, sum(d > 0 for d in diffs), diffs)
-
-    def format(self, spec: str = "+.4f") -> str:
-        if self.mean is None:
-            return "-"
-        if self.ci95 is None:
-            return format(self.mean, spec)
-        lo, hi = self.mean - self.ci95, self.mean + self.ci95
-        return f"{format(self.mean, spec)} [{format(lo, spec)}, {format(hi, spec)}]"
-
-    @property
-    def better_text(self) -> str:
-        return f"{self.better}/{self.n}" if self.n else "-"
-
-
-@dataclass(frozen=True)
-class PairedRow:
-    """One policy against the reference policy, seed by seed."""
-
-    policy: str
-    reference: str
-    seeds: list[str]  # the seeds both ran
-    final_test_acc: Paired
-    best_val_acc: Paired
-
-
-@dataclass(frozen=True)
-class RunSummary:
-    """What one finished child run contributes."""
-
-    run_id: str
-    trial_id: str | None
-    policy: str
-    seed: str | None
-    epochs: int
-    best_val_acc: float | None
-    final_test_acc: float | None
-    reached_epoch: int | None
-    images_to_target: float | None
-    range_tests: int
-    range_test_lrs: list[float]
-
-
-@dataclass(frozen=True)
-class PolicyRow:
-    policy: str
-    n: int
-    seeds: list[str]
-    best_val_acc: Stat
-    final_test_acc: Stat
-    target_val_acc: float | None
-    reached: int  # runs that reached the target (0 when there is no target)
-    epochs_to_target: Stat  # over the runs that reached it
-    images_to_target: Stat  # over the runs that reached it
-    range_tests: Stat  # range tests per run
-    range_test_lrs: list[float]  # every LR a range test chose, all seeds
-
-    @property
-    def reached_text(self) -> str:
-        return "-" if self.target_val_acc is None else f"{self.reached}/{self.n}"
-
-    @property
-    def lrs_text(self) -> str:
-        lrs = sorted(self.range_test_lrs)
-        if not lrs:
-            return "-"
-        mid = len(lrs) // 2
-        median = lrs[mid] if len(lrs) % 2 else math.sqrt(lrs[mid - 1] * lrs[mid])
-        return f"{median:.2e} [{lrs[0]:.2e}, {lrs[-1]:.2e}] (n={len(lrs)})"
-
-
-@dataclass
-class Comparison:
-    tracking_uri: str
-    sweep_name: str
-    experiment_name: str
-    parent_run_id: str
-    target_val_acc: float | None
-    rows: list[PolicyRow]
-    runs: list[RunSummary]
-    excluded: dict[str, int] = field(default_factory=dict)  # child runs not FINISHED, by status
-    reference: str | None = None  # the policy the paired table compares against
-    paired: list[PairedRow] = field(default_factory=list)
-    out_dir: Path | None = None
-    files: dict[str, Path] = field(default_factory=dict)
-
-    def row(self, policy: str) -> PolicyRow:
-        for r in self.rows:
-            if r.policy == policy:
-                return r
-        raise KeyError(policy)
-
-    def format(self) -> str:
-        """A plain-text table, one line per policy."""
-        head = [
-            f"sweep '{self.sweep_name}' (experiment '{self.experiment_name}', "
-            f"parent run {self.parent_run_id}): {len(self.runs)} finished child runs",
-        ]
-        if self.excluded:
-            parts = ", ".join(f"{n} {s}" for s, n in sorted(self.excluded.items()))
-            head.append(f"not compared (not FINISHED): {parts}")
-        head.append(
-            "mean ± std over seeds (CI: 95% t half-width); "
-            + (
-                f"target val_acc >= {self.target_val_acc:g}: epochs/images are means over the "
-                "runs that reached it"
-                if self.target_val_acc is not None
-                else "no target val_acc given"
-            )
-        )
-        columns = [
-            "policy",
-            "n",
-            "best val_acc",
-            "final test_acc",
-            "reached",
-            "epochs to target",
-            "images to target",
-            "range tests",
-            "range-test LR median [min, max]",
-        ]
-        table = [columns]
-        for r in self.rows:
-            table.append(
-                [
-                    r.policy,
-                    str(r.n),
-                    r.best_val_acc.format(".4f"),
-                    r.final_test_acc.format(".4f"),
-                    r.reached_text,
-                    r.epochs_to_target.format(".2f"),
-                    r.images_to_target.format(",.0f"),
-                    r.range_tests.format(".2f"),
-                    r.lrs_text,
-                ]
-            )
-        lines = _aligned(table)
-        return "\n".join([*head, "", *lines, *self._format_paired()]) + "\n"
-
-    def _format_paired(self) -> list[str]:
-        if self.reference is None:
-            return ["", "no paired comparison: the sweep has no 'constant' arm (pass --reference)"]
-        if not self.paired:
-            return []
-        table = [
-            [
-                "policy",
-                "seeds",
-                "Δ final test_acc [95% CI]",
-                "better",
-                "Δ best val_acc [95% CI]",
-                "better",
-            ]
-        ]
-        for p in self.paired:
-            table.append(
-                [
-                    p.policy,
-                    str(len(p.seeds)),
-                    p.final_test_acc.format(),
-                    p.final_test_acc.better_text,
-                    p.best_val_acc.format(),
-                    p.best_val_acc.better_text,
-                ]
-            )
-        return [
-            "",
-            f"paired vs {self.reference}: the mean over shared seeds of policy - "
-            f"{self.reference} [95% t interval];",
-            "better: the seeds where the policy is higher",
-            "",
-            *_aligned(table),
-        ]
-
-    def to_dict(self) -> dict[str, Any]:
-        def clean(obj: Any) -> Any:
-            if isinstance(obj, float):
-                return obj if math.isfinite(obj) else None
-            if isinstance(obj, dict):
-                return {k: clean(v) for k, v in obj.items()}
-            if isinstance(obj, list | tuple):
-                return [clean(v) for v in obj]
-            return obj
-
-        return clean(
-            {
-                "tracking_uri": self.tracking_uri,
-                "sweep_name": self.sweep_name,
-                "experiment_name": self.experiment_name,
-                "parent_run_id": self.parent_run_id,
-                "target_val_acc": self.target_val_acc,
-                "excluded": dict(self.excluded),
-                "reference": self.reference,
-                "paired": [dataclasses.asdict(p) for p in self.paired],
-                "rows": [
-                    {**dataclasses.asdict(r), "reached_text": r.reached_text} for r in self.rows
-                ],
-                "runs": [dataclasses.asdict(r) for r in self.runs],
-            }
-        )
-
-    def to_json(self, indent: int = 2) -> str:
-        return json.dumps(self.to_dict(), indent=indent, sort_keys=False)
 
 
 # -- reading the store -------------------------------------------------------------------------
@@ -385,24 +125,6 @@ def _unusable(tracking_uri: str, exc: Exception) -> CompareError:
     """One line naming the store and what went wrong with it."""
     detail = " ".join(str(exc).split())[:200]
     return CompareError(f"tracking store {tracking_uri}: unusable ({type(exc).__name__}: {detail})")
-
-
-def latest_sweep_name(tracking_uri: str) -> str | None:
-    """The sweep of the most recently started parent run, or None when the store has none."""
-    try:
-        client = _client(tracking_uri, must_exist=False)
-        if client is None:
-            return None
-        parents = _parents(client, _experiment_ids(client))
-    except CompareError:
-        raise
-    except Exception as exc:
-        raise _unusable(tracking_uri, exc) from None
-    for run in parents:
-        name = run.data.tags.get(TAG_SWEEP)
-        if name:
-            return name
-    return None
 
 
 def _history(client: MlflowClient, run_id: str, key: str) -> dict[int, float]:
@@ -499,78 +221,6 @@ def _summarise_run(
     return summary, finite_val, lr_trace
 
 
-def _seed_key(seed: str | None) -> tuple[int, float, str]:
-    if seed is None:
-        return (1, 0.0, "")
-    try:
-        return (0, float(seed), seed)
-    except ValueError:
-        return (0, math.inf, seed)
-
-
-def _rows(runs: Sequence[RunSummary], target: float | None) -> list[PolicyRow]:
-    by_policy: dict[str, list[RunSummary]] = {}
-    for r in runs:
-        by_policy.setdefault(r.policy, []).append(r)
-    rows = []
-    for policy in sorted(by_policy):
-        group = sorted(by_policy[policy], key=lambda r: _seed_key(r.seed))
-        reached = [r for r in group if r.reached_epoch is not None]
-        rows.append(
-            PolicyRow(
-                policy=policy,
-                n=len(group),
-                seeds=[r.seed for r in group if r.seed is not None],
-                best_val_acc=Stat.of([r.best_val_acc for r in group]),
-                final_test_acc=Stat.of([r.final_test_acc for r in group]),
-                target_val_acc=target,
-                reached=len(reached),
-                epochs_to_target=Stat.of([r.reached_epoch for r in reached]),
-                images_to_target=Stat.of([r.images_to_target for r in reached]),
-                range_tests=Stat.of([float(r.range_tests) for r in group]),
-                range_test_lrs=[lr for r in group for lr in r.range_test_lrs],
-            )
-        )
-    return rows
-
-
-def _aligned(table: list[list[str]]) -> list[str]:
-    """Left-aligned columns, a dashed rule under the header row."""
-    widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
-    lines = [
-        "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in table
-    ]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return lines
-
-
-def paired_rows(runs: Sequence[RunSummary], reference: str) -> list[PairedRow]:
-    """Every other policy against ``reference``, over the seeds both ran (run order kept)."""
-    by_policy: dict[str, dict[str, RunSummary]] = {}
-    for r in runs:
-        if r.seed is not None:
-            by_policy.setdefault(r.policy, {})[r.seed] = r
-    ref = by_policy.get(reference, {})
-    rows = []
-    for policy in sorted(by_policy):
-        if policy == reference:
-            continue
-        own = by_policy[policy]
-        seeds = sorted(set(own) & set(ref), key=_seed_key)
-        rows.append(
-            PairedRow(
-                policy=policy,
-                reference=reference,
-                seeds=seeds,
-                final_test_acc=Paired.of(
-                    [(own[s].final_test_acc, ref[s].final_test_acc) for s in seeds]
-                ),
-                best_val_acc=Paired.of([(own[s].best_val_acc, ref[s].best_val_acc) for s in seeds]),
-            )
-        )
-    return rows
-
-
 def _find_parent(
     client: MlflowClient, tracking_uri: str, sweep_name: str, experiment_name: str | None
 ) -> tuple[Run, str]:
@@ -638,8 +288,8 @@ def compare_sweep(
 
     Only FINISHED child runs are compared (others are counted in ``Comparison.excluded``).
     Without ``target_val_acc``, the sweep spec's own ``target_val_acc`` is used.
-    Writes comparison.txt/.json, val_acc_vs_epoch.png and lr_vs_step.png to ``out_dir`` (a new
-    temporary folder by default, kept) and, when ``log_to_parent``, logs them to the parent run
+    Writes comparison.txt/.json, val_acc_vs_epoch.png and lr_vs_step.png to ``out_dir``
+    (default: :func:`default_out_dir`) and, when ``log_to_parent``, logs them to the parent run
     under ``comparison/``. Raises :class:`CompareError` with one line.
     """
     client = _client(tracking_uri)
@@ -671,7 +321,7 @@ def compare_sweep(
     curves: dict[str, list[dict[int, float]]] = {}
     traces: dict[str, list[list[tuple[int, float]]]] = {}
     labels = group_labels(finished)
-    for run in sorted(finished, key=lambda r: (labels[r.info.run_id], _seed_key(_seed_of(r)))):
+    for run in sorted(finished, key=lambda r: (labels[r.info.run_id], seed_key(_seed_of(r)))):
         summary, val, trace = _summarise_run(client, run, target_val_acc)
         summary = dataclasses.replace(summary, policy=labels[run.info.run_id])
         runs.append(summary)
@@ -691,8 +341,9 @@ def compare_sweep(
         sweep_name=sweep_name,
         experiment_name=exp_name,
         parent_run_id=parent.info.run_id,
+        results_dir=parent.data.tags.get(TAG_RESULTS_DIR),
         target_val_acc=target_val_acc,
-        rows=_rows(runs, target_val_acc),
+        rows=policy_rows(runs, target_val_acc),
         runs=runs,
         excluded=excluded,
         reference=reference,
@@ -712,12 +363,8 @@ def _write(
 ) -> None:
     from sweep.plots import plot_lr_vs_step, plot_val_acc_vs_epoch
 
-    if out_dir is None:
-        safe = re.sub(r"[^A-Za-z0-9._-]+", "_", comparison.sweep_name)
-        out = Path(tempfile.mkdtemp(prefix=f"plateau_sweep_compare_{safe}_"))
-    else:
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
+    out = Path(out_dir) if out_dir is not None else default_out_dir(comparison)
+    out.mkdir(parents=True, exist_ok=True)
     comparison.out_dir = out
     files = {
         "comparison.txt": out / "comparison.txt",
@@ -732,19 +379,26 @@ def _write(
     files["comparison.json"].write_text(comparison.to_json() + "\n")
 
 
-def _log_to_parent(client: MlflowClient, comparison: Comparison, tries: int = 5) -> None:
-    """Log the files under comparison/ on the parent; a locked store only warns."""
+def default_out_dir(comparison: Comparison) -> Path:
+    """``comparison/`` in the sweep's results folder when that is a local folder here, else
+    ``./<sweep>-comparison``."""
+    results = comparison.results_dir
+    if results and "://" not in results and Path(results).is_dir():
+        return Path(results) / COMPARISON_ARTIFACT_DIR
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", comparison.sweep_name)
+    return Path.cwd() / f"{safe}-comparison"
+
+
+def _log_to_parent(client: MlflowClient, comparison: Comparison) -> None:
+    """Log the files under comparison/ on the parent; a store that stays busy only warns."""
     for name, path in comparison.files.items():
-        delay = 0.2
-        for attempt in range(1, tries + 1):
-            try:
-                client.log_artifact(
-                    comparison.parent_run_id, str(path), artifact_path=COMPARISON_ARTIFACT_DIR
-                )
-                break
-            except Exception as exc:
-                if attempt == tries:
-                    log.warning("compare: could not log %s to the parent run: %s", name, exc)
-                else:
-                    time.sleep(delay)
-                    delay *= 2
+        try:
+            retrying(
+                f"log {name}",
+                client.log_artifact,
+                comparison.parent_run_id,
+                str(path),
+                artifact_path=COMPARISON_ARTIFACT_DIR,
+            )
+        except Exception as exc:
+            log.warning("compare: could not log %s to the parent run: %s", name, exc)

@@ -59,6 +59,7 @@ TAG_LAST_EPOCH = "plateau_sweep.last_epoch"  # highest epoch whose metrics are l
 TAG_FINAL_LOGGED = "plateau_sweep.final_logged"  # test_* metrics logged
 TAG_RESUMES = "plateau_sweep.resumes"
 TAG_SPEC_PATH = "plateau_sweep.spec_path"
+TAG_RESULTS_DIR = "plateau_sweep.results_dir"  # the sweep's Tune folder (storage/name)
 TAG_TRIALS_FINISHED = "plateau_sweep.trials_finished"
 TAG_TRIALS_FAILED = "plateau_sweep.trials_failed"
 TAG_TRIALS_TOTAL = "plateau_sweep.trials_total"

@@ -61,6 +61,7 @@ from sweep.store import (
     TAG_POLICY,
     TAG_POLICY_LABEL,
     TAG_PREVIOUS_ERROR,
+    TAG_RESULTS_DIR,
     TAG_RESUMES,
     TAG_ROLE,
     TAG_SEED,
@@ -126,6 +127,7 @@ class MLflowTracker(Callback):
         sweep_name: str,
         spec_text: str,
         spec_path: str | None = None,
+        results_dir: str | None = None,
         resume: bool = False,
         lr_trace_max_points: int = 2000,
         artifact_location: str | None = None,
@@ -142,6 +144,7 @@ class MLflowTracker(Callback):
         self.sweep_name = sweep_name
         self.spec_text = spec_text
         self.spec_path = spec_path
+        self.results_dir = results_dir
         self.resume = resume
         self.lr_trace_max_points = lr_trace_max_points
         self.artifact_location = artifact_location
@@ -358,6 +361,8 @@ class MLflowTracker(Callback):
             }
             if self.spec_path:
                 tags[TAG_SPEC_PATH] = str(self.spec_path)
+            if self.results_dir:
+                tags[TAG_RESULTS_DIR] = self.results_dir
             run = self._call(
                 "create parent",
                 self.client.create_run,

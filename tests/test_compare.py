@@ -8,28 +8,26 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from mlflow import MlflowClient
 
-from sweep.compare import (
-    CompareError,
-    Comparison,
-    Paired,
-    Stat,
-    compare_sweep,
-    latest_sweep_name,
-    spec_target,
-    t_critical_95,
-)
+from sweep.compare import CompareError, compare_sweep, spec_target
+from sweep.comparison import Comparison
+from sweep.stats import Paired, Stat, t_critical_95
 from sweep.tracking import MLflowTracker
 from trainables import results as R
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 T2 = 4.302652729911275  # t(0.975, df=2)
+
+
+@pytest.fixture(autouse=True)
+def _in_tmp_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """compare_sweep writes ./<sweep>-comparison when the store names no results folder."""
+    monkeypatch.chdir(tmp_path)
 
 
 class StubTrial:
@@ -78,13 +76,21 @@ def _event(epoch: int, lr: float) -> dict[str, Any]:
     }
 
 
-def log_sweep(uri: str, name: str, *, fail_one: bool = True, target: str = "null") -> MLflowTracker:
+def log_sweep(
+    uri: str,
+    name: str,
+    *,
+    fail_one: bool = True,
+    target: str = "null",
+    results_dir: str | None = None,
+) -> MLflowTracker:
     tracker = MLflowTracker(
         tracking_uri=uri,
         experiment_name=f"exp-{name}",
         sweep_name=name,
         spec_text=f"name: {name}\ntarget_val_acc: {target}\n",
         lr_trace_max_points=40,
+        results_dir=results_dir,
     )
     tracker.setup()
     trials: list[StubTrial] = []
@@ -204,10 +210,15 @@ def test_table_json_and_plots(comparison: Comparison, store: tuple[str, MLflowTr
     header = next(i for i, ln in enumerate(lines) if ln.startswith("policy"))
     assert lines[header + 1].startswith("------")
     rtp_line = next(ln for ln in lines if ln.startswith("rtp "))
-    assert "0.6200 ± 0.0400 (CI ±0.0994)" in rtp_line
+    assert "0.6200 ± 0.0400" in rtp_line  # best val_acc: mean ± std
+    # final test_acc 0.60, 0.64, 0.57: std 0.0351, 95% half-width t(2) * s / sqrt(3) = 0.0872
+    assert "0.6033 ± 0.0351" in rtp_line and "±0.0872" in rtp_line
     assert "2/3" in rtp_line
-    assert "3,050" in rtp_line
     assert "1 FAILED" in text
+    assert max(len(ln) for ln in lines) <= 120  # fits a terminal
+    wide = comparison.format(wide=True)
+    assert "3,050" in next(ln for ln in wide.splitlines() if ln.startswith("rtp "))
+    assert "2.00e-03 [1.00e-03, 3.00e-03] (n=3)" in text  # the range-test table
 
     out = comparison.out_dir
     assert out is not None
@@ -232,14 +243,31 @@ def test_table_json_and_plots(comparison: Comparison, store: tuple[str, MLflowTr
     }
 
 
-def test_without_target_and_default_out_dir(store: tuple[str, MLflowTracker]) -> None:
+def test_without_target_and_default_out_dir(
+    store: tuple[str, MLflowTracker], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     uri, _ = store
+    monkeypatch.chdir(tmp_path)
     comp = compare_sweep(uri, "main", experiment_name="exp-main", log_to_parent=False)
     assert comp.experiment_name == "exp-main"
     assert comp.row("rtp").reached_text == "-"
     assert comp.row("rtp").epochs_to_target.n == 0
-    assert comp.out_dir is not None and (comp.out_dir / "lr_vs_step.png").is_file()
+    # the store does not say where the sweep's results are: a folder here, named after it
+    assert comp.out_dir == tmp_path / "main-comparison"
+    assert (comp.out_dir / "lr_vs_step.png").is_file()
     assert "no target" in comp.format()
+
+
+def test_default_out_dir_is_in_the_sweeps_results_folder(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    results = tmp_path / "ray_results" / "placed"
+    results.mkdir(parents=True)
+    log_sweep(uri, "placed", fail_one=False, results_dir=str(results))
+    comp = compare_sweep(uri, "placed", log_to_parent=False)
+    assert comp.out_dir == results / "comparison"
+    assert sorted(p.name for p in comp.files.values()) == sorted(
+        p.name for p in (results / "comparison").iterdir()
+    )
 
 
 def test_target_defaults_to_the_sweeps_own_spec(tmp_path: Path) -> None:
@@ -281,7 +309,6 @@ def test_unusable_stores(tmp_path: Path) -> None:
     assert not (tmp_path / "sub").exists()  # MLflow would have created folder and db
     with pytest.raises(CompareError, match="sqlite:///"):
         compare_sweep("file:./mlruns", "x")
-    assert latest_sweep_name(f"sqlite:///{missing}") is None
     assert not (tmp_path / "sub").exists()
 
 
@@ -299,20 +326,10 @@ def test_sweep_without_finished_children(tmp_path: Path) -> None:
     assert "1 RUNNING" in str(info.value)
 
 
-def test_latest_sweep_name(tmp_path: Path) -> None:
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
-    MlflowClient(tracking_uri=uri).search_experiments()  # an empty store
-    assert latest_sweep_name(uri) is None
-    for name in ("older", "newer"):
-        MLflowTracker(
-            tracking_uri=uri, experiment_name=f"e-{name}", sweep_name=name, spec_text=""
-        ).setup()
-        time.sleep(0.01)  # start times are in milliseconds
-    assert latest_sweep_name(uri) == "newer"
-
-
 def test_stat_and_t_critical_value() -> None:
     assert Stat.of([]).mean is None and Stat.of([]).format() == "-"
+    assert Stat.of([0.5, 0.6]).format_ci() == "±0.6353 (n=2<3)"  # t(1) = 12.7: flagged
+    assert Stat.of([0.5, 0.6, 0.7]).format_ci() == "±0.2484"
     one = Stat.of([0.5])
     assert (one.n, one.mean, one.std, one.ci95) == (1, 0.5, None, None)
     assert one.format() == "0.5000"
@@ -349,10 +366,10 @@ def test_paired_differences_against_constant(comparison: Comparison) -> None:
 def test_paired_table_and_json(comparison: Comparison) -> None:
     text = comparison.format()
     lines = text.splitlines()
-    start = next(i for i, ln in enumerate(lines) if ln.startswith("paired vs constant"))
+    start = next(i for i, ln in enumerate(lines) if ln.startswith("paired with constant"))
     assert lines[start + 3].startswith("policy") and lines[start + 4].startswith("------")
     row = lines[start + 5]
-    assert row.startswith("rtp ") and "-0.0033 [-0.1259, +0.1192]" in row and "2/3" in row
+    assert row.startswith("rtp ") and "-0.0033 ±0.1225" in row and "2/3" in row
     assert max(len(ln) for ln in lines[start:]) <= 100  # a narrow second table, not more columns
     data = json.loads(comparison.to_json())
     assert data["reference"] == "constant"
@@ -378,4 +395,7 @@ def test_paired_uses_only_the_seeds_both_ran() -> None:
     assert one.mean == pytest.approx(0.0, abs=1e-12)
     single = Paired.of([(0.6, 0.5)])
     assert single.ci95 is None and single.format() == "+0.1000"
+    assert single.format_short() == "+0.1000 (n=1)"
+    two = Paired.of([(0.6, 0.5), (0.7, 0.5)])
+    assert two.format_short().endswith("(n=2<3)")  # an interval from 2 seeds is flagged
     assert Paired.of([]).format() == "-" and Paired.of([]).better_text == "-"

@@ -185,7 +185,7 @@ def test_interrupted_trials_are_killed_then_resumed_to_finished(uri: str) -> Non
 
 
 # -- (e) ----------------------------------------------------------------------------------------
-def test_compare_keeps_search_space_values_apart(uri: str) -> None:
+def test_compare_keeps_search_space_values_apart(uri: str, tmp_path: Path) -> None:
     from sweep.compare import compare_sweep
 
     tracker = make_tracker(uri)
@@ -196,6 +196,6 @@ def test_compare_keeps_search_space_values_apart(uri: str) -> None:
         _run(tracker, trial, range(1, 2), complete=True)
         trials.append(trial)
     tracker.on_experiment_end(trials)
-    comparison = compare_sweep(uri, "demo", log_to_parent=False)
+    comparison = compare_sweep(uri, "demo", out_dir=tmp_path / "cmp", log_to_parent=False)
     rows = {r.policy: r.n for r in comparison.rows}
     assert rows == {"constant-label [lr=0.01]": 2, "constant-label [lr=0.1]": 2}
