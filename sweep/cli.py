@@ -136,17 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
             "plots are also logged to the sweep's parent run."
         ),
     )
-    compare.add_argument(
-        "name",
-        nargs="?",
-        metavar="NAME",
-        help="sweep name (default: the default spec's name, policy-compare)",
-    )
-    compare.add_argument(
-        "--tracking-uri",
-        metavar="URI",
-        help="MLflow tracking URI (default: sqlite:///mlflow.db in the working folder)",
-    )
+    _add_sweep_and_store(compare)
     compare.add_argument(
         "--experiment",
         metavar="NAME",
@@ -189,17 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
             "nothing is started: the link points to that server."
         ),
     )
-    ui.add_argument(
-        "name",
-        nargs="?",
-        metavar="NAME",
-        help="sweep name (default: the default spec's name, policy-compare)",
-    )
-    ui.add_argument(
-        "--tracking-uri",
-        metavar="URI",
-        help="MLflow tracking URI (default: sqlite:///mlflow.db in the working folder)",
-    )
+    _add_sweep_and_store(ui)
     ui.add_argument(
         "--port",
         metavar="P",
@@ -213,6 +193,21 @@ def build_parser() -> argparse.ArgumentParser:
 # ---------------------------------------------------------------------------------------------
 # Entry point
 # ---------------------------------------------------------------------------------------------
+def _add_sweep_and_store(parser: argparse.ArgumentParser) -> None:
+    """The NAME and --tracking-uri a command reading a sweep back takes."""
+    parser.add_argument(
+        "name",
+        nargs="?",
+        metavar="NAME",
+        help="sweep name (default: the default spec's name, policy-compare)",
+    )
+    parser.add_argument(
+        "--tracking-uri",
+        metavar="URI",
+        help="MLflow tracking URI (default: sqlite:///mlflow.db in the working folder)",
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     try:

@@ -133,21 +133,12 @@ def sweep_started(storage: str, name: str, tracking_uri: str, experiment_name: s
 
 def load_data(spec: Any, data_dir: Path) -> Any:
 
-    from trainables.data import DataError, load_splits
+    from trainables.data import DataError
 
-    d = spec.data
     print(f"loading CIFAR-10 from {data_dir} ...", flush=True)
     start = time.perf_counter()
     try:
-        splits = load_splits(
-            data_dir,
-            val_fraction=d.val_fraction,
-            split_seed=d.split_seed,
-            train_subset=d.train_subset,
-            val_subset=d.val_subset,
-            test_subset=d.test_subset,
-            download=False,
-        )
+        splits = spec.data.model_copy(update={"dir": str(data_dir)}).load(download=False)
     except DataError as exc:
         # "train_subset=500 is not possible: the training split has 80 images, ..." is the
         # API's wording; a spec user sets data.train_subset.

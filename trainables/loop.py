@@ -17,6 +17,7 @@ state, for benchmarks such as ``benchmarks/oracle.py``).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -79,12 +80,7 @@ class Counters:
     range_test_images: int = 0
 
     def state(self) -> dict[str, Any]:
-        return {
-            "epoch": self.epoch,
-            "global_step": self.global_step,
-            "images_seen": self.images_seen,
-            "range_test_images": self.range_test_images,
-        }
+        return dataclasses.asdict(self)
 
 
 STREAM_EPOCH, STREAM_RANGE_TEST, STREAM_REPLICA = 0, 1, 2
@@ -160,20 +156,14 @@ class Trial:
             channels_last=cl,
         )
         eval_bs = max(cfg.batch_size, EVAL_BATCH)
-        self.val_pipe = BatchPipeline(
-            data.val_x,
-            data.val_y,
-            batch_size=min(eval_bs, len(data.val_y)),
-            augment=False,
-            channels_last=cl,
-        )
-        self.test_pipe = BatchPipeline(
-            data.test_x,
-            data.test_y,
-            batch_size=min(eval_bs, len(data.test_y)),
-            augment=False,
-            channels_last=cl,
-        )
+
+        def eval_pipe(x: torch.Tensor, y: torch.Tensor) -> BatchPipeline:
+            return BatchPipeline(
+                x, y, batch_size=min(eval_bs, len(y)), augment=False, channels_last=cl
+            )
+
+        self.val_pipe = eval_pipe(data.val_x, data.val_y)
+        self.test_pipe = eval_pipe(data.test_x, data.test_y)
         self.steps_per_epoch = self.train_pipe.steps_per_epoch(drop_last=True)
         model = build_model(cfg.model).to(setup.device)
         self.model = model.to(memory_format=torch.channels_last) if cl else model
@@ -202,13 +192,7 @@ class Trial:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.policy.load_state_dict(state["policy"])
-        c = state["counters"]
-        self.counters = Counters(
-            epoch=c["epoch"],
-            global_step=c["global_step"],
-            images_seen=c["images_seen"],
-            range_test_images=c["range_test_images"],
-        )
+        self.counters = Counters(**state["counters"])
         set_rng_state(state["rng"])
 
     # -- one epoch ---------------------------------------------------------------------------------
