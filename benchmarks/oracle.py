@@ -279,7 +279,7 @@ def run_probes(trial: Any, epoch: int, probes: tuple[tuple[str, int | None], ...
             )
             trial.policy = policy
             n = policy.probe_steps()
-            result = trial.probe(epoch)(policy.min_lr, policy.max_lr, n)
+            result = trial.probe(epoch)(policy.min_lr, policy.max_lr, n, policy.measure)
             out[probe_name(measure, steps)] = {
                 "measure": measure,
                 "num_steps": n,

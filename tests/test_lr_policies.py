@@ -42,7 +42,9 @@ class FakeProbe:
         self.stop_reason = stop_reason
         self.calls: list[tuple[float, float, int]] = []
 
-    def __call__(self, min_lr: float, max_lr: float, num_steps: int) -> RangeTestResult:
+    def __call__(
+        self, min_lr: float, max_lr: float, num_steps: int, measure: str = "held_out"
+    ) -> RangeTestResult:
         self.calls.append((min_lr, max_lr, num_steps))
         lrs = lr_ladder(min_lr, max_lr, num_steps)
         t = np.linspace(0.0, 1.0, num_steps)
@@ -64,7 +66,7 @@ class FakeProbe:
 def fixed_probe(lrs: np.ndarray, losses: np.ndarray) -> Callable[[float, float, int], Any]:
     """A probe that ignores the requested range (e.g. to force a suggestion outside it)."""
 
-    def probe(min_lr: float, max_lr: float, num_steps: int) -> RangeTestResult:
+    def probe(min_lr: float, max_lr: float, num_steps: int, measure: str) -> RangeTestResult:
         return RangeTestResult(tuple(lrs.tolist()), tuple(losses.tolist()), "completed", 0, 0.0)
 
     return probe

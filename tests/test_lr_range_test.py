@@ -466,7 +466,7 @@ def test_policy_suggestion_beats_range_ends(rule: str) -> None:
     probe_gen = torch.Generator().manual_seed(3)
     before = fingerprint(p)
 
-    def probe(min_lr: float, max_lr: float, num_steps: int) -> RangeTestResult:
+    def probe(min_lr: float, max_lr: float, num_steps: int, measure: str) -> RangeTestResult:
         return run_range_test(
             p.model,
             p.optimizer,

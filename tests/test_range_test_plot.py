@@ -23,7 +23,7 @@ def event(**changes: Any) -> dict[str, Any]:
         base_lr=1e-3, steps_per_epoch=10, patience=0, metric_name="val_loss", **changes
     )
 
-    def probe(min_lr: float, max_lr: float, num_steps: int) -> RangeTestResult:
+    def probe(min_lr: float, max_lr: float, num_steps: int, measure: str) -> RangeTestResult:
         return RangeTestResult(tuple(lrs.tolist()), tuple(losses.tolist()), "completed", 0, 0.0)
 
     policy.end_epoch(0, 1.0, probe)

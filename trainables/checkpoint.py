@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import os
 import pickle
-import random
 import zipfile
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
-import numpy as np
 import torch
 
 STATE_FILE = "state.pt"
@@ -25,34 +23,6 @@ FORMAT_VERSION = 1
 
 class CheckpointError(RuntimeError):
     """A checkpoint that cannot be read back; the message names the file."""
-
-
-def rng_state() -> dict[str, Any]:
-    np_state = cast(tuple[Any, ...], np.random.get_state(legacy=True))
-    state: dict[str, Any] = {
-        "python": _to_plain(random.getstate()),
-        "numpy": [
-            str(np_state[0]),
-            torch.from_numpy(np.asarray(np_state[1], dtype=np.int64)),
-            int(np_state[2]),
-            int(np_state[3]),
-            float(np_state[4]),
-        ],
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    py = state["python"]
-    random.setstate((py[0], tuple(py[1]), py[2]))
-    name, keys, pos, has_gauss, gauss = state["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def save_state(state: dict[str, Any], directory: str | os.PathLike[str]) -> Path:
@@ -79,9 +49,3 @@ def load_state(directory: str | os.PathLike[str]) -> dict[str, Any]:
     if not isinstance(state, dict) or state.get("format") != FORMAT_VERSION:
         raise CheckpointError(f"checkpoint {path} is not a plateau-sweep checkpoint (format)")
     return state
-
-
-def _to_plain(value: Any) -> Any:
-    if isinstance(value, tuple | list):
-        return [_to_plain(v) for v in value]
-    return value

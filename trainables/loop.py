@@ -35,12 +35,12 @@ from torch import nn
 
 from trainables import results as R
 from trainables.augment import BatchPipeline
-from trainables.checkpoint import rng_state, set_rng_state
 from trainables.config import TrialConfig
 from trainables.data import DataSplits
 from trainables.device import DeviceSetup
 from trainables.lr import LRPolicy, RangeTestResult, make_policy, run_range_test
 from trainables.models import build_model
+from trainables.rng import capture_rng, restore_rng
 
 EVAL_BATCH = 500
 
@@ -185,7 +185,7 @@ class Trial:
             "optimizer": self.optimizer.state_dict(),
             "policy": self.policy.state_dict(),
             "counters": self.counters.state(),
-            "rng": rng_state(),
+            "rng": capture_rng(),
         }
 
     def load(self, state: dict[str, Any]) -> None:
@@ -193,7 +193,7 @@ class Trial:
         self.optimizer.load_state_dict(state["optimizer"])
         self.policy.load_state_dict(state["policy"])
         self.counters = Counters(**state["counters"])
-        set_rng_state(state["rng"])
+        restore_rng(state["rng"])
 
     # -- one epoch ---------------------------------------------------------------------------------
     def epoch_batches(
@@ -285,11 +285,12 @@ class Trial:
         """The range-test callable handed to the policy at the end of ``epoch``."""
         tests_so_far = self.policy.num_range_tests
 
-        def run(min_lr: float, max_lr: float, num_steps: int) -> RangeTestResult:
+        def run(
+            min_lr: float, max_lr: float, num_steps: int, measure: str = "held_out"
+        ) -> RangeTestResult:
             gen = seeded_generator(
                 stream_seed(self.cfg.seed, epoch, STREAM_RANGE_TEST, tests_so_far)
             )
-            measure = getattr(self.policy, "measure", "train_batch")
             batches: Iterator[tuple[torch.Tensor, torch.Tensor]]
             held_out: tuple[torch.Tensor, torch.Tensor] | None = None
             if measure == "held_out":  # the test's stream never contains a held-out image

@@ -10,10 +10,21 @@ import difflib
 import types
 import typing
 from collections.abc import Sequence
+from numbers import Integral, Real
 from typing import Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
+
+
+def is_real(value: Any) -> bool:
+    """A real number that is not a bool (numpy scalars included)."""
+    return isinstance(value, Real) and not isinstance(value, bool)
+
+
+def is_int(value: Any) -> bool:
+    """An integer that is not a bool (numpy scalars included)."""
+    return isinstance(value, Integral) and not isinstance(value, bool)
 
 
 def build(model: type[BaseModel], **fields: Any) -> Any:

@@ -13,7 +13,6 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
-from numbers import Integral, Real
 from typing import Any, ClassVar
 
 from trainables.lr.params import (
@@ -29,10 +28,10 @@ from trainables.lr.params import (
 from trainables.lr.plateau import PlateauDetector
 from trainables.lr.range_test import RangeTestResult
 from trainables.lr.suggest import analyse_curve, pick
-from trainables.validation import build
+from trainables.validation import build, is_int, is_real
 
-RangeProbe = Callable[[float, float, int], RangeTestResult]
-"""(min_lr, max_lr, num_steps) -> result; built by the trainer around run_range_test."""
+RangeProbe = Callable[[float, float, int, str], RangeTestResult]
+"""(min_lr, max_lr, num_steps, measure) -> result; built by the trainer around run_range_test."""
 
 EVENT_KINDS = ("range_test", "reduce")
 REDUCE_EPS = 1e-8
@@ -353,7 +352,7 @@ class RangeTestOnPlateauLR(_PlateauPolicy):
     def _on_plateau(self, epoch: int, plateau: str, probe: RangeProbe | None) -> PolicyEvent:
         assert probe is not None  # checked before the detector stepped
         n = self.probe_steps()
-        result = probe(self.min_lr, self.max_lr, n)
+        result = probe(self.min_lr, self.max_lr, n, self.measure)
         if not isinstance(result, RangeTestResult):
             raise TypeError(f"the range-test probe returned {type(result).__name__}, not a result")
         old = self._lr
@@ -479,7 +478,7 @@ def _did_you_mean(name: str, valid: Any) -> str:
 
 
 def _real(name: str, value: Any) -> float:
-    if not _is_real(value) or not math.isfinite(value):
+    if not is_real(value) or not math.isfinite(value):
         raise ValueError(f"{name} ({value!r}) must be a finite number")
     return float(value)
 
@@ -491,16 +490,6 @@ def _positive(name: str, value: Any) -> float:
 
 
 def _int_at_least(name: str, value: Any, low: int) -> int:
-    if not _is_int(value) or value < low:
+    if not is_int(value) or value < low:
         raise ValueError(f"{name} ({value!r}) must be an int >= {low}")
     return int(value)
-
-
-def _is_real(value: Any) -> bool:
-    """A real number that is not a bool (numpy scalars included)."""
-    return isinstance(value, Real) and not isinstance(value, bool)
-
-
-def _is_int(value: Any) -> bool:
-    """An integer that is not a bool (numpy scalars included)."""
-    return isinstance(value, Integral) and not isinstance(value, bool)

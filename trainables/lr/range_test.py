@@ -13,7 +13,6 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
@@ -21,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from trainables.lr.snapshot import TrainingSnapshot
+from trainables.validation import is_int, is_real
 
 STOP_REASONS = ("completed", "diverged", "non_finite", "exhausted")
 """completed: all steps ran; diverged: smoothed loss > diverge_factor x best smoothed;
@@ -90,9 +90,9 @@ def run_range_test(
     each LR does to the model. It costs one forward pass of the held-out batch per step.
     """
     ladder = lr_ladder(min_lr, max_lr, num_steps)
-    if not _is_real(beta) or not 0.0 <= beta < 1.0:
+    if not is_real(beta) or not 0.0 <= beta < 1.0:
         raise ValueError(f"beta ({beta!r}) must be in [0, 1)")
-    if not _is_real(diverge_factor) or not diverge_factor > 1.0:
+    if not is_real(diverge_factor) or not diverge_factor > 1.0:
         raise ValueError(f"diverge_factor ({diverge_factor!r}) must be > 1")
     device = next((p.device for p in model.parameters()), None)
     make_ctx = autocast if autocast is not None else contextlib.nullcontext
@@ -175,19 +175,9 @@ def _held_out_loss(
 
 def _check_range(min_lr: float, max_lr: float, num_steps: int) -> None:
     for name, value in (("min_lr", min_lr), ("max_lr", max_lr)):
-        if not _is_real(value) or not math.isfinite(value) or value <= 0:
+        if not is_real(value) or not math.isfinite(value) or value <= 0:
             raise ValueError(f"{name} ({value!r}) must be a finite number > 0")
     if min_lr >= max_lr:
         raise ValueError(f"min_lr ({min_lr}) must be < max_lr ({max_lr})")
-    if not _is_int(num_steps) or num_steps < 2:
+    if not is_int(num_steps) or num_steps < 2:
         raise ValueError(f"num_steps ({num_steps!r}) must be an int >= 2")
-
-
-def _is_real(value: Any) -> bool:
-    """A real number that is not a bool (numpy scalars included)."""
-    return isinstance(value, Real) and not isinstance(value, bool)
-
-
-def _is_int(value: Any) -> bool:
-    """An integer that is not a bool (numpy scalars included)."""
-    return isinstance(value, Integral) and not isinstance(value, bool)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -12,6 +11,8 @@ from typing import Any, Literal, Protocol
 import numpy as np
 import torch
 from torch import nn
+
+from trainables.rng import capture_rng, restore_rng
 
 
 class _Scaler(Protocol):
@@ -37,10 +38,7 @@ class TrainingSnapshot:
     training_flags: dict[str, bool]
     optimizer_state: dict[str, Any]
     scaler_state: dict[str, Any] | None
-    python_rng: Any
-    numpy_rng: Any
-    torch_rng: torch.Tensor
-    cuda_rng: list[torch.Tensor] | None
+    rng: dict[str, Any]
     generator_states: list[torch.Tensor] = field(default_factory=list)
 
     @classmethod
@@ -67,9 +65,6 @@ class TrainingSnapshot:
         scaler_state = None
         if scaler is not None:
             scaler_state = copy.deepcopy(scaler.state_dict()) or None  # {} when disabled
-        cuda_rng = None
-        if torch.cuda.is_available() and torch.cuda.is_initialized():
-            cuda_rng = [s.clone() for s in torch.cuda.get_rng_state_all()]
         return cls(
             model=model,
             optimizer=optimizer,
@@ -81,10 +76,7 @@ class TrainingSnapshot:
             training_flags={name: m.training for name, m in model.named_modules()},
             optimizer_state=copy.deepcopy(optimizer.state_dict()),
             scaler_state=scaler_state,
-            python_rng=random.getstate(),
-            numpy_rng=copy.deepcopy(np.random.get_state()),
-            torch_rng=torch.get_rng_state().clone(),
-            cuda_rng=cuda_rng,
+            rng=capture_rng(),
             generator_states=[g.get_state().clone() for g in gens],
         )
 
@@ -106,11 +98,7 @@ class TrainingSnapshot:
         self.optimizer.load_state_dict(copy.deepcopy(self.optimizer_state))
         if self.scaler is not None and self.scaler_state is not None:
             self.scaler.load_state_dict(copy.deepcopy(self.scaler_state))
-        random.setstate(self.python_rng)
-        np.random.set_state(self.numpy_rng)
-        torch.set_rng_state(self.torch_rng)
-        if self.cuda_rng is not None:
-            torch.cuda.set_rng_state_all(self.cuda_rng)
+        restore_rng(self.rng)
         for gen, state in zip(self.generators, self.generator_states, strict=True):
             gen.set_state(state)
 
@@ -125,9 +113,7 @@ class TrainingSnapshot:
                 self.grads,
                 self.optimizer_state,
                 self.scaler_state,
-                self.numpy_rng,
-                self.torch_rng,
-                self.cuda_rng,
+                self.rng,
                 self.generator_states,
             )
         )
