@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pickle
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -11,30 +10,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-
-from trainables.data import LABEL_NAMES as CIFAR_LABEL_NAMES
-
-REAL_CIFAR_DIR = Path(__file__).resolve().parents[1].parent / "shared/data/cifar-10-batches-py"
-TINY_PER_BATCH = 20
-TINY_BATCHES = (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch")
-LABEL_NAMES = list(CIFAR_LABEL_NAMES)  # a list, as in the real batches.meta
-
-
-def write_pickle(path: Path, obj: Any) -> None:
-    """Pickle ``obj`` in protocol 2, as the CIFAR-10 batches are."""
-    with path.open("wb") as fh:
-        pickle.dump(obj, fh, protocol=2)
-
-
-def tiny_batch(name: str, rng: np.random.Generator, n: int = TINY_PER_BATCH) -> dict[str, Any]:
-    """One batch dict in the standard format: uint8 (n, 3072) channel-major data, int labels."""
-    labels = [int(v) for v in rng.integers(0, 10, n)]
-    return {
-        "batch_label": f"{name} of tiny fixture",
-        "labels": labels,
-        "data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
-        "filenames": [f"{name}_{i}_{LABEL_NAMES[lab]}.png" for i, lab in enumerate(labels)],
-    }
+from helpers import CIFAR as REAL_CIFAR_DIR
+from helpers import LABEL_NAMES, TINY_BATCHES, TINY_PER_BATCH, tiny_batch, write_pickle
 
 
 @pytest.fixture(scope="session")
@@ -76,3 +53,10 @@ def ray_tmp() -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="rf", dir="/tmp"))
     yield path
     shutil.rmtree(path, ignore_errors=True)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that takes the real CIFAR-10 through a fixture is a ``realdata`` test."""
+    for item in items:
+        if {"real_cifar_dir", "real_cifar_arrays"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.realdata)

@@ -1,5 +1,6 @@
-"""Helpers the end-to-end tests share: sweep specs, driver processes in their own session, and
-reading back what a sweep left (Tune's trial folders and state, the MLflow runs)."""
+"""Helpers the tests share: the tiny CIFAR fixture's format, stand-ins for Tune's trials and
+their results, sweep specs, driver processes in their own session, and reading back what a
+sweep left (Tune's trial folders and state, the MLflow runs)."""
 
 from __future__ import annotations
 
@@ -7,16 +8,22 @@ import contextlib
 import copy
 import json
 import os
+import pickle
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import yaml
+
+from trainables import results as R
+from trainables.data import LABEL_NAMES as CIFAR_LABEL_NAMES
 
 REPO = Path(__file__).resolve().parents[1]
 CIFAR = Path(
@@ -26,7 +33,14 @@ CIFAR = Path(
 )
 if not CIFAR.is_dir():
     CIFAR = Path("/work/shared/data/cifar-10-batches-py")
-needs_cifar = pytest.mark.skipif(not CIFAR.is_dir(), reason=f"no CIFAR-10 at {CIFAR}")
+_skip_without_cifar = pytest.mark.skipif(not CIFAR.is_dir(), reason=f"no CIFAR-10 at {CIFAR}")
+
+
+def needs_cifar(test: Any) -> Any:
+    """Marks a test that reads the real CIFAR-10 (``realdata``); skipped when it is absent."""
+    return pytest.mark.realdata(_skip_without_cifar(test))
+
+
 SMOKE = yaml.safe_load((REPO / "sweep" / "specs" / "smoke.yaml").read_text())
 
 
@@ -254,3 +268,141 @@ def assert_refused(proc: subprocess.CompletedProcess[str], *fragments: str) -> s
         assert fragment in lines[0], lines[0]
     assert "sweep '" not in proc.stdout  # the sweep banner: no trial started
     return lines[0]
+
+
+# -- the CIFAR-10 batch format, for tiny fixtures -------------------------------------------------
+TINY_PER_BATCH = 20
+TINY_BATCHES = (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch")
+LABEL_NAMES = list(CIFAR_LABEL_NAMES)  # a list, as in the real batches.meta
+
+
+def write_pickle(path: Path, obj: Any) -> None:
+    """Pickle ``obj`` in protocol 2, as the CIFAR-10 batches are."""
+    with path.open("wb") as fh:
+        pickle.dump(obj, fh, protocol=2)
+
+
+def tiny_batch(name: str, rng: np.random.Generator, n: int = TINY_PER_BATCH) -> dict[str, Any]:
+    """One batch dict in the standard format: uint8 (n, 3072) channel-major data, int labels."""
+    labels = [int(v) for v in rng.integers(0, 10, n)]
+    return {
+        "batch_label": f"{name} of tiny fixture",
+        "labels": labels,
+        "data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+        "filenames": [f"{name}_{i}_{LABEL_NAMES[lab]}.png" for i, lab in enumerate(labels)],
+    }
+
+
+# -- stand-ins for Tune trials and their results (the MLflow tracker and compare use them) ------
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+SPEC = "name: demo\npolicies: [constant]\n"
+
+
+@dataclass
+class StubTrial:
+    """The Trial attributes MLflowTracker uses; nothing else."""
+
+    trial_id: str
+    config: dict[str, Any]
+    status: str = "PENDING"
+    last_result: dict[str, Any] = field(default_factory=dict)
+    error_file: str | None = None
+
+
+def config(policy: str = "range_test_on_plateau", seed: int = 0, epochs: int = 3) -> dict:
+    return {
+        "model": "seed_cnn",
+        "optimizer": "adam",
+        "lr": 1e-3,
+        "epochs": epochs,
+        "seed": seed,
+        "policy": policy,
+        "policy_params": {"patience": 2, "factor": 0.5},
+        "policy_label": f"{policy}-label",
+        "api_token": "s3cr3t",  # never logged
+    }
+
+
+def range_event(epoch: int, new_lr: float = 3e-3) -> dict[str, Any]:
+    lrs = [1e-5 * (1.5**i) for i in range(30)]
+    losses: list[float | None] = [2.0 - 0.03 * i for i in range(25)]
+    losses += [3.0, 5.0, 9.0, None, None]
+    return {
+        "epoch": epoch,
+        "kind": "range_test",
+        "reason": "plateau",
+        "old_lr": 1e-3,
+        "new_lr": new_lr,
+        "suggested_lr": new_lr * 1.2,
+        "rule": "steepest",
+        "lrs": lrs,
+        "losses": losses,
+        "stop_reason": "diverged",
+        "images": 1500,
+        "seconds": 1.25,
+    }
+
+
+def reduce_event(epoch: int) -> dict[str, Any]:
+    return {
+        "epoch": epoch,
+        "kind": "reduce",
+        "reason": "plateau",
+        "old_lr": 1e-3,
+        "new_lr": 5e-4,
+        "suggested_lr": None,
+        "rule": "factor",
+        "lrs": [],
+        "losses": [],
+        "stop_reason": None,
+        "images": 0,
+        "seconds": 0.0,
+    }
+
+
+def result(
+    epoch: int,
+    *,
+    val_acc: float | None = None,
+    events: list[dict[str, Any]] | None = None,
+    steps_per_epoch: int = 50,
+    **extra: Any,
+) -> dict[str, Any]:
+    base = (epoch - 1) * steps_per_epoch
+    trace = [[base + i, 1e-3 * (1 + 0.01 * i)] for i in range(steps_per_epoch)]
+    out: dict[str, Any] = {
+        R.EPOCH: epoch,
+        R.TRAIN_LOSS: 2.0 / epoch,
+        R.TRAIN_ACC: 0.1 * epoch,
+        R.VAL_LOSS: 2.1 / epoch,
+        R.VAL_ACC: val_acc if val_acc is not None else 0.2 * epoch,
+        R.LR: 1e-3,
+        R.IMAGES_SEEN: 1000 * epoch,
+        R.RANGE_TEST_IMAGES: 0,
+        R.RANGE_TESTS: 0,
+        R.EPOCH_TIME_S: 1.5,
+        R.POLICY_EVENTS: json.dumps(events or []),
+        R.LR_TRACE: json.dumps(trace),
+        R.POLICY: "x",
+        R.NODE_ID: "node-abc",
+        R.HOSTNAME: "host-1",
+        R.DEVICE: "cpu (2 threads)",
+        R.PID: 1234,
+        "training_iteration": epoch,
+    }
+    out.update(extra)
+    return out
+
+
+def make_tracker(uri: str, **kwargs: Any) -> Any:
+    """An MLflowTracker on ``uri`` with quick retries (sweep 'demo', experiment 'exp-demo')."""
+    from sweep.tracking import MLflowTracker
+
+    kwargs.setdefault("retry_delay_s", 0.001)
+    return MLflowTracker(
+        tracking_uri=uri,
+        experiment_name=kwargs.pop("experiment_name", "exp-demo"),
+        sweep_name=kwargs.pop("sweep_name", "demo"),
+        spec_text=SPEC,
+        **kwargs,
+    )

@@ -13,16 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-REPO = Path(__file__).resolve().parents[1]
-CIFAR = Path(
-    os.environ.get(
-        "PLATEAU_SWEEP_CIFAR", str(REPO.parent / "shared" / "data" / "cifar-10-batches-py")
-    )
-)
-if not CIFAR.is_dir():  # the shared checkout layout of this project
-    CIFAR = Path("/work/shared/data/cifar-10-batches-py")
-needs_cifar = pytest.mark.skipif(not CIFAR.is_dir(), reason=f"no CIFAR-10 at {CIFAR}")
+from helpers import CIFAR, REPO, needs_cifar
 
 RUN_OPTIONS = (
     "--spec",
@@ -130,28 +121,6 @@ def test_argument_errors(tmp_path: Path, args: tuple[str, ...], fragment: str) -
     proc = sweep_cli(tmp_path, *args)
     assert_user_error(proc, fragment)
     assert listing(tmp_path) == set()
-
-
-SPEC_ERRORS = [
-    ({"epochs": 0}, "epochs: must be >= 1, got 0"),
-    ({"seeds": 2.5}, "seeds: must be a count"),
-    ({"policies": []}, "policies: empty list"),
-    (
-        {"policies": [{"name": "constant", "params": {"patience": 1}}]},
-        "policies[0].params.patience",
-    ),
-    ({"resources": {"cpu": 1, "gpu": 1.5}}, "resources.gpu"),
-    ({"epoch": 3}, "epoch: unknown key (did you mean 'epochs'?)"),
-]
-
-
-@pytest.mark.parametrize(("changes", "fragment"), SPEC_ERRORS, ids=[f for _, f in SPEC_ERRORS])
-def test_bad_spec_files(tmp_path: Path, changes: dict[str, object], fragment: str) -> None:
-    spec = write_spec(tmp_path, **changes)
-    before = listing(tmp_path)
-    line = assert_user_error(sweep_cli(tmp_path, "run", "--spec", str(spec)), fragment)
-    assert "spec.yaml" in line  # the fix names the file
-    assert listing(tmp_path) == before
 
 
 def test_yaml_syntax_error_names_the_line(tmp_path: Path) -> None:

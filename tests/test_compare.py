@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import PNG_SIGNATURE, StubTrial
 from mlflow import MlflowClient
 
 from sweep.compare import CompareError, compare_sweep, spec_target
@@ -20,7 +21,6 @@ from sweep.stats import Paired, Stat, t_critical_95
 from sweep.tracking import MLflowTracker
 from trainables import results as R
 
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 T2 = 4.302652729911275  # t(0.975, df=2)
 
 
@@ -28,18 +28,6 @@ T2 = 4.302652729911275  # t(0.975, df=2)
 def _in_tmp_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """compare_sweep writes ./<sweep>-comparison when the store names no results folder."""
     monkeypatch.chdir(tmp_path)
-
-
-class StubTrial:
-    """The Trial attributes MLflowTracker uses (see tests/test_tracking.py)."""
-
-    def __init__(self, trial_id: str, config: dict[str, Any]) -> None:
-        self.trial_id = trial_id
-        self.config = config
-        self.status = "RUNNING"
-        self.last_result: dict[str, Any] = {}
-        self.error_file: str | None = None
-        self.error_msg: str | None = None
 
 
 # policy label -> seed -> (val_acc per epoch, images_seen per epoch, test_acc, {epoch: chosen lr})

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 import yaml
+from helpers import StubTrial, config, make_tracker, range_event, result
 from mlflow import MlflowClient
-from test_tracking import StubTrial, config, make_tracker, range_event, result
 
 from sweep import cli, preflight
 from sweep.errors import SweepError

@@ -14,11 +14,20 @@ import os
 import pickle
 import socket
 import sqlite3
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import (
+    PNG_SIGNATURE,
+    SPEC,
+    StubTrial,
+    config,
+    make_tracker,
+    range_event,
+    reduce_event,
+    result,
+)
 from mlflow import MlflowClient
 
 from sweep import run_values, store, tracking
@@ -43,120 +52,10 @@ from sweep.tracking import MLflowTracker
 from trainables import results as R
 from trainables.results import downsample
 
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-SPEC = "name: demo\npolicies: [constant]\n"
-
-
-@dataclass
-class StubTrial:
-    """The Trial attributes MLflowTracker uses; nothing else."""
-
-    trial_id: str
-    config: dict[str, Any]
-    status: str = "PENDING"
-    last_result: dict[str, Any] = field(default_factory=dict)
-    error_file: str | None = None
-
-
-def config(policy: str = "range_test_on_plateau", seed: int = 0, epochs: int = 3) -> dict:
-    return {
-        "model": "seed_cnn",
-        "optimizer": "adam",
-        "lr": 1e-3,
-        "epochs": epochs,
-        "seed": seed,
-        "policy": policy,
-        "policy_params": {"patience": 2, "factor": 0.5},
-        "policy_label": f"{policy}-label",
-        "api_token": "s3cr3t",  # never logged
-    }
-
-
-def range_event(epoch: int, new_lr: float = 3e-3) -> dict[str, Any]:
-    lrs = [1e-5 * (1.5**i) for i in range(30)]
-    losses: list[float | None] = [2.0 - 0.03 * i for i in range(25)]
-    losses += [3.0, 5.0, 9.0, None, None]
-    return {
-        "epoch": epoch,
-        "kind": "range_test",
-        "reason": "plateau",
-        "old_lr": 1e-3,
-        "new_lr": new_lr,
-        "suggested_lr": new_lr * 1.2,
-        "rule": "steepest",
-        "lrs": lrs,
-        "losses": losses,
-        "stop_reason": "diverged",
-        "images": 1500,
-        "seconds": 1.25,
-    }
-
-
-def reduce_event(epoch: int) -> dict[str, Any]:
-    return {
-        "epoch": epoch,
-        "kind": "reduce",
-        "reason": "plateau",
-        "old_lr": 1e-3,
-        "new_lr": 5e-4,
-        "suggested_lr": None,
-        "rule": "factor",
-        "lrs": [],
-        "losses": [],
-        "stop_reason": None,
-        "images": 0,
-        "seconds": 0.0,
-    }
-
-
-def result(
-    epoch: int,
-    *,
-    val_acc: float | None = None,
-    events: list[dict[str, Any]] | None = None,
-    steps_per_epoch: int = 50,
-    **extra: Any,
-) -> dict[str, Any]:
-    base = (epoch - 1) * steps_per_epoch
-    trace = [[base + i, 1e-3 * (1 + 0.01 * i)] for i in range(steps_per_epoch)]
-    out: dict[str, Any] = {
-        R.EPOCH: epoch,
-        R.TRAIN_LOSS: 2.0 / epoch,
-        R.TRAIN_ACC: 0.1 * epoch,
-        R.VAL_LOSS: 2.1 / epoch,
-        R.VAL_ACC: val_acc if val_acc is not None else 0.2 * epoch,
-        R.LR: 1e-3,
-        R.IMAGES_SEEN: 1000 * epoch,
-        R.RANGE_TEST_IMAGES: 0,
-        R.RANGE_TESTS: 0,
-        R.EPOCH_TIME_S: 1.5,
-        R.POLICY_EVENTS: json.dumps(events or []),
-        R.LR_TRACE: json.dumps(trace),
-        R.POLICY: "x",
-        R.NODE_ID: "node-abc",
-        R.HOSTNAME: "host-1",
-        R.DEVICE: "cpu (2 threads)",
-        R.PID: 1234,
-        "training_iteration": epoch,
-    }
-    out.update(extra)
-    return out
-
 
 @pytest.fixture
 def uri(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path}/mlflow.db"
-
-
-def make_tracker(uri: str, **kwargs: Any) -> MLflowTracker:
-    kwargs.setdefault("retry_delay_s", 0.001)
-    return MLflowTracker(
-        tracking_uri=uri,
-        experiment_name=kwargs.pop("experiment_name", "exp-demo"),
-        sweep_name=kwargs.pop("sweep_name", "demo"),
-        spec_text=SPEC,
-        **kwargs,
-    )
 
 
 def pid(tracker: MLflowTracker) -> str:
@@ -747,6 +646,7 @@ def test_range_test_plot_is_a_png(tmp_path: Path) -> None:
 
 # -- one real Tune run ---------------------------------------------------------------------------
 @pytest.mark.ray
+@pytest.mark.slow
 def test_real_tune_run(uri: str, tmp_path: Path) -> None:
     """The real Trial objects, the pickled RunConfig and Tune's hook arguments work."""
     ray = pytest.importorskip("ray")

@@ -163,6 +163,7 @@ def _tuner(
 
 
 @pytest.mark.ray
+@pytest.mark.slow
 def test_every_policy_learns_through_ray_tune(
     ray_local: Any, splits: DataSplits, tmp_path: Path
 ) -> None:
@@ -216,6 +217,7 @@ def flaky_trial(config: dict[str, Any], data: DataSplits | None = None) -> None:
 
 
 @pytest.mark.ray
+@pytest.mark.slow
 def test_resume_through_ray_checkpoint_restore_is_exact(
     ray_local: Any, splits: DataSplits, tmp_path: Path
 ) -> None:
