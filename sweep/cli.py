@@ -125,6 +125,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="where Ray Tune keeps results and checkpoints: a local folder or a URI "
         "(s3://, gs://, ...); overrides the spec's storage_path (default ./ray_results)",
     )
+    run.add_argument(
+        "--verbose",
+        action="store_true",
+        help="Ray's and Tune's full output (a line per result and checkpoint, full tracebacks); "
+        "by default only the status table and one line per range test, retry or failure",
+    )
     run.set_defaults(func=cmd_run)
 
     compare = sub.add_parser(
@@ -337,6 +343,9 @@ def cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
         Path(experiment_path(storage, spec.name)).mkdir(parents=True, exist_ok=True)
     import ray
 
+    from sweep.terminal import quiet_ray
+
+    quiet_ray(args.verbose)
     init_ray(args.address)
     try:
         check_cluster_resources(spec, cluster=bool(args.address))
@@ -371,10 +380,21 @@ def cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
             + f"), results in {storage}/{spec.name}",
             flush=True,
         )
+        if restore:
+            print(
+                f"resuming sweep '{spec.name}': finished trials are kept, the others continue "
+                "from their newest checkpoint",
+                flush=True,
+            )
         with InterruptWatch() as watch:
             try:
                 results = run_sweep(
-                    spec, splits=splits, tracker=tracker, resume=restore, storage=storage
+                    spec,
+                    splits=splits,
+                    tracker=tracker,
+                    resume=restore,
+                    storage=storage,
+                    verbose=args.verbose,
                 )
             except BaseException as exc:
                 # The parent run must not stay RUNNING: KILLED on Ctrl-C (resumable), FAILED on

@@ -101,8 +101,8 @@ class Comparison:
         reference seed by seed. ``wide`` adds the images-to-target and range-test columns to
         the first table (about 220 columns)."""
         head = [
-            f"sweep '{self.sweep_name}' (experiment '{self.experiment_name}', "
-            f"parent run {self.parent_run_id}): {len(self.runs)} finished child runs",
+            f"sweep '{self.sweep_name}': {len(self.runs)} finished trial runs",
+            f"(MLflow experiment '{self.experiment_name}', parent run {self.parent_run_id})",
         ]
         if self.excluded:
             parts = ", ".join(f"{n} {s}" for s, n in sorted(self.excluded.items()))

@@ -19,8 +19,5 @@ class NoRetryOnDeterministicFailure(Callback):
     def on_trial_result(
         self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any
     ) -> None:
-        reason = result.get(R.NO_RETRY)
-        if reason:
-            trial.max_failures = 0
-            first = " ".join(str(reason).split())[:200]
-            print(f"trial {trial.trial_id} failed, not retried: {first}", flush=True)
+        if result.get(R.NO_RETRY):
+            trial.max_failures = 0  # sweep.terminal prints the one line about it

@@ -52,6 +52,7 @@ TAG_POLICY_LABEL = "plateau_sweep.policy_label"
 TAG_SEED = "plateau_sweep.seed"
 TAG_ERROR = "plateau_sweep.error"  # one line: the last line of the trial's error
 TAG_ERROR_DETAIL = "plateau_sweep.error_detail"  # tail of the trial's error text
+TAG_PREVIOUS_ERROR_DETAIL = "plateau_sweep.previous_error_detail"  # its traceback (tail)
 TAG_PREVIOUS_ERROR = "plateau_sweep.previous_error"  # an error the trial was retried after
 TAG_FAILURES = "plateau_sweep.failures"
 TAG_CHECKPOINT_FALLBACK = "plateau_sweep.checkpoint_fallback"  # restored past a damaged one

@@ -51,6 +51,7 @@ from sweep.store import (
     TAG_POLICY,
     TAG_POLICY_LABEL,
     TAG_PREVIOUS_ERROR,
+    TAG_PREVIOUS_ERROR_DETAIL,
     TAG_ROLE,
     TAG_SEED,
     TAG_SWEEP,
@@ -441,7 +442,11 @@ class MLflowTracker(ParentRun, Callback):
             child.failures += 1
             self._log_batch(
                 child.run_id,
-                tags={TAG_PREVIOUS_ERROR: error_summary(text), TAG_FAILURES: str(child.failures)},
+                tags={
+                    TAG_PREVIOUS_ERROR: error_summary(text),
+                    TAG_PREVIOUS_ERROR_DETAIL: text[-_ERROR_DETAIL_CHARS:],
+                    TAG_FAILURES: str(child.failures),
+                },
                 what=f"recovery tags of trial {trial.trial_id}",
             )
 

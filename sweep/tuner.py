@@ -54,13 +54,15 @@ def sweep_exists(storage: str, name: str) -> bool:
     return bool(tune.Tuner.can_restore(path))
 
 
-def make_trainable(spec: SweepSpec, splits: DataSplits) -> Any:
+def make_trainable(spec: SweepSpec, splits: DataSplits, *, quiet: bool = True) -> Any:
     from ray import tune
 
     from trainables.tune_entry import train_trial
 
     # with_parameters puts the splits in the object store once; every trial gets a reference.
-    trainable = tune.with_parameters(train_trial, data=splits, keep=spec.checkpoint_num_to_keep)
+    trainable = tune.with_parameters(
+        train_trial, data=splits, keep=spec.checkpoint_num_to_keep, quiet=quiet
+    )
     return tune.with_resources(trainable, {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu})
 
 
@@ -80,14 +82,15 @@ def make_scheduler(spec: SweepSpec) -> Any:
     return None  # FIFO
 
 
-def make_reporter(spec: SweepSpec | None = None) -> tune.CLIReporter:
-    from ray import tune
+def make_reporter(spec: SweepSpec | None = None, results_dir: str = "") -> tune.CLIReporter:
+    from sweep.terminal import StatusTable
 
     parameters = {ARM_KEY: "policy", "seed": "seed"}
     for dim in spec.search_space.dims if spec is not None else ():
         parameters[dim.key] = f"cfg:{dim.key}"  # "lr" alone would clash with the lr metric
 
-    return tune.CLIReporter(
+    return StatusTable(
+        results_dir=results_dir,
         metric_columns={
             "epoch": "epoch",
             "val_acc": "val_acc",
@@ -102,10 +105,13 @@ def make_reporter(spec: SweepSpec | None = None) -> tune.CLIReporter:
     )
 
 
-def make_run_config(spec: SweepSpec, storage: str, tracker: Any) -> tune.RunConfig:
+def make_run_config(
+    spec: SweepSpec, storage: str, tracker: Any, *, verbose: bool = False
+) -> tune.RunConfig:
     from ray import tune
 
     from sweep.retries import NoRetryOnDeterministicFailure
+    from sweep.terminal import EventLines
 
     return tune.RunConfig(
         name=spec.name,
@@ -115,16 +121,29 @@ def make_run_config(spec: SweepSpec, storage: str, tracker: Any) -> tune.RunConf
         # newest checkpoint_num_to_keep (see trainables.tune_entry), so a checkpoint pruned
         # while Tune's saved state lagged behind is never deleted twice (an ERROR in Ray).
         checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
-        callbacks=[NoRetryOnDeterministicFailure(), *([tracker] if tracker is not None else [])],
-        progress_reporter=make_reporter(spec),
-        verbose=1,  # the status table only; per-result lines would drown it
+        callbacks=[
+            NoRetryOnDeterministicFailure(),
+            EventLines(),
+            *([tracker] if tracker is not None else []),
+        ],
+        progress_reporter=make_reporter(spec, experiment_path(storage, spec.name)),
+        # The status table only (per-result lines would drown it), unless --verbose.
+        verbose=3 if verbose else 1,
     )
 
 
 def run_sweep(
-    spec: SweepSpec, *, splits: DataSplits, tracker: Any, resume: bool, storage: str | None = None
+    spec: SweepSpec,
+    *,
+    splits: DataSplits,
+    tracker: Any,
+    resume: bool,
+    storage: str | None = None,
+    verbose: bool = False,
 ) -> tune.ResultGrid:
-    """Run (or, with ``resume``, continue) the sweep; Ray must be initialised already."""
+    """Run (or, with ``resume``, continue) the sweep; Ray must be initialised already.
+    ``verbose``: Ray's and Tune's own output as they print it (otherwise :mod:`sweep.terminal`
+    keeps the terminal to the status table and the project's one-line events)."""
     from ray import tune
 
     # The legacy output engine is the one that honours a custom CLIReporter (Ray 2.60 ignores
@@ -134,8 +153,8 @@ def run_sweep(
     # the resulting experiment snapshots is noise here.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     storage = storage or resolve_storage(spec.storage_path)
-    trainable = make_trainable(spec, splits)
-    run_config = make_run_config(spec, storage, tracker)
+    trainable = make_trainable(spec, splits, quiet=not verbose)
+    run_config = make_run_config(spec, storage, tracker, verbose=verbose)
 
     if resume:
         path = experiment_path(storage, spec.name)

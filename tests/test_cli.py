@@ -261,6 +261,28 @@ def test_smoke_sweep_end_to_end(tmp_path: Path) -> None:
     assert (results / "policy-compare-smoke").is_dir()
     # the UI command; db is the default store of the working folder: no --tracking-uri
     assert "\n  python -m sweep ui policy-compare-smoke\n" in proc.stdout
+    # A quiet terminal: the status table, the project's own one-line events, no Ray noise.
+    out = proc.stdout + proc.stderr
+    for noise in (
+        "Checkpoint successfully created",  # a line per checkpoint from every worker
+        "Result logdir",  # Ray's staging folder, not where the results are
+        "Token authentication",  # Ray's token-auth warning
+        "Creating initial MLflow database tables",
+        "Traceback",
+    ):
+        assert noise not in out, noise
+    assert f"Results: {results / 'policy-compare-smoke'}" in out
+    assert "range_test_on_plateau seed 0" in out and "range test: lr " in out  # its event line
+    comparison = results / "policy-compare-smoke" / "comparison"
+    assert f"comparison table and plots in {comparison}" in out
+    assert (comparison / "val_acc_vs_epoch.png").is_file()
+    assert (
+        max(
+            len(line)
+            for line in out.split("Browse the runs")[0].split("trials finished")[-1].splitlines()
+        )
+        <= 120
+    )
 
     # The finished sweep can be compared again, and a second run of it is refused.
     proc = sweep_cli(

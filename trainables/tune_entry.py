@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import re
 import tempfile
@@ -154,14 +155,20 @@ def assigned_resources() -> tuple[float, float]:
 
 
 def train_trial(
-    config: dict[str, Any], data: DataSplits | None = None, keep: int | None = None
+    config: dict[str, Any],
+    data: DataSplits | None = None,
+    keep: int | None = None,
+    quiet: bool = False,
 ) -> None:
     """The function Ray runs for each trial of a sweep.
 
     ``config`` is the plain dump of a TrialConfig the driver validated (plus the values Tune
     sampled from validated ranges): rebuilt as it is, not checked again. ``data``: the splits
-    the driver shipped; ``keep``: how many of its newest checkpoints the trial keeps.
+    the driver shipped; ``keep``: how many of its newest checkpoints the trial keeps;
+    ``quiet``: no line per checkpoint from Ray (the driver shows the epochs in its table).
     """
+    if quiet:
+        logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
     cfg = TrialConfig.trusted(config)
     cpus, gpus = assigned_resources()
     setup = select_device(cfg.device, gpus_assigned=gpus, cpus_assigned=cpus)
