@@ -189,9 +189,15 @@ class MLflowTracker(ParentRun, Callback):
             "lr history", self.client.get_metric_history, run.info.run_id, LR_STEP_METRIC
         )
         child.lr_points = len(history)
+        # MLflow's SQL store commits a batch's metrics and its tags in separate transactions:
+        # a driver killed between the two leaves metrics newer than the last_epoch tag.
+        val = self._call("val_acc", self.client.get_metric_history, run.info.run_id, R.VAL_ACC)
+        child.last_epoch = max([child.last_epoch, *(m.step for m in val)])
+        child.final_logged = child.final_logged or any(
+            k in run.data.metrics for k in R.FINAL_METRICS
+        )
         child.best_val_acc = run.data.metrics.get(BEST_VAL_ACC_METRIC)
         if child.best_val_acc is None:  # a run logged before best_val_acc existed
-            val = self._call("val_acc", self.client.get_metric_history, run.info.run_id, R.VAL_ACC)
             for m in val:
                 child.best_val_acc = running_best(child.best_val_acc, m.value)
         self._children[trial_id] = child

@@ -571,4 +571,4 @@ def test_tune_runs_the_trial_function_of_trainables(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(tune, "with_resources", lambda fn, resources: fn)
     spec = load_spec(spec_text())
     assert make_trainable(spec, splits=None) is train_trial  # type: ignore[arg-type]
-    assert captured["kw"] == {"data": None, "keep": spec.checkpoint_num_to_keep}
+    assert captured["kw"] == {"data": None, "keep": spec.checkpoint_num_to_keep, "quiet": True}

@@ -245,6 +245,30 @@ def test_resume_continues_the_same_runs_without_duplicates(uri: str) -> None:
     assert len(client.search_runs([exp])) == 2  # one parent, one child
 
 
+def test_resume_after_a_kill_between_the_metrics_and_the_tags(uri: str) -> None:
+    """MLflow's SQL store commits a batch's metrics and its tags in two transactions; a
+    driver killed between them leaves epoch 1's metrics without the last_epoch tag. The
+    trial then reruns epoch 1 (no checkpoint yet): it is not logged twice."""
+    client = MlflowClient(tracking_uri=uri)
+    first = make_tracker(uri)
+    first.setup()
+    trial = StubTrial("t_1", config(epochs=2), status="RUNNING")
+    first.on_trial_start(iteration=0, trials=[trial], trial=trial)
+    first.on_trial_result(iteration=1, trials=[trial], trial=trial, result=result(1))
+    child_id = cid(first, "t_1")
+    client.set_tag(child_id, "plateau_sweep.last_epoch", "0")  # the tag commit never happened
+    first.on_experiment_end(trials=[trial])
+
+    second = make_tracker(uri, resume=True)
+    second.setup()
+    trial = StubTrial("t_1", config(epochs=2), status="RUNNING")
+    second.on_trial_start(iteration=0, trials=[trial], trial=trial)
+    for epoch in (1, 2):
+        second.on_trial_result(iteration=epoch, trials=[trial], trial=trial, result=result(epoch))
+    assert [s for s, _ in history(client, child_id, R.VAL_ACC)] == [1, 2]
+    assert [s for s, _ in history(client, child_id, R.TRAIN_LOSS)] == [1, 2]
+
+
 def test_final_report_repeating_the_last_epoch(uri: str) -> None:
     tracker = make_tracker(uri)
     tracker.setup()
