@@ -125,7 +125,7 @@ CASES: list[Case] = [
     Case(
         "spec",
         "unknown-rule",
-        "unknown rule 'fastest' (valid: steepest, valley, minimum_div10)",
+        "unknown rule 'fastest' (valid: steepest, midpoint, valley, minimum_div10)",
         {"policies": rtp(rule="fastest")},
     ),
     Case(

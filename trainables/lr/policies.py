@@ -325,7 +325,9 @@ class RangeTestOnPlateauLR(_PlateauPolicy):
 
     With no suggestion (no usable descent in the curve) the LR is multiplied by ``factor``.
     The new LR is clamped to ``[min_lr, max_lr]``; the detector's cooldown then applies.
-    ``beta=None`` smooths the curve over a fixed stretch of LR (``suggest.auto_beta``);
+    ``beta=None`` smooths the curve over a fixed stretch of LR (``suggest.auto_beta``). The
+    default rule, ``midpoint``, is the one ``benchmarks/oracle.py`` found closest to the best
+    LR for the next 2 epochs (``steepest`` is the greedy one-step optimum: biased low).
     :meth:`decide` is the whole decision, a function of the recorded curve.
     """
 
@@ -346,7 +348,7 @@ class RangeTestOnPlateauLR(_PlateauPolicy):
         num_steps: int | None = None,
         epoch_fraction: float = 0.1,
         min_steps: int = 20,
-        rule: str = "steepest",
+        rule: str = "midpoint",
         factor: float = 0.1,
         beta: float | None = None,
         measure: str = "held_out",

@@ -19,9 +19,10 @@ The curve is read in four steps (:func:`analyse_curve`), and every rule works on
 
 The rules then pick: ``steepest`` the largest drop of the descent's running minimum per unit of
 log LR (a spike and its decay back never count as descent; the drop between two points is
-credited to the later one, whose step caused it on the held-out measure), ``valley`` fastai's
-rule on the descent (its longest decreasing subsequence, 1/3 + 1/6 of the way along it),
-``minimum_div10`` the LR at the smoothed minimum / 10.
+credited to the later one, whose step caused it on the held-out measure), ``midpoint`` halfway
+in log LR between the steepest point and the smoothed minimum, ``valley`` fastai's rule on the
+descent (its longest decreasing subsequence, 1/3 + 1/6 of the way along it), ``minimum_div10``
+the LR at the smoothed minimum / 10.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-SUGGESTION_RULES = ("steepest", "valley", "minimum_div10")
+SUGGESTION_RULES = ("steepest", "midpoint", "valley", "minimum_div10")
 MIN_POINTS = 5
 """Fewer usable points than this in the window give no suggestion."""
 NOISE_POINTS = 10
@@ -282,7 +283,10 @@ def pick(curve: CurveAnalysis, rule: str) -> float:
         return float(lrs[_fastai_valley_index(descent)])
     envelope = np.minimum.accumulate(descent)
     drops = -np.diff(envelope) / np.diff(np.log(lrs[: m + 1]))
-    return float(lrs[1 + int(np.argmax(drops))])
+    steepest = float(lrs[1 + int(np.argmax(drops))])
+    if rule == "steepest":
+        return steepest
+    return math.sqrt(steepest * float(lrs[m]))  # midpoint: halfway in log LR
 
 
 def batch_noise(losses: Sequence[float] | np.ndarray) -> float:
