@@ -325,7 +325,7 @@ class RangeTestOnPlateauLR(_PlateauPolicy):
 
     With no suggestion (no usable descent in the curve) the LR is multiplied by ``factor``.
     The new LR is clamped to ``[min_lr, max_lr]``; the detector's cooldown then applies.
-    ``beta=None`` smooths the curve over a fixed stretch of LR (``suggest.auto_beta``). The
+    ``beta=None`` fits the smoothing to the test's length and noise (``suggest.auto_beta``). The
     default rule, ``midpoint``, is the one ``benchmarks/oracle.py`` found closest to the best
     LR for the next 2 epochs (``steepest`` is the greedy one-step optimum: biased low).
     :meth:`decide` is the whole decision, a function of the recorded curve.
@@ -368,10 +368,7 @@ class RangeTestOnPlateauLR(_PlateauPolicy):
         self.min_lr = _positive("min_lr", min_lr)
         self.max_lr = _positive("max_lr", max_lr)
         if self.min_lr >= self.max_lr:
-            raise ValueError(
-                f"min_lr ({min_lr}) must be < max_lr ({max_lr}): both finite numbers > 0, "
-                "min_lr below max_lr"
-            )
+            raise ValueError(f"min_lr ({min_lr}) must be < max_lr ({max_lr})")
         self.num_steps = None if num_steps is None else _test_steps("num_steps", num_steps)
         self.epoch_fraction = _positive("epoch_fraction", epoch_fraction)
         self.min_steps = _test_steps("min_steps", min_steps)
@@ -400,12 +397,11 @@ class RangeTestOnPlateauLR(_PlateauPolicy):
         the curve and the policy's settings (benchmarks call it on recorded curves).
         """
         curve = analyse_curve(result.lrs, result.losses, beta=self.beta)
+        suggested: float | None = None
         if curve.ok:
-            suggested: float | None = pick(curve, self.rule)
-            target = float(suggested)  # type: ignore[arg-type]
+            target = suggested = pick(curve, self.rule)
             decision = f"range test suggested {_fmt(target)} ({self.rule})"
         else:
-            suggested = None
             target = old_lr * self.factor
             decision = f"no suggestion ({curve.reason}); fell back to lr x {self.factor:g}"
         new = min(max(target, self.min_lr), self.max_lr)
@@ -574,8 +570,8 @@ def _beta(value: Any) -> float:
     low, high = BETA_RANGE
     if not _is_real(value) or not low <= value < high:
         raise ValueError(
-            f"beta ({value!r}) must be a number in [{low:g}, {high:g}) or null (auto: smooth "
-            "over a fixed stretch of LR)"
+            f"beta ({value!r}) must be a number in [{low:g}, {high:g}) or null (auto: fitted "
+            "to the test's length and noise)"
         )
     return float(value)
 

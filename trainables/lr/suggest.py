@@ -27,6 +27,7 @@ the LR at the smoothed minimum / 10.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -197,19 +198,18 @@ def analyse_curve(
     used_beta = auto_beta(lr_w, noise, depth) if beta is None else float(beta)
     lr_w, raw = lr_w[:cut], raw[:cut]
     if len(raw) < 2:
-        result = CurveAnalysis(lr_w, raw, raw.copy(), 0, noise, used_beta, diverge_lr, "ok")
-        return _with_reason(result, "no usable descent")
+        reason = "no usable descent"
+        return CurveAnalysis(lr_w, raw, raw.copy(), 0, noise, used_beta, diverge_lr, reason)
     smoothed = smooth_curve(raw, used_beta)
     m = int(np.argmin(smoothed))
     noise = batch_noise(raw[: max(m + 1, NOISE_POINTS)])
     first, lowest = float(smoothed[0]), float(smoothed[m])
     result = CurveAnalysis(lr_w, raw, smoothed, m, noise, used_beta, diverge_lr, "ok")
     if m == 0 or first - lowest < min_rel_drop * abs(first):
-        return _with_reason(result, "no usable descent")
+        return dataclasses.replace(result, reason="no usable descent")
     if first - lowest < noise_factor * noise:
-        return _with_reason(
-            result, f"descent {first - lowest:.3g} within the batch-to-batch noise ({noise:.3g})"
-        )
+        reason = f"descent {first - lowest:.3g} within the batch-to-batch noise ({noise:.3g})"
+        return dataclasses.replace(result, reason=reason)
     return result
 
 
@@ -351,19 +351,6 @@ def _fastai_valley_index(losses: np.ndarray) -> int:
                 max_start = max_end - lds[max_end]
     sections = (max_end - max_start) / 3
     return max(0, min(n - 1, max_start + int(sections) + int(sections / 2)))
-
-
-def _with_reason(curve: CurveAnalysis, reason: str) -> CurveAnalysis:
-    return CurveAnalysis(
-        curve.lrs,
-        curve.raw,
-        curve.smoothed,
-        curve.minimum,
-        curve.noise,
-        curve.beta,
-        curve.diverge_lr,
-        reason,
-    )
 
 
 def _check_beta(beta: float) -> None:
