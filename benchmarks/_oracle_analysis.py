@@ -18,6 +18,8 @@ from _reference_rules import REFERENCE_RULES
 HORIZONS = ("half", "2ep")
 FIT_REACH = 0.3  # decades around the grid's best that the parabola uses
 FOLDS = ((0, 2), (1, 3))  # seeds of the two calibration folds
+#: No range test at all: keep the running LR, or cut it by reduce_on_plateau's factor in the specs.
+BASELINES = {"baseline_keep_lr": 1.0, "baseline_lr_x0.3": 0.3}
 
 
 # -- the oracle grid ---------------------------------------------------------------------------
@@ -108,7 +110,7 @@ def result_of(curve_doc: dict) -> Any:
 def rule_names() -> list[str]:
     from trainables.lr import SUGGESTION_RULES
 
-    return [f"ours_{r}" for r in SUGGESTION_RULES] + list(REFERENCE_RULES)
+    return [f"ours_{r}" for r in SUGGESTION_RULES] + list(REFERENCE_RULES) + list(BASELINES)
 
 
 def state_rows(doc: dict, probe: str) -> dict[str, list[dict]]:
@@ -139,6 +141,8 @@ def state_rows(doc: dict, probe: str) -> dict[str, list[dict]]:
         for name in rows:
             if name.startswith("ours_"):
                 pick, applied = our_pick(curve_doc, name[len("ours_") :], running)
+            elif name in BASELINES:
+                pick = applied = running * BASELINES[name]
             else:
                 pick = REFERENCE_RULES[name](
                     list(result.lrs), list(result.losses), curve_doc["num_steps"]

@@ -423,7 +423,9 @@ def main() -> int:
     main_result = results["held_out_default"]
     for result in results.values():
         print(table(result) + "\n", flush=True)
-    shown = [n for n in main_result["rules"] if not n.endswith("_slide")]
+    shown = [
+        n for n in main_result["rules"] if not n.endswith("_slide") and not n.startswith("baseline")
+    ]
     plot_scatter(main_result, out.with_name(f"{out.stem}_scatter_2ep.png"), shown, "2ep")
     plot_scatter(main_result, out.with_name(f"{out.stem}_scatter_half.png"), shown, "half")
     C.write_result(

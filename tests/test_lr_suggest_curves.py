@@ -48,7 +48,7 @@ def test_epoch8_curve_no_pick_past_the_descent(rule: str) -> None:
 def test_epoch8_curve_steepest_is_in_the_real_descent() -> None:
     pick = suggest_lr(EPOCH8_LRS, EPOCH8_LOSSES, "steepest")
     assert pick is not None and 1e-4 <= pick <= 4e-4, pick  # the 1.4710 -> 1.4510 stretch
-    policy = RangeTestOnPlateauLR(base_lr=1e-3, steps_per_epoch=80)
+    policy = RangeTestOnPlateauLR(base_lr=1e-3, steps_per_epoch=80, rule="steepest")
     result = RangeTestResult(tuple(EPOCH8_LRS), tuple(EPOCH8_LOSSES), "diverged", 0, 0.0)
     decision = policy.decide(result, 1e-3)
     assert decision.new_lr == pick and decision.suggested_lr == pick
@@ -150,3 +150,15 @@ def test_long_test_is_smoothed_enough_not_to_chase_noise() -> None:
     assert float(np.median(auto)) <= 0.2
     assert float(np.median(raw)) > 1.5 * float(np.median(auto))
     assert analyse_curve(*long_held_out_curve(0)).beta > 0.7  # reaches further on 80 steps
+
+
+def test_epoch8_curve_default_rule_applies_an_lr_inside_the_descent() -> None:
+    curve = analyse_curve(EPOCH8_LRS, EPOCH8_LOSSES)
+    steepest = suggest_lr(EPOCH8_LRS, EPOCH8_LOSSES, "steepest")
+    policy = RangeTestOnPlateauLR(base_lr=1e-3, steps_per_epoch=80)  # rule midpoint
+    result = RangeTestResult(tuple(EPOCH8_LRS), tuple(EPOCH8_LOSSES), "diverged", 0, 0.0)
+    decision = policy.decide(result, 1e-3)
+    assert steepest is not None and decision.suggested_lr is not None
+    minimum = float(curve.lrs[curve.minimum])
+    assert decision.suggested_lr == pytest.approx(math.sqrt(steepest * minimum))
+    assert steepest < decision.new_lr <= minimum < 1e-3  # not 6.16e-3

@@ -152,7 +152,7 @@ BAD: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
         "rule-unknown",
         setter("policies", 0, "params", "rule", value="fastest"),
         "policies[0].params.rule: 'fastest' is not known (did you mean 'steepest'?); choose one "
-        "of: steepest, valley, minimum_div10",
+        "of: steepest, midpoint, valley, minimum_div10",
     ),
     (
         "beta-out-of-range",

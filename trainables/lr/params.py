@@ -116,7 +116,8 @@ _SHORTEST = "a shorter range test can never suggest an LR"
 
 class RangeTestParams(_PlateauParams):
     """On a plateau, a short LR range test from a snapshot; the rule's pick, or lr x factor
-    when the curve has no usable descent. ``beta`` None smooths over a fixed stretch of LR."""
+    when the curve has no usable descent. ``beta`` None fits the smoothing to the test's length
+    and noise; the default rule, ``midpoint``, is the one the LR oracle found least biased."""
 
     name: Literal["range_test_on_plateau"] = "range_test_on_plateau"
     patience: int = Field(3, ge=0)
@@ -126,7 +127,7 @@ class RangeTestParams(_PlateauParams):
     num_steps: int | None = Field(None, ge=MIN_RANGE_TEST_STEPS, description=_SHORTEST)
     epoch_fraction: float = Field(0.1, gt=0)
     min_steps: int = Field(20, ge=MIN_RANGE_TEST_STEPS, description=_SHORTEST)
-    rule: Rule = "steepest"
+    rule: Rule = "midpoint"
     factor: float = Field(0.1, gt=0, lt=1)
     beta: float | None = Field(None, ge=BETA_RANGE[0], lt=BETA_RANGE[1])
     measure: Measure = "held_out"

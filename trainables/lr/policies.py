@@ -294,7 +294,9 @@ class RangeTestOnPlateauLR(_PlateauPolicy):
 
     With no suggestion (no usable descent in the curve) the LR is multiplied by ``factor``.
     The new LR is clamped to ``[min_lr, max_lr]``; the detector's cooldown then applies.
-    ``beta=None`` smooths the curve over a fixed stretch of LR (``suggest.auto_beta``);
+    ``beta=None`` fits the smoothing to the test's length and noise (``suggest.auto_beta``). The
+    default rule, ``midpoint``, is the one ``benchmarks/oracle.py`` found closest to the best
+    LR for the next 2 epochs (``steepest`` is the greedy one-step optimum: biased low).
     :meth:`decide` is the whole decision, a function of the recorded curve.
     """
 
@@ -330,12 +332,11 @@ class RangeTestOnPlateauLR(_PlateauPolicy):
         the curve and the policy's settings (benchmarks call it on recorded curves).
         """
         curve = analyse_curve(result.lrs, result.losses, beta=self.beta)
+        suggested: float | None = None
         if curve.ok:
-            suggested: float | None = pick(curve, self.rule)
-            target = float(suggested)  # type: ignore[arg-type]
+            target = suggested = pick(curve, self.rule)
             decision = f"range test suggested {_fmt(target)} ({self.rule})"
         else:
-            suggested = None
             target = old_lr * self.factor
             decision = f"no suggestion ({curve.reason}); fell back to lr x {self.factor:g}"
         new = min(max(target, self.min_lr), self.max_lr)

@@ -19,13 +19,15 @@ The curve is read in four steps (:func:`analyse_curve`), and every rule works on
 
 The rules then pick: ``steepest`` the largest drop of the descent's running minimum per unit of
 log LR (a spike and its decay back never count as descent; the drop between two points is
-credited to the later one, whose step caused it on the held-out measure), ``valley`` fastai's
-rule on the descent (its longest decreasing subsequence, 1/3 + 1/6 of the way along it),
-``minimum_div10`` the LR at the smoothed minimum / 10.
+credited to the later one, whose step caused it on the held-out measure), ``midpoint`` halfway
+in log LR between the steepest point and the smoothed minimum, ``valley`` fastai's rule on the
+descent (its longest decreasing subsequence, 1/3 + 1/6 of the way along it), ``minimum_div10``
+the LR at the smoothed minimum / 10.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-SUGGESTION_RULES = ("steepest", "valley", "minimum_div10")
+SUGGESTION_RULES = ("steepest", "midpoint", "valley", "minimum_div10")
 MIN_POINTS = 5
 """Fewer usable points than this in the window give no suggestion."""
 NOISE_POINTS = 10
@@ -196,19 +198,18 @@ def analyse_curve(
     used_beta = auto_beta(lr_w, noise, depth) if beta is None else float(beta)
     lr_w, raw = lr_w[:cut], raw[:cut]
     if len(raw) < 2:
-        result = CurveAnalysis(lr_w, raw, raw.copy(), 0, noise, used_beta, diverge_lr, "ok")
-        return _with_reason(result, "no usable descent")
+        reason = "no usable descent"
+        return CurveAnalysis(lr_w, raw, raw.copy(), 0, noise, used_beta, diverge_lr, reason)
     smoothed = smooth_curve(raw, used_beta)
     m = int(np.argmin(smoothed))
     noise = batch_noise(raw[: max(m + 1, NOISE_POINTS)])
     first, lowest = float(smoothed[0]), float(smoothed[m])
     result = CurveAnalysis(lr_w, raw, smoothed, m, noise, used_beta, diverge_lr, "ok")
     if m == 0 or first - lowest < min_rel_drop * abs(first):
-        return _with_reason(result, "no usable descent")
+        return dataclasses.replace(result, reason="no usable descent")
     if first - lowest < noise_factor * noise:
-        return _with_reason(
-            result, f"descent {first - lowest:.3g} within the batch-to-batch noise ({noise:.3g})"
-        )
+        reason = f"descent {first - lowest:.3g} within the batch-to-batch noise ({noise:.3g})"
+        return dataclasses.replace(result, reason=reason)
     return result
 
 
@@ -282,7 +283,10 @@ def pick(curve: CurveAnalysis, rule: str) -> float:
         return float(lrs[_fastai_valley_index(descent)])
     envelope = np.minimum.accumulate(descent)
     drops = -np.diff(envelope) / np.diff(np.log(lrs[: m + 1]))
-    return float(lrs[1 + int(np.argmax(drops))])
+    steepest = float(lrs[1 + int(np.argmax(drops))])
+    if rule == "steepest":
+        return steepest
+    return math.sqrt(steepest * float(lrs[m]))  # midpoint: halfway in log LR
 
 
 def batch_noise(losses: Sequence[float] | np.ndarray) -> float:
@@ -347,19 +351,6 @@ def _fastai_valley_index(losses: np.ndarray) -> int:
                 max_start = max_end - lds[max_end]
     sections = (max_end - max_start) / 3
     return max(0, min(n - 1, max_start + int(sections) + int(sections / 2)))
-
-
-def _with_reason(curve: CurveAnalysis, reason: str) -> CurveAnalysis:
-    return CurveAnalysis(
-        curve.lrs,
-        curve.raw,
-        curve.smoothed,
-        curve.minimum,
-        curve.noise,
-        curve.beta,
-        curve.diverge_lr,
-        reason,
-    )
 
 
 def _check_beta(beta: float) -> None:
