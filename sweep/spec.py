@@ -40,7 +40,7 @@ import re
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, TypeGuard
+from typing import Annotated, Any
 
 import yaml
 from pydantic import TypeAdapter, ValidationError
@@ -48,6 +48,7 @@ from pydantic import TypeAdapter, ValidationError
 from sweep.spec_errors import spec_error_line
 from sweep.spec_schema import ARM_KEY, SweepSpec
 from trainables.config import did_you_mean
+from trainables.validation import is_int as _is_int
 from trainables.validation import show
 
 __all__ = ["ARM_KEY", "BUILTIN_SPECS", "SpecError", "SweepSpec", "load_builtin_spec", "load_spec"]
@@ -255,7 +256,3 @@ def target_val_acc(raw: Mapping[str, Any]) -> float | None:
         from trainables.validation import problem_of
 
         raise SpecError(f"target_val_acc: {problem_of(exc.errors()[0], field)}") from None
-
-
-def _is_int(value: Any) -> TypeGuard[int]:
-    return isinstance(value, int) and not isinstance(value, bool)

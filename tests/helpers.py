@@ -406,3 +406,10 @@ def make_tracker(uri: str, **kwargs: Any) -> Any:
         spec_text=SPEC,
         **kwargs,
     )
+
+
+def suggest_lr(lrs: Any, losses: Any, rule: str = "steepest", **kwargs: Any) -> float | None:
+    """The pick alone of ``suggest_lr_with_reason`` (the tests read many picks)."""
+    from trainables.lr import suggest_lr_with_reason
+
+    return suggest_lr_with_reason(lrs, losses, rule, **kwargs)[0]

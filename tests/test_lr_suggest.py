@@ -8,11 +8,11 @@ from typing import Any
 import numpy as np
 import pytest
 
+from tests.helpers import suggest_lr
 from trainables.lr import (
     SUGGESTION_RULES,
     batch_noise,
     smooth_losses,
-    suggest_lr,
     suggest_lr_with_reason,
 )
 

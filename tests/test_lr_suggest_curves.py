@@ -10,6 +10,7 @@ import math
 import numpy as np
 import pytest
 
+from tests.helpers import suggest_lr
 from trainables.lr import (
     SUGGESTION_RULES,
     RangeTestOnPlateauLR,
@@ -17,7 +18,6 @@ from trainables.lr import (
     analyse_curve,
     batch_noise,
     smooth_losses,
-    suggest_lr,
     suggest_lr_with_reason,
 )
 

@@ -40,7 +40,6 @@ from trainables.lr.suggest import (
     pick,
     smooth_curve,
     smooth_losses,
-    suggest_lr,
     suggest_lr_with_reason,
 )
 
@@ -80,6 +79,5 @@ __all__ = [
     "run_range_test",
     "smooth_curve",
     "smooth_losses",
-    "suggest_lr",
     "suggest_lr_with_reason",
 ]

@@ -31,10 +31,12 @@ import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
+
+from trainables.validation import is_int as _is_int
+from trainables.validation import is_real as _is_real
 
 SUGGESTION_RULES = ("steepest", "midpoint", "valley", "minimum_div10")
 MIN_POINTS = 5
@@ -213,36 +215,6 @@ def analyse_curve(
     return result
 
 
-def suggest_lr(
-    lrs: Sequence[float] | np.ndarray,
-    losses: Sequence[float] | np.ndarray,
-    rule: str = "steepest",
-    *,
-    beta: float | None = None,
-    skip_start: float = SKIP_START,
-    skip_end: int = SKIP_END,
-    min_rel_drop: float = 0.005,
-    noise_factor: float = 1.0,
-) -> float | None:
-    """The suggested LR for a range-test curve, or None when the curve shows no usable descent.
-
-    See the module docstring for how the curve is read. A descent of the smoothed loss smaller
-    than ``min_rel_drop`` of its start, or than ``noise_factor`` x :func:`batch_noise` of the
-    raw descent, is no descent: a short test late in training otherwise "finds" its steepest
-    point in the noise.
-    """
-    return suggest_lr_with_reason(
-        lrs,
-        losses,
-        rule,
-        beta=beta,
-        skip_start=skip_start,
-        skip_end=skip_end,
-        min_rel_drop=min_rel_drop,
-        noise_factor=noise_factor,
-    )[0]
-
-
 def suggest_lr_with_reason(
     lrs: Sequence[float] | np.ndarray,
     losses: Sequence[float] | np.ndarray,
@@ -254,7 +226,14 @@ def suggest_lr_with_reason(
     min_rel_drop: float = 0.005,
     noise_factor: float = 1.0,
 ) -> tuple[float | None, str]:
-    """Like :func:`suggest_lr`, plus a short human reason ("ok" or why there is none)."""
+    """The suggested LR for a range-test curve (None when the curve shows no usable descent)
+    and a short human reason ("ok" or why there is none).
+
+    See the module docstring for how the curve is read. A descent of the smoothed loss smaller
+    than ``min_rel_drop`` of its start, or than ``noise_factor`` x :func:`batch_noise` of the
+    raw descent, is no descent: a short test late in training otherwise "finds" its steepest
+    point in the noise.
+    """
     check_rule(rule)
     curve = analyse_curve(
         lrs,
@@ -357,13 +336,3 @@ def _check_beta(beta: float) -> None:
     low, high = BETA_RANGE
     if not _is_real(beta) or not low <= beta < high:
         raise ValueError(f"beta ({beta!r}) must be in [{low:g}, {high:g})")
-
-
-def _is_real(value: Any) -> bool:
-    """A real number that is not a bool (numpy scalars included)."""
-    return isinstance(value, Real) and not isinstance(value, bool)
-
-
-def _is_int(value: Any) -> bool:
-    """An integer that is not a bool (numpy scalars included)."""
-    return isinstance(value, Integral) and not isinstance(value, bool)
