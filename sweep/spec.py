@@ -165,7 +165,7 @@ def shrink_for_smoke(raw: dict[str, Any]) -> dict[str, Any]:
         cap(data, "train_subset", 300, "data.train_subset")
         cap(data, "val_subset", 200, "data.val_subset")
         cap(data, "test_subset", 200, "data.test_subset")
-    batch = raw.get("batch_size")
+    batch: Any = raw.get("batch_size")
     if _is_int(batch) and batch > 100:
         raw["batch_size"] = changed["batch_size"] = 100
     search = raw.get("search_space")
