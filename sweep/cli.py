@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help=(
             "a tiny, fast sweep (under 2 minutes on a laptop CPU): the built-in smoke spec, or "
-            "--spec shrunk to <= 2 epochs, 1 seed and 300/200/200 train/val/test images"
+            "--spec shrunk to <= 3 epochs, 1 seed and 300/200/200 train/val/test images"
         ),
     )
     run.add_argument(

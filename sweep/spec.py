@@ -137,7 +137,7 @@ def _load(
 
 
 def shrink_for_smoke(raw: dict[str, Any]) -> dict[str, Any]:
-    """Cap a raw spec to a smoke test: <= 2 epochs, 1 seed, 300/200/200 images, 1 sample,
+    """Cap a raw spec to a smoke test: <= 3 epochs, 1 seed, 300/200/200 images, 1 sample,
     and a name ending in ``-smoke`` (so a smoke run never occupies the real sweep's name).
 
     Only values of the right type are touched (validation reports the rest). Returns what it
@@ -154,7 +154,7 @@ def shrink_for_smoke(raw: dict[str, Any]) -> dict[str, Any]:
             container[key] = limit
             changed[dotted] = limit
 
-    cap(raw, "epochs", 2, "epochs")
+    cap(raw, "epochs", 3, "epochs")
     seeds = raw.get("seeds", 3)
     if _is_int(seeds) and seeds > 1:
         raw["seeds"] = changed["seeds"] = 1

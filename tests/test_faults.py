@@ -253,7 +253,7 @@ def test_range_test_blowing_up_is_stopped_and_undone() -> None:
             },
             "optimizer": "sgd",
             "lr": 0.01,
-            "epochs": 2,
+            "epochs": 3,
             "batch_size": 32,
             "seed": 5,
         }
@@ -282,7 +282,7 @@ def test_range_test_blowing_up_is_stopped_and_undone() -> None:
     assert tests[0]["losses"][-1] is None  # the NaN/inf step, recorded as missing
     assert math.isfinite(tests[0]["new_lr"]) and tests[0]["new_lr"] < 1e30
     # Training went on after the blown-up test, with finite weights and losses.
-    assert [m[R.EPOCH] for m in reports] == [1, 2]
+    assert [m[R.EPOCH] for m in reports] == [1, 2, 3]
     assert all(math.isfinite(m[R.TRAIN_LOSS]) and math.isfinite(m[R.VAL_LOSS]) for m in reports)
     for tensor in states[-1]["model"].values():
         assert torch.isfinite(tensor.float()).all()

@@ -85,3 +85,36 @@ def test_held_out_probe_runs_past_a_pass_of_a_small_set() -> None:
     result = t.probe(1)(1e-5, 1.0, 20)
     assert result.images == len(result.lrs) * 50
     assert len(result.lrs) >= 6
+
+
+@pytest.mark.parametrize(("epochs", "tested_at"), [(2, []), (3, [2])])
+def test_no_range_test_after_the_last_epoch(epochs: int, tested_at: list[int]) -> None:
+    """A plateau after the last epoch costs nothing: no LR is used after it."""
+    import json
+
+    from trainables import results as R
+    from trainables.loop import train
+
+    cfg = TrialConfig.model_validate(
+        {
+            "batch_size": 50,
+            "seed": 3,
+            "epochs": epochs,
+            "policy": "range_test_on_plateau",
+            # patience 0, cooldown 0 and a 50% threshold: every epoch after the first plateaus
+            "policy_params": {"patience": 0, "cooldown": 0, "threshold": 0.5, "num_steps": 6},
+        }
+    )
+    reports: list[dict[str, object]] = []
+
+    class Keep:
+        def restore(self) -> None:
+            return None
+
+        def report(self, metrics: dict[str, object], state: object) -> None:
+            reports.append(metrics)
+
+    train(cfg, splits(), Keep(), select_device("cpu", cpus_assigned=1))
+    events = [e for m in reports for e in json.loads(str(m[R.POLICY_EVENTS]))]
+    assert [e["epoch"] for e in events if e["kind"] == "range_test"] == tested_at
+    assert reports[-1][R.RANGE_TESTS] == len(tested_at)

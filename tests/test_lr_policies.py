@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.helpers import suggest_lr
 from trainables.lr import (
     POLICY_NAMES,
     ConstantLR,
@@ -26,7 +27,6 @@ from trainables.lr import (
     lr_ladder,
     make_policy,
     policy_param_names,
-    suggest_lr,
     suggest_lr_with_reason,
 )
 from trainables.lr.params import MIN_RANGE_TEST_STEPS

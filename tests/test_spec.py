@@ -414,7 +414,7 @@ def _assert_plain_trial_configs(variants: list[dict[str, Any]]) -> None:
 def test_smoke_expands_to_the_right_trials() -> None:
     spec = load_builtin_spec("smoke")
     assert spec.trial_count() == len(spec.policies) * len(spec.seeds) == 2
-    assert spec.epochs <= 2 and spec.data.train_subset == 300
+    assert spec.epochs <= 3 and spec.data.train_subset == 300
     rt = next(a for a in spec.policies if a.name == "range_test_on_plateau")
     assert rt.params.patience == 0
     variants = _variants(spec)
@@ -494,7 +494,7 @@ def test_overrides_and_smoke_shrink() -> None:
     )
     assert spec.name == "other" and spec.data.dir == "/somewhere"  # --name wins over -smoke
     assert spec.storage_path == "s3://bucket/x"
-    assert spec.epochs == 2 and spec.seeds == (0,)
+    assert spec.epochs == 3 and spec.seeds == (0,)
     assert (spec.data.train_subset, spec.data.val_subset, spec.data.test_subset) == (300, 200, 200)
     assert "# command-line overrides:" in spec.text
     assert spec.text.startswith(builtin_spec_text("default").rstrip("\n"))

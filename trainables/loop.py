@@ -354,7 +354,9 @@ def train(
             "train_loss": train_loss,
             "train_acc": train_acc,
         }[cfg.monitor]
-        events = trial.policy.end_epoch(epoch, monitored, trial.probe(epoch))
+        last = epoch == cfg.epochs
+        # After the last epoch no LR is used again: no plateau decision, no range test.
+        events = [] if last else trial.policy.end_epoch(epoch, monitored, trial.probe(epoch))
         test_images = sum(e.images for e in events)
         trial.counters.range_test_images += test_images
         trial.counters.images_seen += test_images
@@ -375,7 +377,6 @@ def train(
             **identity,
         }
         metrics[R.EPOCH_TIME_S] = time.perf_counter() - start
-        last = epoch == cfg.epochs
         if last:
             metrics[R.TEST_LOSS], metrics[R.TEST_ACC] = evaluate(
                 trial.model, trial.test_pipe, setup
