@@ -23,6 +23,7 @@ users on this machine can neither find nor join it, and ``ray stop`` is never us
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import os
 import shutil
@@ -205,8 +206,11 @@ def multinode() -> Iterator[MultiNode]:
     assert procs, "found no cluster processes to check"
 
 
+SMOKE = yaml.safe_load((REPO / "sweep" / "specs" / "smoke.yaml").read_text())
+
+
 def write_spec(folder: Path, name: str, **changes: Any) -> Path:
-    raw = yaml.safe_load((REPO / "sweep" / "specs" / "smoke.yaml").read_text())
+    raw = copy.deepcopy(SMOKE)
     raw.update(name=name, **changes)
     path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
@@ -302,7 +306,7 @@ def test_trials_spread_over_the_nodes(multinode: MultiNode) -> None:
     print(f"spread sweep: {time.monotonic() - start:.0f} s")
     assert "2/2 trials finished, 0 errored" in proc.stdout, proc.stdout[-3000:]
 
-    children = check_tracked(mn, sweep, trials=2, epochs=2)
+    children = check_tracked(mn, sweep, trials=2, epochs=SMOKE["epochs"])
     nodes = {c.data.tags["plateau_sweep.node_id"] for c in children}
     assert nodes == mn.node_ids, f"trials ran on {nodes}, cluster nodes {mn.node_ids}"
 
@@ -330,7 +334,7 @@ def test_gpu_trial_lands_on_the_gpu_node_and_falls_back_to_cpu(multinode: MultiN
     print(f"gpu sweep: {time.monotonic() - start:.0f} s")
     assert "1/1 trials finished, 0 errored" in proc.stdout, proc.stdout[-3000:]
 
-    (child,) = check_tracked(mn, sweep, trials=1, epochs=2)
+    (child,) = check_tracked(mn, sweep, trials=1, epochs=SMOKE["epochs"])
     assert child.data.tags["plateau_sweep.node_id"] == mn.gpu_node_id
     assert child.data.tags["plateau_sweep.device"].startswith("cpu")
     rows = tune_result_rows(mn, sweep)

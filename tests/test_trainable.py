@@ -251,3 +251,27 @@ def test_resume_through_ray_checkpoint_restore_is_exact(
     for key in COMPARED:
         assert list(a.loc[b.index, key]) == list(b[key]), key
     assert clean[0].metrics[R.TEST_ACC] == crashed[0].metrics[R.TEST_ACC]
+
+
+@pytest.mark.parametrize(("raised", "printed"), [("SystemExit(1)", False), ("ValueError(7)", True)])
+def test_quiet_trial_drops_the_exit_traceback_of_its_worker(raised: str, printed: bool) -> None:
+    """Ray ends a trial's worker with SystemExit; landing in a weakref callback, Python printed
+    it as an ignored exception with a traceback. A quiet trial drops that one only."""
+    import subprocess
+
+    code = (
+        "import sys, weakref\n"
+        "from trainables.tune_entry import quiet_exit_hook\n"
+        "sys.unraisablehook = quiet_exit_hook\n"
+        "class A: pass\n"
+        "a = A()\n"
+        f"def callback(ref): raise {raised}\n"
+        "r = weakref.ref(a, callback)\n"
+        "del a\n"
+        "print('went on')\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert proc.returncode == 0 and proc.stdout == "went on\n", proc.stderr
+    assert ("Traceback" in proc.stderr) is printed, proc.stderr

@@ -19,6 +19,7 @@ import json
 import logging
 import math
 import re
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from typing import Any
@@ -154,6 +155,16 @@ def assigned_resources() -> tuple[float, float]:
     return float(resources.get("CPU", 1.0)), float(resources.get("GPU", 0.0))
 
 
+def quiet_exit_hook(unraisable: Any) -> None:
+    """``sys.unraisablehook`` of a quiet trial: Ray ends a finished trial's worker by raising
+    SystemExit in it, and when that lands inside a weakref callback Python prints it as an
+    ignored exception with a traceback, at every worker's exit by chance. That one is dropped;
+    every other unraisable exception is printed as usual."""
+    if isinstance(unraisable.exc_value, (SystemExit, KeyboardInterrupt)):
+        return
+    sys.__unraisablehook__(unraisable)
+
+
 def train_trial(
     config: dict[str, Any],
     data: DataSplits | None = None,
@@ -169,6 +180,7 @@ def train_trial(
     """
     if quiet:
         logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
+        sys.unraisablehook = quiet_exit_hook
     cfg = TrialConfig.trusted(config)
     cpus, gpus = assigned_resources()
     setup = select_device(cfg.device, gpus_assigned=gpus, cpus_assigned=cpus)
