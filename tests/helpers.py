@@ -413,3 +413,18 @@ def suggest_lr(lrs: Any, losses: Any, rule: str = "steepest", **kwargs: Any) -> 
     from trainables.lr import suggest_lr_with_reason
 
     return suggest_lr_with_reason(lrs, losses, rule, **kwargs)[0]
+
+
+class KeepReports:
+    """A trial reporter that keeps what ``trainables.loop.train`` reports, in order."""
+
+    def __init__(self) -> None:
+        self.reports: list[dict[str, Any]] = []
+        self.states: list[Any] = []
+
+    def restore(self) -> None:
+        return None
+
+    def report(self, metrics: dict[str, Any], state: Any) -> None:
+        self.reports.append(metrics)
+        self.states.append(state)

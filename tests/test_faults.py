@@ -35,6 +35,7 @@ from helpers import (
     CIFAR,
     LOOPBACK_HEX,
     SMOKE,
+    KeepReports,
     assert_refused,
     cli,
     driver,
@@ -213,17 +214,9 @@ def clean_run(config: dict[str, Any]) -> list[dict[str, Any]]:
     splits = cfg.data.model_copy(update={"dir": str(CIFAR)}).load()
     threads = torch.get_num_threads()
     try:
-        reports: list[dict[str, Any]] = []
-
-        class Keep:
-            def restore(self) -> None:
-                return None
-
-            def report(self, metrics: dict[str, Any], state: Any) -> None:
-                reports.append(metrics)
-
-        train(cfg, splits, Keep(), select_device("cpu", gpus_assigned=0, cpus_assigned=1))
-        return reports
+        keep = KeepReports()
+        train(cfg, splits, keep, select_device("cpu", gpus_assigned=0, cpus_assigned=1))
+        return keep.reports
     finally:
         torch.set_num_threads(threads)
 
@@ -258,22 +251,13 @@ def test_range_test_blowing_up_is_stopped_and_undone() -> None:
             "seed": 5,
         }
     )
-    reports: list[dict[str, Any]] = []
-    states: list[Any] = []
-
-    class Keep:
-        def restore(self) -> None:
-            return None
-
-        def report(self, metrics: dict[str, Any], state: Any) -> None:
-            reports.append(metrics)
-            states.append(state)
-
+    keep = KeepReports()
     threads = torch.get_num_threads()
     try:
-        train(cfg, splits, Keep(), select_device("cpu", gpus_assigned=0, cpus_assigned=1))
+        train(cfg, splits, keep, select_device("cpu", gpus_assigned=0, cpus_assigned=1))
     finally:
         torch.set_num_threads(threads)
+    reports, states = keep.reports, keep.states
     events = [e for m in reports for e in json.loads(m[R.POLICY_EVENTS])]
     tests = [e for e in events if e["kind"] == "range_test"]
     assert tests, events

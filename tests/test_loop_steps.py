@@ -92,6 +92,8 @@ def test_no_range_test_after_the_last_epoch(epochs: int, tested_at: list[int]) -
     """A plateau after the last epoch costs nothing: no LR is used after it."""
     import json
 
+    from helpers import KeepReports
+
     from trainables import results as R
     from trainables.loop import train
 
@@ -105,16 +107,9 @@ def test_no_range_test_after_the_last_epoch(epochs: int, tested_at: list[int]) -
             "policy_params": {"patience": 0, "cooldown": 0, "threshold": 0.5, "num_steps": 6},
         }
     )
-    reports: list[dict[str, object]] = []
-
-    class Keep:
-        def restore(self) -> None:
-            return None
-
-        def report(self, metrics: dict[str, object], state: object) -> None:
-            reports.append(metrics)
-
-    train(cfg, splits(), Keep(), select_device("cpu", cpus_assigned=1))
+    keep = KeepReports()
+    train(cfg, splits(), keep, select_device("cpu", cpus_assigned=1))
+    reports = keep.reports
     events = [e for m in reports for e in json.loads(str(m[R.POLICY_EVENTS]))]
     assert [e["epoch"] for e in events if e["kind"] == "range_test"] == tested_at
     assert reports[-1][R.RANGE_TESTS] == len(tested_at)

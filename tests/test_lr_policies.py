@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from helpers import suggest_lr
 
-from tests.helpers import suggest_lr
 from trainables.lr import (
     POLICY_NAMES,
     ConstantLR,

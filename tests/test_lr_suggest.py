@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from helpers import suggest_lr
 
-from tests.helpers import suggest_lr
 from trainables.lr import (
     SUGGESTION_RULES,
     batch_noise,

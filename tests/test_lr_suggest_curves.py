@@ -9,8 +9,8 @@ import math
 
 import numpy as np
 import pytest
+from helpers import suggest_lr
 
-from tests.helpers import suggest_lr
 from trainables.lr import (
     SUGGESTION_RULES,
     RangeTestOnPlateauLR,
