@@ -43,6 +43,18 @@ SPEC = REPO / "scripts" / "screenshots.yaml"
 SWEEP = "screenshots"  # the name in SPEC
 WINDOW = (1280, 560)  # the runs view of four trials fits; the README shows it at this size
 MAX_BYTES = 150_000
+#: Headless Chromium on a machine with no outside network: without the background-networking
+#: flags it keeps opening connections the network refuses (tests/test_ui.py uses them too).
+HEADLESS_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+)
 TIMEOUT_S = 240.0
 
 
@@ -215,14 +227,7 @@ class Browser:
         self._proc = subprocess.Popen(
             [
                 str(CHROMIUM),
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
+                *HEADLESS_FLAGS,
                 "--hide-scrollbars",
                 f"--user-data-dir={self._profile}",
                 f"--window-size={self._window[0]},{self._window[1]}",

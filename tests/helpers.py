@@ -242,15 +242,18 @@ def tune_states(experiment: Path) -> dict[str, str]:
     return out
 
 
-def cli(work: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    ray_tmp = work / "ray_tmp"  # were Ray to start, its folder would appear here
+def cli(
+    work: Path, *args: str, timeout: float = 180, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``python -m sweep ARGS`` in ``work``; were Ray to start there, its session folder would
+    land in ``work/ray_tmp`` (a "nothing created" check sees it) unless ``env`` says otherwise."""
     return subprocess.run(
         [sys.executable, "-m", "sweep", *args],
         cwd=work,
-        env=sweep_env(ray_tmp),
+        env=sweep_env(work / "ray_tmp", **(env or {})),
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=timeout,
         check=False,
     )
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import CIFAR, REPO, needs_cifar
+from helpers import CIFAR, REPO, cli, needs_cifar
 
 RUN_OPTIONS = (
     "--spec",
@@ -26,26 +26,6 @@ RUN_OPTIONS = (
     "--storage-path",
 )
 COMPARE_OPTIONS = ("--tracking-uri", "--experiment", "--out", "--target-acc")
-
-
-def sweep_cli(
-    cwd: Path, *args: str, timeout: float = 120, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    full_env = dict(os.environ)
-    # Were Ray to start, its session folder would land in cwd and fail the "nothing created"
-    # check; no test here may start it.
-    full_env["RAY_TMPDIR"] = str(cwd / "ray_tmp")
-    full_env.pop("PLATEAU_SWEEP_DATA_DIR", None)
-    full_env.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "sweep", *args],
-        cwd=cwd,
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
 
 
 def listing(folder: Path) -> set[str]:
@@ -76,21 +56,21 @@ def write_spec(folder: Path, **changes: object) -> Path:
 # --help
 # ---------------------------------------------------------------------------------------------
 def test_help_lists_commands(tmp_path: Path) -> None:
-    proc = sweep_cli(tmp_path, "--help")
+    proc = cli(tmp_path, "--help")
     assert proc.returncode == 0
     assert "run" in proc.stdout and "compare" in proc.stdout
     assert listing(tmp_path) == set()
 
 
 def test_run_help_lists_every_option(tmp_path: Path) -> None:
-    proc = sweep_cli(tmp_path, "run", "--help")
+    proc = cli(tmp_path, "run", "--help")
     assert proc.returncode == 0
     for option in RUN_OPTIONS:
         assert option in proc.stdout, option
 
 
 def test_compare_help_lists_every_option(tmp_path: Path) -> None:
-    proc = sweep_cli(tmp_path, "compare", "--help")
+    proc = cli(tmp_path, "compare", "--help")
     assert proc.returncode == 0
     for option in COMPARE_OPTIONS:
         assert option in proc.stdout, option
@@ -118,7 +98,7 @@ ARG_ERRORS = [
     ("args", "fragment"), ARG_ERRORS, ids=[" ".join(a) or "none" for a, _ in ARG_ERRORS]
 )
 def test_argument_errors(tmp_path: Path, args: tuple[str, ...], fragment: str) -> None:
-    proc = sweep_cli(tmp_path, *args)
+    proc = cli(tmp_path, *args)
     assert_user_error(proc, fragment)
     assert listing(tmp_path) == set()
 
@@ -127,7 +107,7 @@ def test_yaml_syntax_error_names_the_line(tmp_path: Path) -> None:
     spec = tmp_path / "broken.yaml"
     spec.write_text("name: x\nepochs: 2\npolicies: [{name: constant}\n")
     before = listing(tmp_path)
-    assert_user_error(sweep_cli(tmp_path, "run", "--spec", str(spec)), "line 4")
+    assert_user_error(cli(tmp_path, "run", "--spec", str(spec)), "line 4")
     assert listing(tmp_path) == before
 
 
@@ -147,7 +127,7 @@ def test_spec_error_does_not_import_ray_or_mlflow(tmp_path: Path) -> None:
 
 def test_missing_data_dir(tmp_path: Path) -> None:
     missing = tmp_path / "no-such-cifar"
-    proc = sweep_cli(tmp_path, "run", "--smoke-test", "--data-dir", str(missing))
+    proc = cli(tmp_path, "run", "--smoke-test", "--data-dir", str(missing))
     assert_user_error(proc, "no-such-cifar")
     assert listing(tmp_path) == set()
 
@@ -160,7 +140,7 @@ def test_gpu_request_on_a_cpu_machine(tmp_path: Path) -> None:
         pytest.skip("this machine has a GPU")
     spec = write_spec(tmp_path, resources={"cpu": 1, "gpu": 1})
     before = listing(tmp_path)
-    proc = sweep_cli(tmp_path, "run", "--spec", str(spec), "--data-dir", str(tmp_path))
+    proc = cli(tmp_path, "run", "--spec", str(spec), "--data-dir", str(tmp_path))
     assert_user_error(proc, "resources.gpu: 1 GPU per trial but this machine has 0")
     assert listing(tmp_path) == before
 
@@ -169,7 +149,7 @@ def test_too_many_cpus_per_trial(tmp_path: Path) -> None:
     cpus = os.cpu_count() or 1
     spec = write_spec(tmp_path, resources={"cpu": cpus + 1, "gpu": 0})
     before = listing(tmp_path)
-    proc = sweep_cli(tmp_path, "run", "--spec", str(spec))
+    proc = cli(tmp_path, "run", "--spec", str(spec))
     assert_user_error(proc, f"but this machine has {cpus}")
     assert listing(tmp_path) == before
 
@@ -178,7 +158,7 @@ def test_too_many_cpus_per_trial(tmp_path: Path) -> None:
 def test_storage_path_under_a_file(tmp_path: Path) -> None:
     (tmp_path / "afile").write_text("x")
     before = listing(tmp_path)
-    proc = sweep_cli(
+    proc = cli(
         tmp_path,
         "run",
         "--smoke-test",
@@ -193,7 +173,7 @@ def test_storage_path_under_a_file(tmp_path: Path) -> None:
 
 @needs_cifar
 def test_unusable_tracking_store(tmp_path: Path) -> None:
-    proc = sweep_cli(
+    proc = cli(
         tmp_path, "run", "--smoke-test", "--data-dir", str(CIFAR), "--tracking-uri", "./mlruns"
     )
     assert_user_error(proc, "mlruns")
@@ -202,7 +182,7 @@ def test_unusable_tracking_store(tmp_path: Path) -> None:
 
 @needs_cifar
 def test_resume_of_a_missing_sweep(tmp_path: Path) -> None:
-    proc = sweep_cli(tmp_path, "run", "--smoke-test", "--resume", "--data-dir", str(CIFAR))
+    proc = cli(tmp_path, "run", "--smoke-test", "--resume", "--data-dir", str(CIFAR))
     line = assert_user_error(proc, "no sweep named 'policy-compare-smoke' under")
     assert "run without --resume" in line
     assert listing(tmp_path) == set()
@@ -214,7 +194,7 @@ def test_existing_sweep_needs_resume(tmp_path: Path) -> None:
     exp.mkdir(parents=True)
     (exp / "tuner.pkl").write_bytes(b"")  # what Tune.can_restore looks for
     before = listing(tmp_path)
-    proc = sweep_cli(tmp_path, "run", "--smoke-test", "--data-dir", str(CIFAR))
+    proc = cli(tmp_path, "run", "--smoke-test", "--data-dir", str(CIFAR))
     assert_user_error(proc, "already exists")
     assert listing(tmp_path) == before
 
@@ -229,7 +209,7 @@ def test_compare_of_a_sweep_without_runs(tmp_path: Path) -> None:
     )
     subprocess.run([sys.executable, "-c", code], cwd=tmp_path, check=True, capture_output=True)
     before = listing(tmp_path)
-    proc = sweep_cli(tmp_path, "compare", "nobody-ran-this", "--out", "report")
+    proc = cli(tmp_path, "compare", "nobody-ran-this", "--out", "report")
     assert_user_error(proc, "nobody-ran-this")
     assert listing(tmp_path) == before
 
@@ -255,7 +235,7 @@ def test_smoke_sweep_end_to_end(tmp_path: Path) -> None:
         str(results),
     )
     env = {"RAY_TMPDIR": "/tmp"}  # a short path: Ray's socket names have a length limit
-    proc = sweep_cli(tmp_path, *args, timeout=600, env=env)
+    proc = cli(tmp_path, *args, timeout=600, env=env)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     assert db.is_file()
     assert (results / "policy-compare-smoke").is_dir()
@@ -281,11 +261,9 @@ def test_smoke_sweep_end_to_end(tmp_path: Path) -> None:
     assert max(len(line) for line in summary.replace(str(tmp_path), "<tmp>").splitlines()) <= 120
 
     # The finished sweep can be compared again, and a second run of it is refused.
-    proc = sweep_cli(
-        tmp_path, "compare", "policy-compare-smoke", "--tracking-uri", f"sqlite:///{db}"
-    )
+    proc = cli(tmp_path, "compare", "policy-compare-smoke", "--tracking-uri", f"sqlite:///{db}")
     assert proc.returncode == 0, proc.stderr
-    again = sweep_cli(tmp_path, *args, env=env)
+    again = cli(tmp_path, *args, env=env)
     assert_user_error(again, "already exists")
 
 
@@ -328,6 +306,6 @@ def test_unreachable_cluster_address(tmp_path: Path) -> None:
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    proc = sweep_cli(tmp_path, "run", "--smoke-test", "--address", f"127.0.0.1:{port}")
+    proc = cli(tmp_path, "run", "--smoke-test", "--address", f"127.0.0.1:{port}")
     assert_user_error(proc, f"cannot reach the Ray cluster at 127.0.0.1:{port}")
     assert listing(tmp_path) == set()

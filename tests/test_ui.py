@@ -25,8 +25,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from helpers import CIFAR, REPO, cli, needs_cifar
 from mlflow import MlflowClient
-from test_cli import CIFAR, needs_cifar, sweep_cli
 
 from sweep import runs_view, ui
 from sweep.cli import main
@@ -222,13 +222,13 @@ def test_bad_input(
 
 
 def test_bad_input_as_a_process(tmp_path: Path) -> None:
-    proc = sweep_cli(tmp_path, "ui", "--port", "99999")
+    proc = cli(tmp_path, "ui", "--port", "99999")
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip() == "error: --port 99999 is not a TCP port; pass a port in 1-65535"
 
 
 def test_help_lists_every_option(tmp_path: Path) -> None:
-    proc = sweep_cli(tmp_path, "ui", "--help")
+    proc = cli(tmp_path, "ui", "--help")
     assert proc.returncode == 0
     for option in ("NAME", "--tracking-uri", "--port"):
         assert option in proc.stdout
@@ -268,6 +268,22 @@ def _wait_for_link(proc: subprocess.Popen[str], lines: queue.Queue[str], seen: l
     raise AssertionError("no link within 240 s:\n" + "".join(seen))
 
 
+def _screenshot_flags() -> tuple[str, ...]:
+    """The Chromium flags of scripts/screenshots.py (not a package: loaded from its file)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "screenshots", REPO / "scripts" / "screenshots.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return tuple(module.HEADLESS_FLAGS)
+
+
+HEADLESS_FLAGS = _screenshot_flags()
+
+
 def dump_dom(url: str, profile: Path) -> str:
     """The page's DOM after its scripts ran, as headless Chromium sees it on a wide screen
     (the runs table renders only the columns in view)."""
@@ -275,14 +291,7 @@ def dump_dom(url: str, profile: Path) -> str:
     proc = subprocess.run(
         [
             str(CHROMIUM),
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
+            *HEADLESS_FLAGS,
             f"--user-data-dir={profile}",
             "--window-size=1920,1080",
             "--virtual-time-budget=30000",
@@ -315,7 +324,7 @@ def texts(dom: str) -> set[str]:
 @pytest.mark.skipif(not CHROMIUM.is_file(), reason=f"no headless browser at {CHROMIUM}")
 def test_the_link_opens_on_every_trial_run(tmp_path: Path) -> None:
     args = ("run", "--smoke-test", "--data-dir", str(CIFAR), "--storage-path", "ray_results")
-    proc = sweep_cli(tmp_path, *args, timeout=600, env={"RAY_TMPDIR": "/tmp"})
+    proc = cli(tmp_path, *args, timeout=600, env={"RAY_TMPDIR": "/tmp"})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "\n  python -m sweep ui policy-compare-smoke\n" in proc.stdout
 
@@ -360,7 +369,7 @@ def test_the_link_opens_on_every_trial_run(tmp_path: Path) -> None:
         elsewhere = tmp_path / "elsewhere"
         elsewhere.mkdir()
         server_uri = f"http://127.0.0.1:{port}"
-        remote = sweep_cli(elsewhere, "ui", "policy-compare-smoke", "--tracking-uri", server_uri)
+        remote = cli(elsewhere, "ui", "policy-compare-smoke", "--tracking-uri", server_uri)
         assert remote.returncode == 0, remote.stderr
         assert remote.stdout.splitlines()[-1] == f"  {link}", remote.stdout
 
