@@ -243,3 +243,36 @@ def test_constructor_rejects(kwargs: dict[str, Any], bad: str) -> None:
     with pytest.raises(ValueError) as info:
         PlateauDetector(**kwargs)
     assert bad in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("policy", "params", "monitor", "mode", "patience"),
+    [
+        ("range_test_on_plateau", {}, "val_loss", "min", 3),
+        ("range_test_on_plateau", {}, "val_acc", "max", 3),
+        ("range_test_on_plateau", {"mode": "min", "patience": 0}, "val_acc", "min", 0),
+        ("reduce_on_plateau", {"cooldown": 1}, "train_acc", "max", 10),
+        ("reduce_on_plateau", {"mode": "max", "patience": 2}, "val_loss", "max", 2),
+    ],
+)
+def test_a_trial_detector_holds_its_validated_params(
+    policy: str, params: dict[str, Any], monitor: str, mode: str, patience: int
+) -> None:
+    """The detector reads the trial's validated params in place; ``mode: null`` follows the
+    monitored metric, an explicit mode wins."""
+    from trainables.config import TrialConfig
+    from trainables.lr import make_policy
+
+    cfg = TrialConfig.model_validate(
+        {"policy": policy, "policy_params": params, "monitor": monitor}
+    )
+    built = make_policy(
+        cfg.policy,
+        cfg.policy_params,
+        base_lr=cfg.lr,
+        steps_per_epoch=10,
+        metric_mode=cfg.monitor_mode,
+    )
+    detector = built.detector  # type: ignore[attr-defined]
+    assert (detector.mode, detector.patience) == (mode, patience)
+    assert detector.cooldown == cfg.policy_params.cooldown  # type: ignore[union-attr]

@@ -18,13 +18,14 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from trainables.data import DataOptions
 from trainables.lr.params import (
+    PARAMS,
     POLICY_NAMES,
+    ConstantParams,
     CyclicalParams,
     PolicyParams,
     RangeTestParams,
     ReduceOnPlateauParams,
     keyed_error,
-    trusted_params,
 )
 from trainables.models import MODEL_NAMES
 
@@ -70,7 +71,7 @@ class TrialConfig(BaseModel):
     seed: Seed = 0
     policy: PolicyName = "constant"
     #: The policy's parameters; their ``name`` is the policy's (filled in from ``policy``).
-    policy_params: PolicyParams = Field(default_factory=lambda: trusted_params("constant", {}))
+    policy_params: PolicyParams = Field(default_factory=ConstantParams)
     #: The policy arm's label in a sweep (the policy's name by default); documentary.
     policy_label: str | None = None
     monitor: Monitor = "val_loss"
@@ -85,20 +86,14 @@ class TrialConfig(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _policy_params_of_the_policy(cls, raw: Any) -> Any:
-        """``policy_params`` belong to ``policy``; a plateau policy's ``mode`` follows the
-        monitored metric unless given."""
+        """``policy_params`` belong to ``policy`` (their ``name`` is the policy's)."""
         if not isinstance(raw, Mapping):
             return raw
         out = dict(raw)
         policy = out.get("policy", "constant")
         params = out.get("policy_params") or {}
         if isinstance(params, Mapping) and isinstance(policy, str):
-            params = {**params, "name": policy}
-            monitor = out.get("monitor", "val_loss")
-            plateau = policy in ("reduce_on_plateau", "range_test_on_plateau")
-            if plateau and monitor in MONITORS and params.get("mode") is None:
-                params["mode"] = MONITORS[monitor]
-            out["policy_params"] = params
+            out["policy_params"] = {**params, "name": policy}
         return out
 
     @model_validator(mode="after")
@@ -120,7 +115,8 @@ class TrialConfig(BaseModel):
         return found
 
     def with_params_mode(self) -> TrialConfig:
-        """This config with a plateau policy's ``mode: null`` resolved to the monitor's mode."""
+        """This config with a plateau policy's ``mode: null`` written out as the monitor's mode
+        (what the detector does with it), so that MLflow shows the mode the trial uses."""
         params = self.policy_params
         if isinstance(params, ReduceOnPlateauParams | RangeTestParams) and params.mode is None:
             params = params.model_copy(update={"mode": MONITORS[self.monitor]})
@@ -139,9 +135,9 @@ class TrialConfig(BaseModel):
         """Rebuild a config the driver validated (its :meth:`plain` dump, with the values Tune
         sampled from validated ranges): nothing is checked again."""
         values = dict(plain)
-        values["policy_params"] = trusted_params(
-            values.get("policy", "constant"), dict(values.get("policy_params") or {})
-        )
+        policy = values.get("policy", "constant")
+        params = {**(values.get("policy_params") or {}), "name": policy}
+        values["policy_params"] = PARAMS[policy].model_construct(**params)  # defaults filled in
         if isinstance(values.get("data"), Mapping):
             values["data"] = DataOptions.model_construct(**values["data"])
         return cls.model_construct(**values)

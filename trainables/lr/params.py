@@ -89,17 +89,6 @@ class _PlateauParams(Params):
     threshold: float = Field(1e-4, ge=0)
     threshold_mode: ThresholdMode = "rel"
 
-    def trigger(self, default_mode: str) -> TriggerParams:
-        """The plateau trigger, with ``default_mode`` when ``mode`` follows the metric."""
-        mode: Mode = self.mode or ("max" if default_mode == "max" else "min")
-        return TriggerParams.model_construct(
-            mode=mode,
-            patience=self.patience,  # type: ignore[attr-defined]
-            threshold=self.threshold,
-            threshold_mode=self.threshold_mode,
-            cooldown=self.cooldown,  # type: ignore[attr-defined]
-        )
-
 
 class ReduceOnPlateauParams(_PlateauParams):
     """torch's ``ReduceLROnPlateau``: on a plateau, lr = max(lr * factor, min_lr)."""
@@ -155,12 +144,3 @@ POLICY_NAMES = tuple(PARAMS)
 def param_names(policy: str) -> tuple[str, ...]:
     """The parameters a spec may set for ``policy`` (its name excluded)."""
     return tuple(k for k in PARAMS[policy].model_fields if k != "name")
-
-
-def trusted_params(policy: str, values: dict[str, Any]) -> Any:
-    """A params model from values validated before (on the driver): built without checks."""
-    cls = PARAMS[policy]
-    full = {**{k: f.get_default(call_default_factory=True) for k, f in cls.model_fields.items()}}
-    full.update(values)
-    full["name"] = policy
-    return cls.model_construct(**full)

@@ -11,8 +11,11 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from trainables.lr.params import TriggerParams
+from trainables.lr.params import RangeTestParams, ReduceOnPlateauParams, TriggerParams
 from trainables.validation import build
+
+Trigger = TriggerParams | ReduceOnPlateauParams | RangeTestParams
+"""Any params model that holds a plateau trigger's fields."""
 
 
 class PlateauDetector:
@@ -45,13 +48,15 @@ class PlateauDetector:
         )
 
     @classmethod
-    def from_params(cls, params: TriggerParams) -> PlateauDetector:
+    def from_params(cls, params: Trigger, metric_mode: str = "min") -> PlateauDetector:
+        """The detector of a built params model, trusted as it is: a plateau policy's params
+        are read in place (``mode: null`` follows ``metric_mode``, the monitored metric's)."""
         detector = cls.__new__(cls)
-        detector._init(params)
+        detector._init(params, metric_mode)
         return detector
 
-    def _init(self, params: TriggerParams) -> None:
-        self.mode = params.mode
+    def _init(self, params: Trigger, metric_mode: str = "min") -> None:
+        self.mode = params.mode or ("max" if metric_mode == "max" else "min")
         self.patience = params.patience
         self.threshold = params.threshold
         self.threshold_mode = params.threshold_mode

@@ -212,7 +212,7 @@ class _PlateauPolicy(LRPolicy):
         if params is None:  # built from keywords: this is where they are checked
             params = build(self.params_class, **fields)
         self.params = params
-        self.detector = PlateauDetector.from_params(params.trigger(metric_mode))
+        self.detector = PlateauDetector.from_params(params, metric_mode)
         self.metric_name = metric_name
         self._lr = self.base_lr
         self.num_plateaus = 0
