@@ -13,7 +13,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -45,20 +44,6 @@ def _finite(value: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return out if math.isfinite(out) else None
-
-
-def ema_smooth(values: Sequence[float | None], beta: float = 0.98) -> list[float | None]:
-    """The causal, bias-corrected EMA of ``trainables.lr.smooth_losses`` over the finite values;
-    ``None``/non-finite entries stay ``None`` (a gap neither updates the average nor the count).
-    """
-    from trainables.lr import smooth_losses
-
-    finite = [(i, x) for i, raw in enumerate(values) if (x := _finite(raw)) is not None]
-    out: list[float | None] = [None] * len(values)
-    smoothed = smooth_losses([x for _, x in finite], beta) if finite else np.empty(0)
-    for (i, _), value in zip(finite, smoothed, strict=True):
-        out[i] = float(value)
-    return out
 
 
 def range_test_figure(event: Mapping[str, Any]) -> Figure:

@@ -19,9 +19,6 @@ from pydantic.fields import FieldInfo
 
 from trainables.validation import did_you_mean, literals, problem_of, strip_type
 
-#: What a missing key needs, where the generic "missing" would not say.
-MISSING_HINTS = {"policies": "list at least one LR policy, e.g. [{name: constant}]"}
-
 
 def spec_error_line(exc: ValidationError, model: type[BaseModel]) -> str:
     """The first error of ``exc`` (raised validating ``model``) as one line."""

@@ -233,8 +233,7 @@ class ParentRun(Writes):
             for tid, child in self._children.items():
                 if child.status == "RUNNING":
                     with self._dropping(f"status of trial {tid}"):
-                        self._set_status(child.run_id, "KILLED", "child status")
-                        child.status = "KILLED"
+                        self._set_child_status(child, "KILLED")
             if counts is None:
                 states = [c.status for c in self._children.values()]
                 counts = (states.count("FINISHED"), states.count("FAILED"), len(states))

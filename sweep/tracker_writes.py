@@ -82,6 +82,11 @@ class Writes:
         if tag_list:
             self._call(what, log_batch, run_id, tags=tag_list)
 
+    def _set_child_status(self, child: Any, status: str) -> None:
+        """A trial's child run to ``status``: in MLflow and in the tracker's own record of it."""
+        self._set_status(child.run_id, status, "child status")
+        child.status = status
+
     def _set_status(self, run_id: str, status: str, what: str) -> None:
         if status == "RUNNING":
             self._call(what, self.client.update_run, run_id, status="RUNNING")

@@ -20,7 +20,7 @@ import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from ray.tune import Callback
 
@@ -66,13 +66,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
-
-# MLflow's own limits (mlflow.utils.validation)
-_MAX_METRICS_PER_BATCH = 1000
-_MAX_PARAMS_TAGS_PER_BATCH = 100
-_MAX_TAG_LEN = 8000
 _ERROR_DETAIL_CHARS = 4000
+"""How much of a failure's traceback a child run keeps (its end, where the error is)."""
 
 
 # -- the callback ------------------------------------------------------------------------------
@@ -273,8 +268,7 @@ class MLflowTracker(ParentRun, Callback):
         if tags:
             self._log_batch(child.run_id, tags=tags, what="previous error tag")
         if child.status != "RUNNING":
-            self._set_status(child.run_id, "RUNNING", "child status")
-            child.status = "RUNNING"
+            self._set_child_status(child, "RUNNING")
 
     # -- Tune hooks -----------------------------------------------------------------------------
     def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
@@ -418,43 +412,39 @@ class MLflowTracker(ParentRun, Callback):
             child = self._ensure_child(trial)
             if child.has_error_tag:
                 self._reopen(trial, child)
-            self._set_status(child.run_id, "FINISHED", "child status")
-            child.status = "FINISHED"
+            self._set_child_status(child, "FINISHED")
 
     def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         with self._dropping(f"error of trial {trial.trial_id}"):
             child = self._ensure_child(trial)
-            text = trial_error_text(trial)
-            child.failures += 1
-            self._log_batch(
-                child.run_id,
-                tags={
-                    TAG_ERROR: error_summary(text),
-                    TAG_ERROR_DETAIL: text[-_ERROR_DETAIL_CHARS:],
-                    TAG_FAILURES: str(child.failures),
-                },
-                what=f"error tags of trial {trial.trial_id}",
-            )
+            self._log_failure(trial, child, TAG_ERROR, TAG_ERROR_DETAIL, "error")
             child.has_error_tag = True
-            self._set_status(child.run_id, "FAILED", "child status")
-            child.status = "FAILED"
+            self._set_child_status(child, "FAILED")
 
     def on_trial_recover(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         """The trial failed and Tune retries it: keep the child RUNNING, note the error."""
         with self._dropping(f"recovery of trial {trial.trial_id}"):
             child = self._ensure_child(trial)
             self._reopen(trial, child)
-            text = trial_error_text(trial)
-            child.failures += 1
-            self._log_batch(
-                child.run_id,
-                tags={
-                    TAG_PREVIOUS_ERROR: error_summary(text),
-                    TAG_PREVIOUS_ERROR_DETAIL: text[-_ERROR_DETAIL_CHARS:],
-                    TAG_FAILURES: str(child.failures),
-                },
-                what=f"recovery tags of trial {trial.trial_id}",
+            self._log_failure(
+                trial, child, TAG_PREVIOUS_ERROR, TAG_PREVIOUS_ERROR_DETAIL, "recovery"
             )
+
+    def _log_failure(
+        self, trial: Any, child: _Child, summary_tag: str, detail_tag: str, what: str
+    ) -> None:
+        """One more failure of ``trial``: its error's summary and traceback end as tags."""
+        text = trial_error_text(trial)
+        child.failures += 1
+        self._log_batch(
+            child.run_id,
+            tags={
+                summary_tag: error_summary(text),
+                detail_tag: text[-_ERROR_DETAIL_CHARS:],
+                TAG_FAILURES: str(child.failures),
+            },
+            what=f"{what} tags of trial {trial.trial_id}",
+        )
 
     def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
         """Close the children still open and the parent, with trial counts on the parent.
@@ -473,8 +463,7 @@ class MLflowTracker(ParentRun, Callback):
                 want = ended.get(tid, "KILLED")
                 if tid in statuses and child.status != want:
                     with self._dropping(f"status of trial {tid}"):
-                        self._set_status(child.run_id, want, "child status")
-                        child.status = want
+                        self._set_child_status(child, want)
             complete = finished + failed == total
             self.close_parent(
                 "FINISHED" if complete else "KILLED", counts=(finished, failed, total)

@@ -31,7 +31,7 @@ from helpers import (
 from mlflow import MlflowClient
 
 from sweep import run_values, store, tracking
-from sweep.plots import ema_smooth, plot_range_test
+from sweep.plots import plot_range_test
 from sweep.run_values import flatten_config
 from sweep.store import (
     LR_STEP_METRIC,
@@ -651,16 +651,6 @@ def test_check_store_readonly_db_file(tmp_path: Path) -> None:
 
 
 # -- range-test plot -----------------------------------------------------------------------------
-def test_ema_is_bias_corrected() -> None:
-    values: list[float | None] = [1.0, None, 3.0]
-    out = ema_smooth(values, beta=0.5)
-    assert out[0] == pytest.approx(1.0)  # bias correction: the first value is itself
-    assert out[1] is None
-    # avg = 0.5*0.5*1 ... : avg1 = 0.5, avg2 = 0.25 + 1.5 = 1.75, corrected /(1-0.25) = 2.333
-    assert out[2] == pytest.approx(1.75 / 0.75)
-    assert ema_smooth([2.0] * 50) == pytest.approx([2.0] * 50)
-
-
 def test_range_test_plot_is_a_png(tmp_path: Path) -> None:
     path = plot_range_test(range_event(3), tmp_path / "sub" / "rt.png")
     assert path.read_bytes()[:8] == PNG_SIGNATURE
