@@ -22,16 +22,13 @@ from trainables.lr.params import (
     POLICY_NAMES,
     ConstantParams,
     CyclicalParams,
+    PlateauParams,
     PolicyParams,
-    RangeTestParams,
-    ReduceOnPlateauParams,
     keyed_error,
 )
 from trainables.models import MODEL_NAMES
 
-OPTIMIZERS = ("adam", "sgd")
 MONITORS = {"val_loss": "min", "val_acc": "max", "train_loss": "min", "train_acc": "max"}
-DEVICES = ("auto", "cpu", "cuda")
 
 ModelName = Literal[MODEL_NAMES]  # type: ignore[valid-type]
 PolicyName = Literal[POLICY_NAMES]  # type: ignore[valid-type]
@@ -87,14 +84,11 @@ class TrialConfig(BaseModel):
     @classmethod
     def _policy_params_of_the_policy(cls, raw: Any) -> Any:
         """``policy_params`` belong to ``policy`` (their ``name`` is the policy's)."""
-        if not isinstance(raw, Mapping):
-            return raw
-        out = dict(raw)
-        policy = out.get("policy", "constant")
-        params = out.get("policy_params") or {}
-        if isinstance(params, Mapping) and isinstance(policy, str):
-            out["policy_params"] = {**params, "name": policy}
-        return out
+        if isinstance(raw, Mapping):
+            policy, params = raw.get("policy", "constant"), raw.get("policy_params") or {}
+            if isinstance(params, Mapping) and isinstance(policy, str):
+                return {**raw, "policy_params": {**params, "name": policy}}
+        return raw
 
     @model_validator(mode="after")
     def _consistent(self) -> TrialConfig:
@@ -118,7 +112,7 @@ class TrialConfig(BaseModel):
         """This config with a plateau policy's ``mode: null`` written out as the monitor's mode
         (what the detector does with it), so that MLflow shows the mode the trial uses."""
         params = self.policy_params
-        if isinstance(params, ReduceOnPlateauParams | RangeTestParams) and params.mode is None:
+        if isinstance(params, PlateauParams) and params.mode is None:
             params = params.model_copy(update={"mode": MONITORS[self.monitor]})
             return self.model_copy(update={"policy_params": params})
         return self
@@ -148,6 +142,6 @@ class TrialConfig(BaseModel):
         return MONITORS[self.monitor]
 
     @property
-    def plateau_params(self) -> ReduceOnPlateauParams | RangeTestParams | None:
+    def plateau_params(self) -> PlateauParams | None:
         params = self.policy_params
-        return params if isinstance(params, ReduceOnPlateauParams | RangeTestParams) else None
+        return params if isinstance(params, PlateauParams) else None

@@ -38,7 +38,7 @@ from trainables.augment import BatchPipeline
 from trainables.config import TrialConfig
 from trainables.data import DataSplits
 from trainables.device import DeviceSetup
-from trainables.lr import LRPolicy, RangeTestResult, make_policy, run_range_test
+from trainables.lr import POLICIES, LRPolicy, RangeTestResult, run_range_test
 from trainables.models import build_model
 from trainables.rng import capture_rng, restore_rng
 
@@ -168,9 +168,9 @@ class Trial:
         model = build_model(cfg.model).to(setup.device)
         self.model = model.to(memory_format=torch.channels_last) if cl else model
         self.optimizer = build_optimizer(cfg, self.model)
-        self.policy: LRPolicy = make_policy(
-            cfg.policy,
-            cfg.policy_params,
+        # The validated params go to the policy's class as they are: nothing is checked again.
+        self.policy: LRPolicy = POLICIES[cfg.policy](
+            params=cfg.policy_params,
             base_lr=cfg.lr,
             steps_per_epoch=self.steps_per_epoch,
             metric_name=cfg.monitor,

@@ -14,20 +14,16 @@ from trainables.lr.params import (
     ReduceOnPlateauParams,
     TriggerParams,
 )
-from trainables.lr.plateau import PlateauDetector
-from trainables.lr.policies import (
-    ConstantLR,
-    CyclicalLR,
-    LRPolicy,
-    PolicyEvent,
-    RangeProbe,
+from trainables.lr.plateau import (
+    PlateauDetector,
     RangeTestDecision,
     RangeTestOnPlateauLR,
     ReduceOnPlateauLR,
-    make_policy,
-    policy_param_names,
 )
+from trainables.lr.policies import POLICIES, make_policy, policy_param_names
+from trainables.lr.policy_base import LRPolicy, PolicyEvent, RangeProbe
 from trainables.lr.range_test import STOP_REASONS, RangeTestResult, lr_ladder, run_range_test
+from trainables.lr.schedules import ConstantLR, CyclicalLR
 from trainables.lr.snapshot import TrainingSnapshot
 from trainables.lr.suggest import (
     BETA_RANGE,
@@ -47,6 +43,7 @@ __all__ = [
     "BETA_RANGE",
     "MIN_RANGE_TEST_STEPS",
     "PARAMS",
+    "POLICIES",
     "POLICY_NAMES",
     "STOP_REASONS",
     "SUGGESTION_RULES",

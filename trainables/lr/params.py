@@ -128,6 +128,8 @@ class RangeTestParams(_PlateauParams):
         return self
 
 
+PlateauParams = ReduceOnPlateauParams | RangeTestParams
+"""The params of a policy that a plateau triggers."""
 PolicyParams = Annotated[
     ConstantParams | CyclicalParams | ReduceOnPlateauParams | RangeTestParams,
     Field(discriminator="name"),

@@ -1,21 +1,35 @@
-"""Plateau detection with exactly the semantics of ``torch.optim.lr_scheduler.ReduceLROnPlateau``.
+"""Plateaus: the detector, with exactly the semantics of
+``torch.optim.lr_scheduler.ReduceLROnPlateau``, and the two policies it triggers.
 
-The detector only decides *when* a plateau fires; what to do about it (cut the LR, run a range
-test) is the policy's business.  Names and the order of the updates follow torch so that the
+The detector only decides *when* a plateau fires; what to do about it is the policy's: cut the
+LR (:class:`ReduceOnPlateauLR`) or run a short range test and jump to its pick
+(:class:`RangeTestOnPlateauLR`). Names and the order of the updates follow torch so that the
 two can be compared step for step.
 """
 
 from __future__ import annotations
 
 import math
+from abc import abstractmethod
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from trainables.lr.params import RangeTestParams, ReduceOnPlateauParams, TriggerParams
+from trainables.lr.params import (
+    PlateauParams,
+    RangeTestParams,
+    ReduceOnPlateauParams,
+    TriggerParams,
+)
+from trainables.lr.policy_base import LRPolicy, PolicyEvent, RangeProbe, fmt
+from trainables.lr.range_test import RangeTestResult
+from trainables.lr.suggest import analyse_curve, pick
 from trainables.validation import build
 
-Trigger = TriggerParams | ReduceOnPlateauParams | RangeTestParams
+Trigger = TriggerParams | PlateauParams
 """Any params model that holds a plateau trigger's fields."""
+REDUCE_EPS = 1e-8
+"""reduce_on_plateau changes the LR only when old - new > eps (torch's ReduceLROnPlateau)."""
 
 
 class PlateauDetector:
@@ -151,3 +165,198 @@ class PlateauDetector:
             f"cooldown={self.cooldown}, best={self._best}, "
             f"num_bad_epochs={self._num_bad_epochs}, cooldown_counter={self._cooldown_counter})"
         )
+
+
+@dataclass(frozen=True)
+class RangeTestDecision:
+    """What :meth:`RangeTestOnPlateauLR.decide` made of one curve."""
+
+    suggested_lr: float | None  # the rule's raw pick (None: no suggestion)
+    new_lr: float  # the LR applied: the pick or the fallback, clamped
+    beta: float  # the smoothing the decision used
+    why: str
+
+
+class _PlateauPolicy(LRPolicy):
+    """Shared plumbing: a PlateauDetector on the monitored metric and a current LR. The
+    detector's ``mode: null`` follows the metric's mode."""
+
+    params: PlateauParams
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.detector = PlateauDetector.from_params(self.params, self.metric_mode)
+        self._lr = self.base_lr
+        self.num_plateaus = 0
+
+    def lr(self) -> float:
+        return self._lr
+
+    def _check_probe(self, probe: RangeProbe | None) -> None:
+        """Hook: raise if this policy cannot work with ``probe``."""
+
+    def _end_epoch(
+        self, epoch: int, metric: float | None, probe: RangeProbe | None
+    ) -> list[PolicyEvent]:
+        if metric is None:
+            raise ValueError(
+                f"policy {self.name!r} needs the monitored metric ({self.metric_name}) "
+                f"at the end of every epoch, got None at epoch {epoch}"
+            )
+        self._check_probe(probe)
+        if not self.detector.step(metric):
+            return []
+        self.num_plateaus += 1
+        plateau = (
+            f"plateau: {self.metric_name} did not improve for {self.detector.patience + 1} "
+            f"epochs (best {fmt(self.detector.best)})"
+        )
+        return [self._on_plateau(epoch, plateau, probe)]
+
+    @abstractmethod
+    def _on_plateau(self, epoch: int, plateau: str, probe: RangeProbe | None) -> PolicyEvent: ...
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            **super().state_dict(),
+            "lr": float(self._lr),
+            "num_plateaus": int(self.num_plateaus),
+            "detector": self.detector.state_dict(),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.detector.load_state_dict(state["detector"])
+        self._lr = float(state["lr"])
+        self.num_plateaus = int(state["num_plateaus"])
+
+
+class ReduceOnPlateauLR(_PlateauPolicy):
+    """``torch.optim.lr_scheduler.ReduceLROnPlateau``: on a plateau, lr = max(lr*factor, min_lr)."""
+
+    name = "reduce_on_plateau"
+    params_class = ReduceOnPlateauParams
+
+    @property
+    def factor(self) -> float:
+        return self.params.factor
+
+    @property
+    def min_lr(self) -> float:
+        return self.params.min_lr
+
+    def _on_plateau(self, epoch: int, plateau: str, probe: RangeProbe | None) -> PolicyEvent:
+        old = self._lr
+        new = max(old * self.factor, self.min_lr)
+        if old - new > REDUCE_EPS:
+            self._lr = new
+            action = f"lr {fmt(old)} -> {fmt(new)} (x {self.factor:g}, floor {fmt(self.min_lr)})"
+        else:
+            new = old
+            action = f"lr {fmt(old)} unchanged (within {REDUCE_EPS:g} of min_lr {fmt(self.min_lr)})"
+        return PolicyEvent(
+            epoch=epoch, kind="reduce", reason=f"{plateau}; {action}", old_lr=old, new_lr=new
+        )
+
+
+class RangeTestOnPlateauLR(_PlateauPolicy):
+    """On a plateau, run a short LR range test from a snapshot and jump to the suggested LR.
+
+    With no suggestion (no usable descent in the curve) the LR is multiplied by ``factor``.
+    The new LR is clamped to ``[min_lr, max_lr]``; the detector's cooldown then applies.
+    ``beta=None`` fits the smoothing to the test's length and noise (``suggest.auto_beta``). The
+    default rule, ``midpoint``, is the one ``benchmarks/oracle.py`` found closest to the best
+    LR for the next 2 epochs (``steepest`` is the greedy one-step optimum: biased low).
+    :meth:`decide` is the whole decision, a function of the recorded curve.
+    """
+
+    name = "range_test_on_plateau"
+    params_class = RangeTestParams
+    params: RangeTestParams
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        p = self.params
+        self.measure, self.rule, self.factor, self.beta = p.measure, p.rule, p.factor, p.beta
+        self.min_lr, self.max_lr, self.num_steps = p.min_lr, p.max_lr, p.num_steps
+        self.epoch_fraction, self.min_steps = p.epoch_fraction, p.min_steps
+
+    def probe_steps(self) -> int:
+        """How many steps a range test takes with this policy's settings."""
+        if self.num_steps is not None:
+            return self.num_steps
+        return max(self.min_steps, math.ceil(self.epoch_fraction * self.steps_per_epoch))
+
+    def _check_probe(self, probe: RangeProbe | None) -> None:
+        if probe is None:
+            raise ValueError(
+                f"policy {self.name!r} needs a range-test probe: pass "
+                "end_epoch(epoch, metric, probe=...) built around run_range_test"
+            )
+
+    def decide(self, result: RangeTestResult, old_lr: float) -> RangeTestDecision:
+        """The LR to continue with after the range test ``result``, from ``old_lr``.
+
+        The rule's pick when the curve has a usable descent, else ``old_lr x factor``; clamped
+        to ``[min_lr, max_lr]`` and never inside the curve's diverging part. A pure function of
+        the curve and the policy's settings (benchmarks call it on recorded curves).
+        """
+        curve = analyse_curve(result.lrs, result.losses, beta=self.beta)
+        suggested: float | None = None
+        if curve.ok:
+            target = suggested = pick(curve, self.rule)
+            decision = f"range test suggested {fmt(target)} ({self.rule})"
+        else:
+            target = old_lr * self.factor
+            decision = f"no suggestion ({curve.reason}); fell back to lr x {self.factor:g}"
+        new = min(max(target, self.min_lr), self.max_lr)
+        if new != target:
+            decision += f", clamped to [{fmt(self.min_lr)}, {fmt(self.max_lr)}]"
+        if curve.diverge_lr is not None and new >= curve.diverge_lr:
+            new = max(curve.diverge_lr * self.factor, self.min_lr)
+            decision += (
+                f"; the loss diverged from {fmt(curve.diverge_lr)} on, so lr x {self.factor:g}"
+                " of that"
+            )
+        return RangeTestDecision(suggested, new, curve.beta, decision)
+
+    def _on_plateau(self, epoch: int, plateau: str, probe: RangeProbe | None) -> PolicyEvent:
+        assert probe is not None  # checked before the detector stepped
+        n = self.probe_steps()
+        result = probe(self.min_lr, self.max_lr, n, self.measure)
+        if not isinstance(result, RangeTestResult):
+            raise TypeError(f"the range-test probe returned {type(result).__name__}, not a result")
+        old = self._lr
+        decision = self.decide(result, old)
+        suggested, new = decision.suggested_lr, decision.new_lr
+        self._lr = new
+        self._num_range_tests += 1
+        return PolicyEvent(
+            epoch=epoch,
+            kind="range_test",
+            reason=f"{plateau}; {_describe_curve(result, n)}; {decision.why}; "
+            f"lr {fmt(old)} -> {fmt(new)}",
+            old_lr=old,
+            new_lr=new,
+            suggested_lr=suggested,
+            rule=self.rule,
+            beta=decision.beta,
+            measure=self.measure,
+            lrs=tuple(float(v) for v in result.lrs),
+            losses=tuple(float(v) for v in result.losses),
+            stop_reason=result.stop_reason,
+            images=int(result.images),
+            seconds=float(result.seconds),
+        )
+
+
+def _describe_curve(result: RangeTestResult, planned: int) -> str:
+    steps = f"{len(result.lrs)}/{planned} steps, {result.images} images, {result.seconds:.1f} s"
+    last = fmt(result.lrs[-1]) if result.lrs else "?"
+    if result.stop_reason == "completed":
+        return f"range test ran {steps}"
+    if result.stop_reason == "non_finite":
+        return f"range test stopped: non-finite loss at lr {last} ({steps})"
+    if result.stop_reason == "diverged":
+        return f"range test stopped: loss diverged at lr {last} ({steps})"
+    return f"range test stopped: {result.stop_reason.replace('_', ' ')} ({steps})"
