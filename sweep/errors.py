@@ -12,6 +12,8 @@ from __future__ import annotations
 
 #: Exit code of every user error (the argparse convention).
 EXIT_USAGE = 2
+#: How the user runs the driver: the commands that fixes and hints name.
+PROG = "python -m sweep"
 
 
 class SweepError(ValueError):
