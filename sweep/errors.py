@@ -29,7 +29,7 @@ class SweepError(ValueError):
 _KNOWN: tuple[tuple[str, str, str], ...] = (
     ("sweep.spec", "SpecError", "fix the sweep spec and rerun"),
     ("trainables.config", "ConfigError", "fix the sweep spec and rerun"),
-    ("trainables.data", "DataError", "pass --data-dir with the CIFAR-10 python batches"),
+    ("trainables.cifar_files", "DataError", "pass --data-dir with the CIFAR-10 python batches"),
     ("sweep.store", "TrackingError", "pass a usable --tracking-uri"),
     ("sweep.compare", "CompareError", "check the sweep name and --tracking-uri"),
 )

@@ -133,7 +133,7 @@ def sweep_started(storage: str, name: str, tracking_uri: str, experiment_name: s
 
 def load_data(spec: Any, data_dir: Path) -> Any:
 
-    from trainables.data import DataError
+    from trainables.cifar_files import DataError
 
     print(f"loading CIFAR-10 from {data_dir} ...", flush=True)
     start = time.perf_counter()

@@ -66,7 +66,7 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
         check_local_resources(spec)
 
     # 3. The data folder (download allowed only when no folder was named).
-    from trainables.data import resolve_data_dir
+    from trainables.cifar_files import resolve_data_dir
 
     explicit = spec.data.dir
     data_dir = resolve_data_dir(explicit, download=explicit is None)

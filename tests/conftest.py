@@ -27,8 +27,8 @@ def real_cifar_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def real_cifar_arrays(real_cifar_dir: Path) -> Any:
-    """The real CIFAR-10, loaded once per test session (a ``trainables.data.CifarArrays``)."""
-    from trainables.data import load_cifar10
+    """The real CIFAR-10, loaded once per test session (``trainables.cifar_files.CifarArrays``)."""
+    from trainables.cifar_files import load_cifar10
 
     return load_cifar10(real_cifar_dir)
 

@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from trainables import results as R
-from trainables.data import LABEL_NAMES as CIFAR_LABEL_NAMES
+from trainables.cifar_files import LABEL_NAMES as CIFAR_LABEL_NAMES
 
 REPO = Path(__file__).resolve().parents[1]
 CIFAR = Path(

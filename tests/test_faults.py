@@ -576,7 +576,7 @@ def test_hostile_state_pt_does_not_execute(tmp_path: Path) -> None:
 
 
 def test_hostile_data_batch_does_not_execute(tiny_cifar_dir: Path, tmp_path: Path) -> None:
-    from trainables.data import DataError, load_cifar10
+    from trainables.cifar_files import DataError, load_cifar10
 
     marker = tmp_path / "pwned"
     with (tiny_cifar_dir / "data_batch_2").open("wb") as fh:

@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
             raw.update(yaml.safe_load(args.config.read_text()) or {})
         raw.update(parse_overrides(args.overrides))
         cfg = TrialConfig.model_validate(raw)
-        from trainables.data import DataError
+        from trainables.cifar_files import DataError
         from trainables.device import select_device
         from trainables.loop import train
 
