@@ -165,7 +165,7 @@ def group_labels(runs: Sequence[Run]) -> dict[str, str]:
     spec's search space varies those) are different configurations, never seeds of one:
     ``constant [lr=0.01]`` and ``constant [lr=0.1]`` are compared as two rows.
     """
-    from sweep.spec_schema import SEARCHABLE
+    from sweep.search_space import SEARCHABLE
 
     by_label: dict[str, list[Run]] = {}
     for run in runs:
