@@ -17,6 +17,15 @@ from _reference_rules import REFERENCE_RULES
 
 HORIZONS = ("half", "2ep")
 FIT_REACH = 0.3  # decades around the grid's best that the parabola uses
+STREAMS = ("stream_0", "stream_1", "mean")
+#: The rules scored against each oracle stream too.
+STREAM_CHECKED = (
+    "ours_midpoint",
+    "ours_steepest",
+    "torch_lr_finder",
+    "fastai_steep",
+    "baseline_lr_x0.3",
+)
 FOLDS = ((0, 2), (1, 3))  # seeds of the two calibration folds
 #: No range test at all: keep the running LR, or cut it by reduce_on_plateau's factor in the specs.
 BASELINES = {"baseline_keep_lr": 1.0, "baseline_lr_x0.3": 0.3}
@@ -235,6 +244,29 @@ def oracle_noise(doc: dict) -> dict[str, dict]:
     return out
 
 
+def against_each_stream(rows: list[dict], doc: dict) -> dict[str, dict]:
+    """Median |error| of one rule's picks over the states whose oracle was repeated, against the
+    oracle of stream 0 (the one scored above), of stream 1, and of their mean: how much of the
+    error is the oracle's own noise."""
+    out = {}
+    for h in HORIZONS:
+        errs: dict[str, list[float]] = {"stream_0": [], "stream_1": [], "mean": []}
+        for r in rows:
+            other = doc["states"][r["state"]]["oracle"].get("1")
+            o0 = r["oracle"][h]
+            o1 = oracle_offset(other, h) if other else None
+            if r["pick"] is None or o0 is None or o1 is None:
+                continue
+            pick = math.log10(r["pick"] / r["running_lr"])
+            errs["stream_0"].append(abs(pick - o0))
+            errs["stream_1"].append(abs(pick - o1))
+            errs["mean"].append(abs(pick - (o0 + o1) / 2))
+        out[h] = {"states": len(errs["mean"])} | {
+            f"median_abs_decades_vs_{k}": quantile(v, 0.5) for k, v in errs.items()
+        }
+    return out
+
+
 def calibrated(rows: list[dict], doc: dict, horizon: str = "2ep") -> tuple[list[dict], dict]:
     """The rule's picks scaled by 10**-c, c = the median signed error at ``horizon`` of the
     *other* fold of seeds (out-of-fold: no state helps calibrate its own correction).
@@ -285,10 +317,14 @@ def analyse(doc: dict, probe: str) -> dict:
         for r in next(iter(rows.values()), [])
         if r["oracle"]["half"] is not None and r["oracle"]["2ep"] is not None
     ]
+    by_stream = {
+        name: against_each_stream(rows[name], doc) for name in STREAM_CHECKED if name in rows
+    }
     return {
         "probe": probe,
         "states": len(next(iter(rows.values()), [])),
         "oracle_noise": noise,
+        "against_each_stream": by_stream,
         "oracle_half_minus_2ep_median_decades": quantile(shift, 0.5),
         "corrections_decades": corrections,
         "rules": scores,
@@ -317,6 +353,15 @@ def table(result: dict) -> str:
     lines.append(
         f"oracle half - 2ep (median decades): {result['oracle_half_minus_2ep_median_decades']}"
     )
+    lines.append("median |e| against each oracle stream (stream 0 / stream 1 / their mean):")
+    for name, by_h in result["against_each_stream"].items():
+        cells = [
+            f"{h} "
+            + " / ".join(_num(d[f"median_abs_decades_vs_{k}"]) for k in STREAMS)
+            + f" ({d['states']} states)"
+            for h, d in by_h.items()
+        ]
+        lines.append(f"  {name:<30}" + "   ".join(cells))
     return "\n".join(lines)
 
 
