@@ -59,8 +59,8 @@ def test_driver_error_closes_the_parent_run(
     tiny_cifar_dir: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """cmd_run itself (Ray replaced by stubs): run_sweep raises after the tracker set up."""
-    from sweep import tuner
+    """The run command itself (Ray replaced by stubs): run_sweep raises after the tracker set up."""
+    from sweep import run_command, tuner
 
     seen: dict[str, MLflowTracker] = {}
 
@@ -72,11 +72,11 @@ def test_driver_error_closes_the_parent_run(
         raise exc
 
     monkeypatch.setattr(tuner, "run_sweep", failing_run_sweep)
-    monkeypatch.setattr(cli, "init_ray", lambda address: None)
-    monkeypatch.setattr(cli, "check_cluster_resources", lambda spec, cluster=False: None)
+    monkeypatch.setattr(run_command, "init_ray", lambda address: None)
+    monkeypatch.setattr(run_command, "check_cluster_resources", lambda spec, cluster=False: None)
     # bind_ray_to_loopback changes Ray's process-wide node-IP rule, which would outlive this
     # test (a later in-process Ray cluster would bind to loopback, its drivers would not).
-    monkeypatch.setattr(cli, "bind_ray_to_loopback", lambda: None)
+    monkeypatch.setattr(run_command, "bind_ray_to_loopback", lambda: None)
     raw = yaml.safe_load((REPO / "sweep" / "specs" / "smoke.yaml").read_text())
     raw["data"].update(train_subset=60, val_subset=20, test_subset=20)
     spec = tmp_path / "spec.yaml"
