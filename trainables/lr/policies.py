@@ -8,24 +8,25 @@ import difflib
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from trainables.lr.params import PARAMS, POLICY_NAMES, CyclicalParams, Params, param_names
+from trainables.lr.params import POLICY_NAMES, Params, param_names
 from trainables.lr.plateau import RangeTestOnPlateauLR, ReduceOnPlateauLR
 from trainables.lr.policy_base import LRPolicy
 from trainables.lr.schedules import ConstantLR, CyclicalLR
-from trainables.validation import build
 
 
 class PolicyClass(Protocol):
-    """How a policy is built: its validated params, and what the trial gives every policy."""
+    """How a policy is built: what the trial gives every policy, and its params (a validated
+    model, or its fields as keywords, checked by the policy)."""
 
     def __call__(
         self,
         *,
-        params: Any,
+        params: Any = ...,
         base_lr: float,
         steps_per_epoch: int,
         metric_name: str = ...,
         metric_mode: str = ...,
+        **fields: Any,
     ) -> LRPolicy: ...
 
 
@@ -57,31 +58,26 @@ def make_policy(
     again) or from plain parameters (validated here; unknown names/parameters raise ValueError).
     """
     cls = _policy_class(name)
+    trial: dict[str, Any] = {
+        "base_lr": base_lr,
+        "steps_per_epoch": steps_per_epoch,
+        "metric_name": metric_name,
+        "metric_mode": metric_mode,
+    }
     if isinstance(params, Params):
-        model = params
-    else:
-        valid = policy_param_names(name)
-        for key in params:
-            if key in _TRIAL_ARGS:
-                raise ValueError(
-                    f"parameter {key!r} for policy {name!r} comes from the trial, "
-                    "not the policy params"
-                )
-            if key not in valid:
-                raise ValueError(
-                    f"unknown parameter {key!r} for policy {name!r} "
-                    f"(valid: {', '.join(valid) or 'none'}){_did_you_mean(str(key), valid)}"
-                )
-        model = build(PARAMS[name], **params)
-        if isinstance(model, CyclicalParams) and base_lr >= model.max_lr:
-            raise ValueError(f"base_lr ({base_lr}) must be < max_lr ({model.max_lr})")
-    return cls(
-        params=model,
-        base_lr=base_lr,
-        steps_per_epoch=steps_per_epoch,
-        metric_name=metric_name,
-        metric_mode=metric_mode,
-    )
+        return cls(params=params, **trial)
+    valid = policy_param_names(name)
+    for key in params:
+        if key in _TRIAL_ARGS:
+            raise ValueError(
+                f"parameter {key!r} for policy {name!r} comes from the trial, not the policy params"
+            )
+        if key not in valid:
+            raise ValueError(
+                f"unknown parameter {key!r} for policy {name!r} "
+                f"(valid: {', '.join(valid) or 'none'}){_did_you_mean(str(key), valid)}"
+            )
+    return cls(**trial, **params)  # the policy checks its parameters as keywords
 
 
 def _policy_class(name: str) -> PolicyClass:
