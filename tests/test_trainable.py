@@ -253,7 +253,10 @@ def test_resume_through_ray_checkpoint_restore_is_exact(
     assert clean[0].metrics[R.TEST_ACC] == crashed[0].metrics[R.TEST_ACC]
 
 
-@pytest.mark.parametrize(("raised", "printed"), [("SystemExit(1)", False), ("ValueError(7)", True)])
+@pytest.mark.parametrize(
+    ("raised", "printed"),
+    [("SystemExit(1)", False), ("KeyboardInterrupt()", False), ("ValueError(7)", True)],
+)
 def test_quiet_trial_drops_the_exit_traceback_of_its_worker(raised: str, printed: bool) -> None:
     """Ray ends a trial's worker with SystemExit; landing in a weakref callback, Python printed
     it as an ignored exception with a traceback. A quiet trial drops that one only."""

@@ -158,8 +158,9 @@ def assigned_resources() -> tuple[float, float]:
 def quiet_exit_hook(unraisable: Any) -> None:
     """``sys.unraisablehook`` of a quiet trial: Ray ends a finished trial's worker by raising
     SystemExit in it, and when that lands inside a weakref callback Python prints it as an
-    ignored exception with a traceback, at every worker's exit by chance. That one is dropped;
-    every other unraisable exception is printed as usual."""
+    ignored exception with a traceback, at every worker's exit by chance; a Ctrl-C of the driver
+    reaches the workers as KeyboardInterrupt the same way. Those two are dropped; every other
+    unraisable exception is printed as usual."""
     if isinstance(unraisable.exc_value, (SystemExit, KeyboardInterrupt)):
         return
     sys.__unraisablehook__(unraisable)
