@@ -17,7 +17,6 @@ from _reference_rules import REFERENCE_RULES
 
 HORIZONS = ("half", "2ep")
 FIT_REACH = 0.3  # decades around the grid's best that the parabola uses
-STREAMS = ("stream_0", "stream_1", "mean")
 #: The rules scored against each oracle stream too.
 STREAM_CHECKED = (
     "ours_midpoint",
@@ -220,50 +219,84 @@ def score(rows: list[dict], noise: dict[str, float]) -> dict:
     return out
 
 
+def stream_count(doc: dict) -> int:
+    """The most data streams any state's oracle has (1 + its independent repeats)."""
+    return max((len(e["oracle"]) for e in doc["states"].values()), default=0)
+
+
+def stream_oracles(entry: dict, horizon: str) -> list[float | None]:
+    """The oracle LR (offset) of each of the state's data streams, stream 0 first."""
+    streams = sorted(entry["oracle"], key=int)
+    return [
+        oracle_offset(entry["oracle"][s], horizon) if entry["oracle"][s] else None for s in streams
+    ]
+
+
+def pooled_oracle(entry: dict, horizon: str, streams: int) -> float | None:
+    """The mean oracle LR (offset) over ``streams`` data streams; None unless the state has an
+    oracle on every one of them. Each stream's own noise shrinks by sqrt(streams)."""
+    found = [o for o in stream_oracles(entry, horizon)[:streams] if o is not None]
+    return float(np.mean(found)) if len(found) == streams else None
+
+
 def oracle_noise(doc: dict) -> dict[str, dict]:
-    """The oracle repeated on an independent data stream: how far its LR and its losses move."""
+    """The oracle repeated on independent data streams: how far its LR and its losses move
+    between two streams (every pair of a state's streams), and the spread of one stream."""
     out = {}
     for h in HORIZONS:
-        lr_moves, loss_moves = [], []
+        lr_moves, loss_moves, variances = [], [], []
         for entry in doc["states"].values():
-            a, b = entry["oracle"].get("0"), entry["oracle"].get("1")
-            if not a or not b:
-                continue
-            oa, ob = oracle_offset(a, h), oracle_offset(b, h)
-            if oa is not None and ob is not None:
-                lr_moves.append(abs(oa - ob))
-            la, lb = loss_at(a, h, 0.0), loss_at(b, h, 0.0)
-            if la is not None and lb is not None and math.isfinite(la) and math.isfinite(lb):
-                loss_moves.append(abs(la - lb))
+            oracles = [o for o in stream_oracles(entry, h) if o is not None]
+            if len(oracles) >= 2:
+                variances.append(float(np.var(oracles, ddof=1)))
+            lr_moves += [abs(a - b) for a, b in itertools.combinations(oracles, 2)]
+            losses = [loss_at(p, h, 0.0) for p in entry["oracle"].values() if p]
+            finite = [v for v in losses if v is not None and math.isfinite(v)]
+            loss_moves += [abs(a - b) for a, b in itertools.combinations(finite, 2)]
         out[h] = {
-            "states": len(lr_moves),
+            "states": len(variances),
+            "pairs": len(lr_moves),
             "lr_median_abs_decades": quantile(lr_moves, 0.5),
             "lr_p90_abs_decades": quantile(lr_moves, 0.9),
+            "lr_sd_one_stream_decades": math.sqrt(np.mean(variances)) if variances else None,
             "val_loss_at_running_lr_median_abs_diff": quantile(loss_moves, 0.5),
         }
     return out
 
 
-def against_each_stream(rows: list[dict], doc: dict) -> dict[str, dict]:
-    """Median |error| of one rule's picks over the states whose oracle was repeated, against the
-    oracle of stream 0 (the one scored above), of stream 1, and of their mean: how much of the
-    error is the oracle's own noise."""
+def against_each_stream(rows: list[dict], doc: dict, streams: int) -> dict[str, dict]:
+    """Median |error| of one rule's picks over the states with an oracle on all ``streams``
+    data streams, against each stream's oracle and against their mean: how much of the error
+    is the oracle's own noise."""
     out = {}
+    names = [f"stream_{k}" for k in range(streams)] + ["mean"]
     for h in HORIZONS:
-        errs: dict[str, list[float]] = {"stream_0": [], "stream_1": [], "mean": []}
+        errs: dict[str, list[float]] = {k: [] for k in names}
         for r in rows:
-            other = doc["states"][r["state"]]["oracle"].get("1")
-            o0 = r["oracle"][h]
-            o1 = oracle_offset(other, h) if other else None
-            if r["pick"] is None or o0 is None or o1 is None:
+            found = stream_oracles(doc["states"][r["state"]], h)[:streams]
+            oracles = [o for o in found if o is not None]
+            if r["pick"] is None or len(oracles) < streams:
                 continue
             pick = math.log10(r["pick"] / r["running_lr"])
-            errs["stream_0"].append(abs(pick - o0))
-            errs["stream_1"].append(abs(pick - o1))
-            errs["mean"].append(abs(pick - (o0 + o1) / 2))
+            for k, o in enumerate(oracles):
+                errs[f"stream_{k}"].append(abs(pick - o))
+            errs["mean"].append(abs(pick - float(np.mean(oracles))))
         out[h] = {"states": len(errs["mean"])} | {
             f"median_abs_decades_vs_{k}": quantile(v, 0.5) for k, v in errs.items()
         }
+    return out
+
+
+def against_pooled(rows: list[dict], doc: dict, streams: int) -> list[dict]:
+    """The rows of the states with an oracle on all ``streams`` streams, their errors now
+    against the mean oracle of those streams (the loss deltas stay stream 0's measurements)."""
+    out = []
+    for r in rows:
+        entry = doc["states"][r["state"]]
+        pooled = {h: pooled_oracle(entry, h, streams) for h in HORIZONS}
+        if any(v is None for v in pooled.values()):
+            continue
+        out.append(with_errors({**r, "oracle": pooled}, entry["oracle"]["0"]))
     return out
 
 
@@ -317,14 +350,21 @@ def analyse(doc: dict, probe: str) -> dict:
         for r in next(iter(rows.values()), [])
         if r["oracle"]["half"] is not None and r["oracle"]["2ep"] is not None
     ]
+    streams = stream_count(doc)
     by_stream = {
-        name: against_each_stream(rows[name], doc) for name in STREAM_CHECKED if name in rows
+        name: against_each_stream(rows[name], doc, streams)
+        for name in STREAM_CHECKED
+        if name in rows
     }
+    pooled = {name: against_pooled(r, doc, streams) for name, r in rows.items()}
     return {
         "probe": probe,
         "states": len(next(iter(rows.values()), [])),
         "oracle_noise": noise,
+        "streams": streams,
         "against_each_stream": by_stream,
+        "pooled_states": len(next(iter(pooled.values()), [])),
+        "rules_vs_pooled_oracle": {name: score(r, loss_noise) for name, r in pooled.items() if r},
         "oracle_half_minus_2ep_median_decades": quantile(shift, 0.5),
         "corrections_decades": corrections,
         "rules": scores,
@@ -335,11 +375,38 @@ def analyse(doc: dict, probe: str) -> dict:
 # -- report ------------------------------------------------------------------------------------
 def table(result: dict) -> str:
     lines = [f"range-test curves: {result['probe']} ({result['states']} states)"]
-    head = f"{'rule':<32}{'none':>6}" + "".join(
-        f"{h + ' |e|':>10}{'p90':>6}{'bias':>7}{'worse':>7}" for h in HORIZONS
+    lines += _score_lines(result["rules"])
+    if result.get("rules_vs_pooled_oracle"):
+        lines.append(
+            f"against the mean oracle of {result['streams']} data streams "
+            f"({result['pooled_states']} states):"
+        )
+        lines += _score_lines(result["rules_vs_pooled_oracle"])
+    for h in HORIZONS:
+        lines.append(f"oracle noise {h}: {result['oracle_noise'][h]}")
+    lines.append(
+        f"oracle half - 2ep (median decades): {result['oracle_half_minus_2ep_median_decades']}"
     )
-    lines.append(head)
-    for name, s in result["rules"].items():
+    names = [f"stream {k}" for k in range(result["streams"])] + ["their mean"]
+    lines.append(f"median |e| against each oracle stream ({' / '.join(names)}):")
+    keys = [f"stream_{k}" for k in range(result["streams"])] + ["mean"]
+    for name, by_h in result["against_each_stream"].items():
+        cells = [
+            f"{h} "
+            + " / ".join(_num(d[f"median_abs_decades_vs_{k}"]) for k in keys)
+            + f" ({d['states']} states)"
+            for h, d in by_h.items()
+        ]
+        lines.append(f"  {name:<30}" + "   ".join(cells))
+    return "\n".join(lines)
+
+
+def _score_lines(rules: dict[str, dict]) -> list[str]:
+    lines = [
+        f"{'rule':<32}{'none':>6}"
+        + "".join(f"{h + ' |e|':>10}{'p90':>6}{'bias':>7}{'worse':>7}" for h in HORIZONS)
+    ]
+    for name, s in rules.items():
         line = f"{name:<32}{_pct(s['no_suggestion']):>6}"
         for h in HORIZONS:
             d = s[h]
@@ -348,21 +415,7 @@ def table(result: dict) -> str:
                 f"{_num(d['median_signed_decades']):>7}{_pct(d['worse_than_running']):>7}"
             )
         lines.append(line)
-    for h in HORIZONS:
-        lines.append(f"oracle noise {h}: {result['oracle_noise'][h]}")
-    lines.append(
-        f"oracle half - 2ep (median decades): {result['oracle_half_minus_2ep_median_decades']}"
-    )
-    lines.append("median |e| against each oracle stream (stream 0 / stream 1 / their mean):")
-    for name, by_h in result["against_each_stream"].items():
-        cells = [
-            f"{h} "
-            + " / ".join(_num(d[f"median_abs_decades_vs_{k}"]) for k in STREAMS)
-            + f" ({d['states']} states)"
-            for h, d in by_h.items()
-        ]
-        lines.append(f"  {name:<30}" + "   ".join(cells))
-    return "\n".join(lines)
+    return lines
 
 
 def _num(x: float | None) -> str:

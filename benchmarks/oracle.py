@@ -11,9 +11,9 @@ accuracy after half an epoch and after 2 epochs (one run, both horizons). The gr
 edge, then refined to 0.125 decade around the best of each horizon; the LR the policy applies
 is trained too (its loss is measured, not interpolated). The oracle LR of a horizon is the
 vertex of a parabola through the validation losses around the grid's best (the grid's best
-when the parabola does not fit). For the states of three of the four seeds the oracle is
-repeated on a second, independent data stream (another data order for the same epochs:
-``Trial.epoch_batches(epoch, replica=1)``), around its own best, to measure its own noise.
+when the parabola does not fit). The oracle is repeated on three more, independent data
+streams (other data orders for the same epochs: ``Trial.epoch_batches(epoch, replica=k)``),
+around the first stream's best, to measure its own noise and to average it out.
 
 The range tests: from the same state, through the policy's own code path (``Trial.probe`` and
 ``RangeTestOnPlateauLR.decide`` with the policy's defaults: 20 steps, held-out batch); also
@@ -70,7 +70,8 @@ class Setup:
     coarse: tuple[float, ...]
     refine: tuple[float, ...]
     probes: tuple[tuple[str, int | None], ...]  # (measure, num_steps; None: policy default)
-    replica_seeds: tuple[int, ...]  # the seeds whose states get the second, independent stream
+    replica_seeds: tuple[int, ...]  # the seeds whose states get the independent streams
+    streams: int  # data streams per replicated state: stream 0 plus streams - 1 replicas
 
     def key(self) -> dict[str, Any]:
         return {
@@ -95,7 +96,8 @@ FULL = Setup(
         ("train_batch", None),
         ("train_batch", 80),
     ),
-    replica_seeds=(0, 1, 2),
+    replica_seeds=(0, 1, 2, 3),
+    streams=4,
 )
 QUICK = Setup(
     train=300,
@@ -106,6 +108,7 @@ QUICK = Setup(
     refine=(0.25,),
     probes=(("held_out", None), ("train_batch", None)),
     replica_seeds=(0,),
+    streams=2,
 )
 
 
@@ -226,20 +229,28 @@ def run_grid(
     refine: tuple[float, ...],
     save: Callable[[], None],
 ) -> None:
-    """Fill ``points`` (offset key -> result): coarse grid, edge extension, refinement."""
+    """Fill ``points`` (offset key -> result): coarse grid, edge extension, refinement.
+
+    Every decision (extend an edge, refine around the best) reads only the points this grid
+    has laid down so far, cached or trained: a resumed run replays the decisions of an
+    uninterrupted one and trains exactly what it lacks, and a point added outside the grid
+    (the LR the policy applies) never moves it.
+    """
+    laid: dict[str, dict] = {}
 
     def ensure(offset: float) -> None:
         key = lr_key(offset)
         if key not in points:
             points[key] = train(offset)
             save()
+        laid[key] = points[key]
 
     for off in coarse:
         ensure(off)
     for horizon in HORIZONS:
         for _ in range(MAX_EDGE):
-            best = best_offset(points, horizon)
-            offsets = sorted(float(k) for k in points)
+            best = best_offset(laid, horizon)
+            offsets = sorted(float(k) for k in laid)
             if best is None:
                 break
             if best == offsets[0]:
@@ -250,7 +261,7 @@ def run_grid(
                 break
     for step in refine:
         for horizon in HORIZONS:
-            best = best_offset(points, horizon)
+            best = best_offset(laid, horizon)
             if best is not None:
                 ensure(best - step)
                 ensure(best + step)
@@ -336,9 +347,9 @@ def compute(args: Any, setup_: Setup, curves_dir: Path, states_dir: Path) -> Non
     }
     # the first stream for every state, then the replica (the noise) where it is wanted: a run
     # cut short still has every state's oracle
-    for replica in (0, 1):
+    for replica in range(setup_.streams):
         for sid, entry in entries.items():
-            if replica == 1 and entry["seed"] not in setup_.replica_seeds:
+            if replica > 0 and entry["seed"] not in setup_.replica_seeds:
                 continue
             t0 = time.perf_counter()
             trial = make_trial(

@@ -1,0 +1,123 @@
+"""benchmarks/oracle.py's grid and its multi-stream oracle, on synthetic loss curves.
+
+The expensive part of the oracle (two epochs of training per grid point) is replaced by a
+parabola in log LR, so the grid's decisions and the pooled oracle are checked exactly.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import oracle
+from _oracle_analysis import (
+    HORIZONS,
+    against_pooled,
+    lr_key,
+    oracle_noise,
+    oracle_offset,
+    pooled_oracle,
+    stream_count,
+)
+
+
+def parabola(vertex: float) -> dict[str, dict]:
+    """Grid points every 0.125 decade over [-1.5, +0.5]; the loss is smallest at ``vertex``."""
+    points = {}
+    for i in range(-12, 5):
+        x = i * 0.125
+        loss = 1.0 + (x - vertex) ** 2
+        points[lr_key(x)] = {"lr": 10**x, "half": [loss, 0.5], "2ep": [loss, 0.5]}
+    return points
+
+
+def entry(*vertices: float) -> dict:
+    return {"oracle": {str(k): parabola(v) for k, v in enumerate(vertices)}}
+
+
+class Grid:
+    """A stand-in for two epochs of training: the loss is a parabola around -0.6 decade."""
+
+    def __init__(self) -> None:
+        self.trained: list[float] = []
+
+    def __call__(self, offset: float) -> dict:
+        self.trained.append(offset)
+        loss = 1.0 + (offset + 0.6) ** 2
+        return {"lr": 10**offset, "half": [loss, 0.5], "2ep": [loss, 0.5]}
+
+
+def test_a_resumed_grid_trains_nothing_new() -> None:
+    train, points = Grid(), dict[str, dict]()
+    oracle.run_grid(points, train, oracle.COARSE, oracle.REFINE, lambda: None)
+    first = list(train.trained)
+    assert len(first) > len(oracle.COARSE)  # refined around the best
+    assert min(abs(x + 0.6) for x in first) <= 0.0625  # to 0.125 decade
+    # the LR the policy applied, measured after the grid and better than every grid point
+    points[lr_key(-0.474)] = {"lr": 10**-0.474, "half": [0.5, 0.6], "2ep": [0.5, 0.6]}
+    oracle.run_grid(points, train, oracle.COARSE, oracle.REFINE, lambda: None)
+    assert train.trained == first
+
+
+def test_an_interrupted_grid_resumes_to_the_same_points() -> None:
+    whole, points = Grid(), dict[str, dict]()
+    oracle.run_grid(points, whole, oracle.COARSE, oracle.REFINE, lambda: None)
+    for cut in range(1, len(whole.trained)):
+        partial = {lr_key(x): points[lr_key(x)] for x in whole.trained[:cut]}
+        rest = Grid()
+        oracle.run_grid(partial, rest, oracle.COARSE, oracle.REFINE, lambda: None)
+        assert whole.trained[:cut] + rest.trained == whole.trained
+
+
+@pytest.mark.parametrize(
+    ("vertices", "streams", "expected"),
+    [
+        ((-0.5, -0.3, -0.1), 3, -0.3),
+        ((-0.5, -0.3, -0.1), 2, -0.4),  # the first two streams
+        ((-0.5, -0.3, -0.1), 4, None),  # a stream missing: no pooled oracle
+        ((-0.5,), 1, -0.5),
+    ],
+)
+def test_the_pooled_oracle_is_the_mean_over_streams(
+    vertices: tuple[float, ...], streams: int, expected: float | None
+) -> None:
+    for h in HORIZONS:
+        got = pooled_oracle(entry(*vertices), h, streams)
+        assert got == pytest.approx(expected, abs=1e-9) if expected is not None else got is None
+
+
+def test_the_oracle_fits_the_vertex_between_grid_points() -> None:
+    assert oracle_offset(parabola(-0.33), "2ep") == pytest.approx(-0.33, abs=1e-9)
+
+
+def test_the_oracle_noise_counts_every_pair_of_streams() -> None:
+    doc = {"states": {"a": entry(-0.5, -0.3, -0.1), "b": entry(-0.2), "c": entry(0.0, 0.4)}}
+    assert stream_count(doc) == 3
+    noise = oracle_noise(doc)["2ep"]
+    assert noise["states"] == 2  # "b" has one stream only
+    assert noise["pairs"] == 4  # a: 3 pairs, c: 1
+    assert noise["lr_median_abs_decades"] == pytest.approx(0.3)  # 0.2, 0.4, 0.2, 0.4
+    # one stream's sd: a has variance 0.04, c has 0.08
+    assert noise["lr_sd_one_stream_decades"] == pytest.approx((0.06) ** 0.5)
+
+
+def test_picks_are_scored_against_the_pooled_oracle() -> None:
+    doc = {"states": {"a": entry(-0.5, -0.3, -0.1), "b": entry(-0.2)}}
+    rows = [
+        {
+            "state": sid,
+            "running_lr": 1e-3,
+            "pick": 1e-3 * 10**-0.3,
+            "applied": 1e-3 * 10**-0.3,
+            "oracle": {h: -0.5 for h in HORIZONS},
+        }
+        for sid in ("a", "b")
+    ]
+    (row,) = against_pooled(rows, doc, 3)  # "b" lacks two streams
+    assert row["state"] == "a"
+    assert row["err"]["2ep"] == pytest.approx(0.0, abs=1e-9)
+    assert "err" not in rows[0]  # the input rows are not changed
