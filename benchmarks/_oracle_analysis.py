@@ -25,6 +25,17 @@ STREAM_CHECKED = (
     "fastai_steep",
     "baseline_lr_x0.3",
 )
+#: The default rule, compared state by state with each of these.
+DEFAULT_RULE = "ours_midpoint"
+PAIRED_WITH = (
+    "torch_lr_finder",
+    "fastai_steep",
+    "fastai_minimum",
+    "fastai_valley",
+    "ours_steepest",
+    "baseline_lr_x0.3",
+)
+BOOTSTRAP = 4000  # resamples of the states for a 95% interval
 FOLDS = ((0, 2), (1, 3))  # seeds of the two calibration folds
 #: No range test at all: keep the running LR, or cut it by reduce_on_plateau's factor in the specs.
 BASELINES = {"baseline_keep_lr": 1.0, "baseline_lr_x0.3": 0.3}
@@ -208,6 +219,7 @@ def score(rows: list[dict], noise: dict[str, float]) -> dict:
         deltas = [r["delta_vs_running"][h] for r in rows if r["delta_vs_running"][h] is not None]
         out[h] = {
             "median_abs_decades": quantile([abs(e) for e in errs], 0.5),
+            "median_abs_ci95": bootstrap_ci([abs(e) for e in errs]),
             "p90_abs_decades": quantile([abs(e) for e in errs], 0.9),
             "median_signed_decades": quantile(errs, 0.5),
             "applied_median_abs_decades": quantile([abs(e) for e in applied], 0.5),
@@ -215,6 +227,46 @@ def score(rows: list[dict], noise: dict[str, float]) -> dict:
             "worse_than_running": (
                 sum(d > noise[h] for d in deltas) / len(deltas) if deltas else None
             ),
+        }
+    return out
+
+
+def bootstrap_ci(values: Sequence[float]) -> list[float] | None:
+    """95% percentile-bootstrap interval of the median, the states resampled (fixed seed)."""
+    if len(values) < 2:
+        return None
+    arr = np.array(values)
+    idx = np.random.default_rng(0).integers(0, len(arr), size=(BOOTSTRAP, len(arr)))
+    meds = np.median(arr[idx], axis=1)
+    return [float(np.quantile(meds, 0.025)), float(np.quantile(meds, 0.975))]
+
+
+def paired(rows_a: list[dict], rows_b: list[dict]) -> dict[str, dict]:
+    """Rule a against rule b, state by state (the states where both picked): the difference
+    of their median |error|, its 95% bootstrap interval (states resampled together), and in
+    how many states a is closer to the oracle. Negative: a is closer."""
+    by_state = {r["state"]: r for r in rows_b}
+    out = {}
+    for h in HORIZONS:
+        pairs = [
+            (abs(a["err"][h]), abs(b["err"][h]))
+            for a in rows_a
+            if (b := by_state.get(a["state"])) is not None
+            and a["err"][h] is not None
+            and b["err"][h] is not None
+        ]
+        if len(pairs) < 2:
+            out[h] = {"states": len(pairs)}
+            continue
+        ea, eb = (np.array(v) for v in zip(*pairs, strict=True))
+        idx = np.random.default_rng(0).integers(0, len(pairs), size=(BOOTSTRAP, len(pairs)))
+        diffs = np.median(ea[idx], axis=1) - np.median(eb[idx], axis=1)
+        out[h] = {
+            "states": len(pairs),
+            "median_abs_difference": float(np.median(ea) - np.median(eb)),
+            "ci95": [float(np.quantile(diffs, 0.025)), float(np.quantile(diffs, 0.975))],
+            "closer_in": int(np.sum(ea < eb)),
+            "farther_in": int(np.sum(ea > eb)),
         }
     return out
 
@@ -357,6 +409,14 @@ def analyse(doc: dict, probe: str) -> dict:
         if name in rows
     }
     pooled = {name: against_pooled(r, doc, streams) for name, r in rows.items()}
+    versus = {
+        against: {
+            name: paired(by_rule[DEFAULT_RULE], by_rule[name])
+            for name in PAIRED_WITH
+            if DEFAULT_RULE in by_rule and name in by_rule
+        }
+        for against, by_rule in (("stream_0", rows), ("pooled", pooled))
+    }
     return {
         "probe": probe,
         "states": len(next(iter(rows.values()), [])),
@@ -366,9 +426,11 @@ def analyse(doc: dict, probe: str) -> dict:
         "pooled_states": len(next(iter(pooled.values()), [])),
         "rules_vs_pooled_oracle": {name: score(r, loss_noise) for name, r in pooled.items() if r},
         "oracle_half_minus_2ep_median_decades": quantile(shift, 0.5),
+        "default_versus": versus,
         "corrections_decades": corrections,
         "rules": scores,
         "rows": rows,
+        "pooled_rows": pooled,
     }
 
 
@@ -387,6 +449,14 @@ def table(result: dict) -> str:
     lines.append(
         f"oracle half - 2ep (median decades): {result['oracle_half_minus_2ep_median_decades']}"
     )
+    for against, by_rule in result["default_versus"].items():
+        lines.append(
+            f"{DEFAULT_RULE} vs each rule, state by state, against the oracle of {against}: "
+            "median |e| difference [95% CI] (closer in / farther in)"
+        )
+        for name, by_h in by_rule.items():
+            cells = [_paired_cell(h, d) for h, d in by_h.items()]
+            lines.append(f"  {name:<30}" + "   ".join(cells))
     names = [f"stream {k}" for k in range(result["streams"])] + ["their mean"]
     lines.append(f"median |e| against each oracle stream ({' / '.join(names)}):")
     keys = [f"stream_{k}" for k in range(result["streams"])] + ["mean"]
@@ -418,6 +488,16 @@ def _score_lines(rules: dict[str, dict]) -> list[str]:
     return lines
 
 
+def _paired_cell(horizon: str, d: dict) -> str:
+    if "ci95" not in d:
+        return f"{horizon} -"
+    lo, hi = d["ci95"]
+    return (
+        f"{horizon} {d['median_abs_difference']:+.2f} [{lo:+.2f}, {hi:+.2f}]"
+        f" ({d['closer_in']}/{d['farther_in']} of {d['states']})"
+    )
+
+
 def _num(x: float | None) -> str:
     return "-" if x is None else f"{x:+.2f}" if x < 0 else f"{x:.2f}"
 
@@ -426,7 +506,9 @@ def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.0f}%"
 
 
-def plot_scatter(result: dict, path: Path, rules: Sequence[str], horizon: str = "2ep") -> Path:
+def plot_scatter(
+    result: dict, path: Path, rules: Sequence[str], horizon: str = "2ep", oracle: str = "oracle"
+) -> Path:
     """Pick vs oracle LR (both relative to the running LR), one panel per rule."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -460,7 +542,7 @@ def plot_scatter(result: dict, path: Path, rules: Sequence[str], horizon: str = 
             f"{_num(s['median_signed_decades'])}",
             fontsize=8,
         )
-        ax.set_xlabel(f"oracle ({horizon}), log10(lr / running)", fontsize=7)
+        ax.set_xlabel(f"{oracle} ({horizon}), log10(lr / running)", fontsize=7)
         ax.set_ylabel("pick, log10(lr / running)", fontsize=7)
         ax.tick_params(labelsize=7)
         ax.grid(True, alpha=0.3)

@@ -439,15 +439,24 @@ def main() -> int:
     ]
     plot_scatter(main_result, out.with_name(f"{out.stem}_scatter_2ep.png"), shown, "2ep")
     plot_scatter(main_result, out.with_name(f"{out.stem}_scatter_half.png"), shown, "half")
+    if main_result["pooled_states"]:
+        pooled = {
+            "rows": main_result["pooled_rows"],
+            "rules": main_result["rules_vs_pooled_oracle"],
+        }
+        for h, name in (("2ep", "2ep"), ("half", "half")):
+            path = out.with_name(f"{out.stem}_scatter_pooled_{name}.png")
+            label = f"mean oracle of {main_result['streams']} streams"
+            plot_scatter(pooled, path, shown, h, label)
     C.write_result(
         out.stem,
         {
             "setup": setup_.key(),
             "seconds": time.perf_counter() - t0,
-            "main": {k: v for k, v in main_result.items() if k != "rows"},
+            "main": {k: v for k, v in main_result.items() if k not in ("rows", "pooled_rows")},
             "rows": main_result["rows"],
             "other_curves": {
-                probe: {k: v for k, v in r.items() if k != "rows"}
+                probe: {k: v for k, v in r.items() if k not in ("rows", "pooled_rows")}
                 for probe, r in results.items()
                 if probe != "held_out_default"
             },
