@@ -220,6 +220,7 @@ def score(rows: list[dict], noise: dict[str, float]) -> dict:
         out[h] = {
             "median_abs_decades": quantile([abs(e) for e in errs], 0.5),
             "median_abs_ci95": bootstrap_ci([abs(e) for e in errs]),
+            "follows_oracle": follows_oracle(picks, h),
             "p90_abs_decades": quantile([abs(e) for e in errs], 0.9),
             "median_signed_decades": quantile(errs, 0.5),
             "applied_median_abs_decades": quantile([abs(e) for e in applied], 0.5),
@@ -229,6 +230,30 @@ def score(rows: list[dict], noise: dict[str, float]) -> dict:
             ),
         }
     return out
+
+
+def follows_oracle(rows: list[dict], horizon: str) -> dict | None:
+    """Does the pick move with the oracle from state to state? Spearman's rank correlation of
+    pick and oracle (offsets from the running LR), its p-value, and both spreads (sd, decades)."""
+    from scipy.stats import spearmanr
+
+    pairs = [
+        (math.log10(r["pick"] / r["running_lr"]), r["oracle"][horizon])
+        for r in rows
+        if r["pick"] is not None and r["oracle"][horizon] is not None
+    ]
+    if len(pairs) < 3:
+        return None
+    picks, oracles = (np.array(v) for v in zip(*pairs, strict=True))
+    if np.ptp(picks) == 0 or np.ptp(oracles) == 0:
+        return {"spearman": None, "p_value": None, "pick_sd": float(np.std(picks, ddof=1))}
+    rho, p_value = spearmanr(picks, oracles)
+    return {
+        "spearman": float(rho),
+        "p_value": float(p_value),
+        "pick_sd": float(np.std(picks, ddof=1)),
+        "oracle_sd": float(np.std(oracles, ddof=1)),
+    }
 
 
 def bootstrap_ci(values: Sequence[float]) -> list[float] | None:
@@ -474,7 +499,7 @@ def table(result: dict) -> str:
 def _score_lines(rules: dict[str, dict]) -> list[str]:
     lines = [
         f"{'rule':<32}{'none':>6}"
-        + "".join(f"{h + ' |e|':>10}{'p90':>6}{'bias':>7}{'worse':>7}" for h in HORIZONS)
+        + "".join(f"{h + ' |e|':>10}{'p90':>6}{'bias':>7}{'worse':>7}{'rho':>6}" for h in HORIZONS)
     ]
     for name, s in rules.items():
         line = f"{name:<32}{_pct(s['no_suggestion']):>6}"
@@ -483,6 +508,7 @@ def _score_lines(rules: dict[str, dict]) -> list[str]:
             line += (
                 f"{_num(d['median_abs_decades']):>10}{_num(d['p90_abs_decades']):>6}"
                 f"{_num(d['median_signed_decades']):>7}{_pct(d['worse_than_running']):>7}"
+                f"{_num((d['follows_oracle'] or {}).get('spearman')):>6}"
             )
         lines.append(line)
     return lines

@@ -345,8 +345,8 @@ def compute(args: Any, setup_: Setup, curves_dir: Path, states_dir: Path) -> Non
         sid: cached.get(sid) or {"setup": setup_.key(), **meta, "oracle": {}, "range_tests": {}}
         for sid, meta in info.items()
     }
-    # the first stream for every state, then the replica (the noise) where it is wanted: a run
-    # cut short still has every state's oracle
+    # the first stream for every state, then each replica stream in turn (the noise, and the
+    # mean oracle): a run cut short still has every state's oracle and whole streams
     for replica in range(setup_.streams):
         for sid, entry in entries.items():
             if replica > 0 and entry["seed"] not in setup_.replica_seeds:

@@ -17,6 +17,7 @@ import oracle
 from _oracle_analysis import (
     HORIZONS,
     against_pooled,
+    follows_oracle,
     lr_key,
     oracle_noise,
     oracle_offset,
@@ -121,3 +122,23 @@ def test_picks_are_scored_against_the_pooled_oracle() -> None:
     assert row["state"] == "a"
     assert row["err"]["2ep"] == pytest.approx(0.0, abs=1e-9)
     assert "err" not in rows[0]  # the input rows are not changed
+
+
+@pytest.mark.parametrize(
+    ("picks", "expected"),
+    [
+        ((-0.9, -0.6, -0.3, 0.0), 1.0),  # moves with the oracle
+        ((0.0, -0.3, -0.6, -0.9), -1.0),  # against it
+        ((-0.5, -0.5, -0.5, -0.5), None),  # a fixed cut does not move at all
+    ],
+)
+def test_whether_the_pick_follows_the_oracle(
+    picks: tuple[float, ...], expected: float | None
+) -> None:
+    rows = [
+        {"running_lr": 1e-3, "pick": 1e-3 * 10**p, "oracle": {"2ep": o}}
+        for p, o in zip(picks, (-1.0, -0.7, -0.4, -0.1), strict=True)
+    ]
+    got = follows_oracle(rows, "2ep")
+    assert got is not None
+    assert got["spearman"] == (pytest.approx(expected) if expected is not None else None)
