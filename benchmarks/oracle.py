@@ -27,7 +27,7 @@ result (in git), written after every training run, so an interrupted run resumes
 ``--analyse-only`` re-analyses without training anything (``_oracle_analysis.py``).
 
     .venv/bin/python benchmarks/oracle.py --shard 0/2 & .venv/bin/python benchmarks/oracle.py \
-        --shard 1/2; wait; .venv/bin/python benchmarks/oracle.py --analyse-only  # ~1.5 h, 2 cores
+        --shard 1/2; wait; .venv/bin/python benchmarks/oracle.py --analyse-only  # ~4.5 h, 2 cores
     .venv/bin/python benchmarks/oracle.py --quick      # < 2 min sanity run (tiny, meaningless)
     .venv/bin/python benchmarks/oracle.py --analyse-only
 """
