@@ -411,9 +411,11 @@ def calibrated(rows: list[dict], doc: dict, horizon: str = "2ep") -> tuple[list[
     return out, constants
 
 
-def analyse(doc: dict, probe: str) -> dict:
+def analyse(doc: dict, probe: str, noise: dict[str, dict] | None = None) -> dict:
+    """Every score of every rule on one kind of range-test curve; ``noise`` replaces the
+    oracle noise measured on ``doc`` (which has none with a single stream)."""
     rows = state_rows(doc, probe)
-    noise = oracle_noise(doc)
+    noise = noise or oracle_noise(doc)
     loss_noise = {h: noise[h]["val_loss_at_running_lr_median_abs_diff"] or 0.0 for h in HORIZONS}
     scores = {name: score(r, loss_noise) for name, r in rows.items()}
     corrections = {}

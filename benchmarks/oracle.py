@@ -72,6 +72,14 @@ class Setup:
     probes: tuple[tuple[str, int | None], ...]  # (measure, num_steps; None: policy default)
     replica_seeds: tuple[int, ...]  # the seeds whose states get the independent streams
     streams: int  # data streams per replicated state: stream 0 plus streams - 1 replicas
+    name: str = "oracle"  # the result's default file stem
+    noise_from: str | None = None  # a result whose oracle noise to use (one stream has none)
+
+    def state_id(self, optimizer: str, lr: float, seed: int, epoch: int) -> str:
+        """A state's name; the LR is in it when one optimizer runs at several LRs."""
+        several = sum(o == optimizer for o, _, _ in self.runs) > 1
+        tag = f"{optimizer}{lr:g}" if several else optimizer
+        return f"{tag}-s{seed}-e{epoch}"
 
     def key(self) -> dict[str, Any]:
         return {
@@ -99,6 +107,26 @@ FULL = Setup(
     replica_seeds=(0, 1, 2, 3),
     streams=4,
 )
+#: Running LRs set badly on purpose, 10x too low or 5-10x too high: the case where a fixed cut
+#: cannot help and a range test might. One stream; the oracle noise is FULL's.
+MISSET = Setup(
+    train=4000,
+    val=2000,
+    seeds=(0, 1),
+    runs=(
+        ("adam", 1e-4, (3,)),
+        ("adam", 1e-2, (3,)),
+        ("sgd", 0.002, (3,)),
+        ("sgd", 0.1, (3,)),
+    ),
+    coarse=COARSE,
+    refine=REFINE,
+    probes=(("held_out", None),),
+    replica_seeds=(),
+    streams=1,
+    name="oracle_misset",
+    noise_from="oracle",
+)
 QUICK = Setup(
     train=300,
     val=100,
@@ -110,6 +138,8 @@ QUICK = Setup(
     replica_seeds=(0,),
     streams=2,
 )
+
+SETUPS = {"full": FULL, "misset": MISSET}
 
 
 # -- the trial ---------------------------------------------------------------------------------
@@ -133,10 +163,6 @@ def make_trial(
     return Trial(cfg, splits, device)
 
 
-def state_id(optimizer: str, seed: int, epoch: int) -> str:
-    return f"{optimizer}-s{seed}-e{epoch}"
-
-
 def make_states(
     setup_: Setup, splits: Any, device: Any, states_dir: Path, shard: tuple[int, int]
 ) -> dict[str, dict]:
@@ -152,8 +178,8 @@ def make_states(
     info: dict[str, dict] = {}
     runs = list(itertools.product(setup_.runs, setup_.seeds))
     for (opt, lr, epochs), seed in runs[shard[0] :: shard[1]]:
-        ids = [state_id(opt, seed, e) for e in epochs]
-        meta_path = states_dir / f"{opt}-s{seed}.json"
+        ids = [setup_.state_id(opt, lr, seed, e) for e in epochs]
+        meta_path = states_dir / f"{ids[0].rsplit('-e', 1)[0]}.json"
         if all((states_dir / f"{i}.pt").exists() for i in ids) and meta_path.exists():
             info.update(json.loads(meta_path.read_text()))
             continue
@@ -165,7 +191,7 @@ def make_states(
             trial.counters.epoch = epoch
             if epoch in epochs:
                 val_loss, val_acc = evaluate(trial.model, trial.val_pipe, device)
-                sid = state_id(opt, seed, epoch)
+                sid = setup_.state_id(opt, lr, seed, epoch)
                 torch.save(trial.state(), states_dir / f"{sid}.pt")
                 meta[sid] = {
                     "optimizer": opt,
@@ -410,14 +436,21 @@ def main() -> int:
         help="compute only every N-th training run from the I-th (e.g. 0/2 and 1/2 in parallel)",
     )
     parser.add_argument(
+        "--setup",
+        choices=sorted(SETUPS),
+        default="full",
+        help="full: 24 states at well-set LRs, four data streams (default); misset: 8 states"
+        " whose running LR is 10x too low or 5-10x too high, one stream",
+    )
+    parser.add_argument(
         "--analyse-only", action="store_true", help="use the cached curves; train nothing"
     )
     parser.add_argument(
         "--fresh-range-tests", action="store_true", help="rerun the (cheap) range tests"
     )
     args = parser.parse_args()
-    setup_ = QUICK if args.quick else FULL
-    out = Path(args.out) if args.out else C.RESULTS_DIR / "oracle.json"
+    setup_ = QUICK if args.quick else SETUPS[args.setup]
+    out = Path(args.out) if args.out else C.RESULTS_DIR / f"{setup_.name}.json"
     curves_dir = out.with_name(f"{out.stem}_curves")
     states_dir = out.with_name(f".{out.stem}_states")
     t0 = time.perf_counter()
@@ -430,7 +463,11 @@ def main() -> int:
     if not doc["states"]:
         print(f"no cached curves of this setup in {curves_dir}", flush=True)
         return 1
-    results = {probe: analyse(doc, probe) for probe in _probes(doc)}
+    noise = None
+    if setup_.noise_from:  # one stream measures no noise: take the full oracle's
+        source = out.with_name(f"{setup_.noise_from}.json")
+        noise = json.loads(source.read_text())["main"]["oracle_noise"]
+    results = {probe: analyse(doc, probe, noise) for probe in _probes(doc)}
     main_result = results["held_out_default"]
     for result in results.values():
         print(table(result) + "\n", flush=True)

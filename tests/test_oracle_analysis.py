@@ -142,3 +142,18 @@ def test_whether_the_pick_follows_the_oracle(
     got = follows_oracle(rows, "2ep")
     assert got is not None
     assert got["spearman"] == (pytest.approx(expected) if expected is not None else None)
+
+
+@pytest.mark.parametrize(
+    ("setup", "run", "expected"),
+    [
+        (oracle.FULL, ("adam", 1e-3, 0, 5), "adam-s0-e5"),  # the cached curves' names
+        (oracle.FULL, ("sgd", 0.02, 3, 14), "sgd-s3-e14"),
+        (oracle.MISSET, ("adam", 1e-4, 1, 3), "adam0.0001-s1-e3"),  # two Adam LRs: named apart
+        (oracle.MISSET, ("adam", 1e-2, 1, 3), "adam0.01-s1-e3"),
+    ],
+)
+def test_state_names_stay_apart(
+    setup: oracle.Setup, run: tuple[str, float, int, int], expected: str
+) -> None:
+    assert setup.state_id(*run) == expected
