@@ -476,7 +476,7 @@ def main() -> int:
     ]
     plot_scatter(main_result, out.with_name(f"{out.stem}_scatter_2ep.png"), shown, "2ep")
     plot_scatter(main_result, out.with_name(f"{out.stem}_scatter_half.png"), shown, "half")
-    if main_result["pooled_states"]:
+    if main_result["pooled_states"] and main_result["streams"] > 1:
         pooled = {
             "rows": main_result["pooled_rows"],
             "rules": main_result["rules_vs_pooled_oracle"],
