@@ -256,13 +256,17 @@ def follows_oracle(rows: list[dict], horizon: str) -> dict | None:
     }
 
 
+def _resamples(n: int) -> np.ndarray:
+    """BOOTSTRAP rows of n state indices drawn with replacement (fixed seed: reproducible)."""
+    return np.random.default_rng(0).integers(0, n, size=(BOOTSTRAP, n))
+
+
 def bootstrap_ci(values: Sequence[float]) -> list[float] | None:
     """95% percentile-bootstrap interval of the median, the states resampled (fixed seed)."""
     if len(values) < 2:
         return None
     arr = np.array(values)
-    idx = np.random.default_rng(0).integers(0, len(arr), size=(BOOTSTRAP, len(arr)))
-    meds = np.median(arr[idx], axis=1)
+    meds = np.median(arr[_resamples(len(arr))], axis=1)
     return [float(np.quantile(meds, 0.025)), float(np.quantile(meds, 0.975))]
 
 
@@ -284,7 +288,7 @@ def paired(rows_a: list[dict], rows_b: list[dict]) -> dict[str, dict]:
             out[h] = {"states": len(pairs)}
             continue
         ea, eb = (np.array(v) for v in zip(*pairs, strict=True))
-        idx = np.random.default_rng(0).integers(0, len(pairs), size=(BOOTSTRAP, len(pairs)))
+        idx = _resamples(len(pairs))
         diffs = np.median(ea[idx], axis=1) - np.median(eb[idx], axis=1)
         out[h] = {
             "states": len(pairs),
@@ -377,7 +381,9 @@ def against_pooled(rows: list[dict], doc: dict, streams: int) -> list[dict]:
     return out
 
 
-def calibrated(rows: list[dict], doc: dict, horizon: str = "2ep") -> tuple[list[dict], dict]:
+def calibrated(
+    rows: list[dict], doc: dict, horizon: str = "2ep"
+) -> tuple[list[dict], dict[str, float | None]]:
     """The rule's picks scaled by 10**-c, c = the median signed error at ``horizon`` of the
     *other* fold of seeds (out-of-fold: no state helps calibrate its own correction).
 
@@ -385,14 +391,17 @@ def calibrated(rows: list[dict], doc: dict, horizon: str = "2ep") -> tuple[list[
     (x 0.1 of it, as decide() does), the fallback where there was no pick.
     """
     out: list[dict] = []
-    constants = {}
+    constants: dict[str, float | None] = {}
     for fold in FOLDS:
         train = [
             r["err"][horizon]
             for r in rows
             if r["seed"] not in fold and r["err"][horizon] is not None
         ]
-        c = float(np.median(train)) if train else 0.0
+        if not train:  # nothing to calibrate on: this fold gets no corrected picks
+            constants[",".join(map(str, fold))] = None
+            continue
+        c = float(np.median(train))
         constants[",".join(map(str, fold))] = c
         for r in rows:
             if r["seed"] not in fold:
@@ -407,7 +416,7 @@ def calibrated(rows: list[dict], doc: dict, horizon: str = "2ep") -> tuple[list[
             points = doc["states"][r["state"]]["oracle"]["0"]
             out.append(with_errors(new, points))
     everything = [r["err"][horizon] for r in rows if r["err"][horizon] is not None]
-    constants["all"] = float(np.median(everything)) if everything else 0.0
+    constants["all"] = float(np.median(everything)) if everything else None
     return out, constants
 
 
@@ -421,21 +430,23 @@ def analyse(doc: dict, probe: str, noise: dict[str, dict] | None = None) -> dict
     corrections = {}
     for name in [n for n in rows if n.startswith("ours_")]:
         cv_rows, constants = calibrated(rows[name], doc)
-        scores[f"{name}_calibrated_cv"] = score(cv_rows, loss_noise)
         corrections[name] = constants
-        rows[f"{name}_calibrated_cv"] = cv_rows
+        if any(r["pick"] is not None for r in cv_rows):
+            scores[f"{name}_calibrated_cv"] = score(cv_rows, loss_noise)
+            rows[f"{name}_calibrated_cv"] = cv_rows
     shift = [
         r["oracle"]["half"] - r["oracle"]["2ep"]
         for r in next(iter(rows.values()), [])
         if r["oracle"]["half"] is not None and r["oracle"]["2ep"] is not None
     ]
     streams = stream_count(doc)
+    several = streams > 1  # with one stream, "each stream" and "their mean" are stream 0 again
     by_stream = {
         name: against_each_stream(rows[name], doc, streams)
         for name in STREAM_CHECKED
-        if name in rows
+        if name in rows and several
     }
-    pooled = {name: against_pooled(r, doc, streams) for name, r in rows.items()}
+    pooled = {name: against_pooled(r, doc, streams) for name, r in rows.items()} if several else {}
     versus = {
         against: {
             name: paired(by_rule[DEFAULT_RULE], by_rule[name])
@@ -443,6 +454,7 @@ def analyse(doc: dict, probe: str, noise: dict[str, dict] | None = None) -> dict
             if DEFAULT_RULE in by_rule and name in by_rule
         }
         for against, by_rule in (("stream_0", rows), ("pooled", pooled))
+        if by_rule
     }
     return {
         "probe": probe,
@@ -485,7 +497,8 @@ def table(result: dict) -> str:
             cells = [_paired_cell(h, d) for h, d in by_h.items()]
             lines.append(f"  {name:<30}" + "   ".join(cells))
     names = [f"stream {k}" for k in range(result["streams"])] + ["their mean"]
-    lines.append(f"median |e| against each oracle stream ({' / '.join(names)}):")
+    if result["against_each_stream"]:
+        lines.append(f"median |e| against each oracle stream ({' / '.join(names)}):")
     keys = [f"stream_{k}" for k in range(result["streams"])] + ["mean"]
     for name, by_h in result["against_each_stream"].items():
         cells = [

@@ -75,11 +75,13 @@ class Setup:
     name: str = "oracle"  # the result's default file stem
     noise_from: str | None = None  # a result whose oracle noise to use (one stream has none)
 
-    def state_id(self, optimizer: str, lr: float, seed: int, epoch: int) -> str:
-        """A state's name; the LR is in it when one optimizer runs at several LRs."""
+    def run_name(self, optimizer: str, lr: float, seed: int) -> str:
+        """A training run's name; the LR is in it when one optimizer runs at several LRs."""
         several = sum(o == optimizer for o, _, _ in self.runs) > 1
-        tag = f"{optimizer}{lr:g}" if several else optimizer
-        return f"{tag}-s{seed}-e{epoch}"
+        return f"{optimizer}{lr:g}-s{seed}" if several else f"{optimizer}-s{seed}"
+
+    def state_id(self, optimizer: str, lr: float, seed: int, epoch: int) -> str:
+        return f"{self.run_name(optimizer, lr, seed)}-e{epoch}"
 
     def key(self) -> dict[str, Any]:
         return {
@@ -179,7 +181,7 @@ def make_states(
     runs = list(itertools.product(setup_.runs, setup_.seeds))
     for (opt, lr, epochs), seed in runs[shard[0] :: shard[1]]:
         ids = [setup_.state_id(opt, lr, seed, e) for e in epochs]
-        meta_path = states_dir / f"{ids[0].rsplit('-e', 1)[0]}.json"
+        meta_path = states_dir / f"{setup_.run_name(opt, lr, seed)}.json"
         if all((states_dir / f"{i}.pt").exists() for i in ids) and meta_path.exists():
             info.update(json.loads(meta_path.read_text()))
             continue
@@ -466,6 +468,13 @@ def main() -> int:
     noise = None
     if setup_.noise_from:  # one stream measures no noise: take the full oracle's
         source = out.with_name(f"{setup_.noise_from}.json")
+        if not source.is_file():
+            print(
+                f"{source} is missing: this setup takes its oracle noise from it;"
+                " run the full oracle (or its --analyse-only) first",
+                flush=True,
+            )
+            return 1
         noise = json.loads(source.read_text())["main"]["oracle_noise"]
     results = {probe: analyse(doc, probe, noise) for probe in _probes(doc)}
     main_result = results["held_out_default"]
@@ -476,14 +485,14 @@ def main() -> int:
     ]
     plot_scatter(main_result, out.with_name(f"{out.stem}_scatter_2ep.png"), shown, "2ep")
     plot_scatter(main_result, out.with_name(f"{out.stem}_scatter_half.png"), shown, "half")
-    if main_result["pooled_states"] and main_result["streams"] > 1:
+    if main_result["pooled_states"]:
         pooled = {
             "rows": main_result["pooled_rows"],
             "rules": main_result["rules_vs_pooled_oracle"],
         }
-        for h, name in (("2ep", "2ep"), ("half", "half")):
-            path = out.with_name(f"{out.stem}_scatter_pooled_{name}.png")
-            label = f"mean oracle of {main_result['streams']} streams"
+        label = f"mean oracle of {main_result['streams']} streams"
+        for h in ("2ep", "half"):
+            path = out.with_name(f"{out.stem}_scatter_pooled_{h}.png")
             plot_scatter(pooled, path, shown, h, label)
     C.write_result(
         out.stem,

@@ -17,6 +17,7 @@ import oracle
 from _oracle_analysis import (
     HORIZONS,
     against_pooled,
+    calibrated,
     follows_oracle,
     lr_key,
     oracle_noise,
@@ -157,3 +158,28 @@ def test_state_names_stay_apart(
     setup: oracle.Setup, run: tuple[str, float, int, int], expected: str
 ) -> None:
     assert setup.state_id(*run) == expected
+
+
+def test_a_fold_with_nothing_to_calibrate_on_gets_no_correction() -> None:
+    doc = {"states": {f"s{seed}": entry(-0.5) for seed in (0, 1, 2, 3)}}
+
+    def row(seed: int, pick: float | None) -> dict:
+        lr = None if pick is None else 1e-3 * 10**pick
+        err = None if pick is None else pick + 0.5
+        return {
+            "state": f"s{seed}",
+            "seed": seed,
+            "running_lr": 1e-3,
+            "pick": lr,
+            "applied": lr or 1e-4,
+            "diverge_lr": None,
+            "oracle": {h: -0.5 for h in HORIZONS},
+            "err": {h: err for h in HORIZONS},
+        }
+
+    # seeds 1 and 3 picked 0.2 decade too high; seeds 0 and 2 have no pick
+    rows = [row(0, None), row(1, -0.3), row(2, None), row(3, -0.3)]
+    out, constants = calibrated(rows, doc)
+    assert constants["0,2"] == pytest.approx(0.2)  # learnt on seeds 1 and 3
+    assert constants["1,3"] is None  # seeds 0 and 2 picked nothing: no constant, not 0
+    assert sorted(r["seed"] for r in out) == [0, 2]
