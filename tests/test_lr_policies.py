@@ -279,18 +279,22 @@ def test_range_test_event_uses_suggestion() -> None:
 
 
 def test_fallback_when_no_descent() -> None:
-    policy = make_rtp(factor=0.1)
+    policy = make_rtp(factor=0.1, fallback="cut")
     (event,) = plateau_now(policy, FakeProbe("flat"))
     assert event.suggested_lr is None
     assert event.new_lr == pytest.approx(1e-3) and policy.lr() == event.new_lr
     assert "no suggestion (no usable descent); fell back to lr x 0.1" in event.reason
+    # the default goes below where the loss diverged; a flat curve never did: the LR stays
+    (event,) = plateau_now(make_rtp(factor=0.1), FakeProbe("flat"))
+    assert event.new_lr == event.old_lr == 1e-2
+    assert "fell back to the same lr (the loss never diverged)" in event.reason
     assert policy.num_range_tests == 1
 
 
 def test_fallback_never_lands_where_the_curve_diverged() -> None:
     # the loss rises from the first steps on: x 0.1 of the running LR (1e-3) lies far inside the
     # diverging part, so the LR goes to x 0.1 of where the divergence began instead
-    policy = make_rtp(factor=0.1)
+    policy = make_rtp(factor=0.1, fallback="cut")
     probe = FakeProbe("rising")
     (event,) = plateau_now(policy, probe)
     curve = analyse_curve(event.lrs, event.losses)
@@ -298,6 +302,45 @@ def test_fallback_never_lands_where_the_curve_diverged() -> None:
     assert event.new_lr == pytest.approx(max(curve.diverge_lr * 0.1, 1e-5))
     assert event.new_lr < curve.diverge_lr and policy.lr() == event.new_lr
     assert "the loss diverged from" in event.reason
+
+
+def _no_descent_curve(diverge_at: float | None) -> RangeTestResult:
+    """20 steps over 1e-6..1: flat (tiny noise, no descent), blowing up from ``diverge_at``."""
+    lrs = lr_ladder(1e-6, 1.0, 20)
+    noise = np.random.default_rng(0).normal(0.0, 1e-4, 20)
+    losses = 1.5 + noise
+    if diverge_at is not None:
+        losses = np.where(lrs >= diverge_at, 1.5 * (lrs / diverge_at) ** 0.5 + 0.5, losses)
+    return RangeTestResult(tuple(lrs.tolist()), tuple(losses.tolist()), "completed", 0, 0.0)
+
+
+@pytest.mark.parametrize(
+    ("fallback", "diverge_at", "old_lr", "expected", "says"),
+    [
+        ("cut", None, 1e-3, 1e-4, "fell back to lr x 0.1"),
+        ("cut", 1e-1, 1e-3, 1e-4, "fell back to lr x 0.1"),
+        ("keep", None, 1e-3, 1e-3, "fell back to the same lr"),
+        ("keep", 1e-1, 1e-3, 1e-3, "fell back to the same lr"),
+        # 0.1 x where the loss diverged: up from a running LR far below it, down from one near it
+        ("below_divergence", 1e-1, 1e-3, "0.1 x diverge", "0.1 x the LR where the loss diverged"),
+        ("below_divergence", 3e-3, 1e-3, "0.1 x diverge", "0.1 x the LR where the loss diverged"),
+        ("below_divergence", None, 1e-3, 1e-3, "the same lr (the loss never diverged)"),
+        # a running LR inside the diverging part is never kept, whatever the fallback
+        ("keep", 1e-4, 1e-3, "0.1 x diverge", "the loss diverged from"),
+    ],
+)
+def test_no_descent_fallbacks(
+    fallback: str, diverge_at: float | None, old_lr: float, expected: Any, says: str
+) -> None:
+    result = _no_descent_curve(diverge_at)
+    curve = analyse_curve(result.lrs, result.losses)
+    assert not curve.ok and (curve.diverge_lr is None) == (diverge_at is None)
+    if expected == "0.1 x diverge":
+        assert curve.diverge_lr is not None
+        expected = 0.1 * curve.diverge_lr
+    decision = make_rtp(fallback=fallback, min_lr=1e-6).decide(result, old_lr)
+    assert decision.suggested_lr is None
+    assert decision.new_lr == pytest.approx(expected) and says in decision.why
 
 
 def test_event_carries_the_smoothing_and_the_measure() -> None:
@@ -345,7 +388,7 @@ def test_new_lr_is_clamped_to_range() -> None:
     high = make_rtp(base_lr=50.0, max_lr=1.0)  # fallback 50 x 0.1 = 5 > max_lr
     (event,) = plateau_now(high, FakeProbe("flat"))
     assert event.new_lr == high.lr() == 1.0
-    low = make_rtp(base_lr=2e-5, min_lr=1e-5)  # fallback 2e-6 < min_lr
+    low = make_rtp(base_lr=2e-5, min_lr=1e-5, fallback="cut")  # fallback 2e-6 < min_lr
     (event,) = plateau_now(low, FakeProbe("rising"))
     assert event.new_lr == low.lr() == 1e-5
 

@@ -155,6 +155,12 @@ BAD: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
         "of: steepest, midpoint, valley, minimum_div10",
     ),
     (
+        "fallback-unknown",
+        setter("policies", 0, "params", "fallback", value="halve"),
+        "policies[0].params.fallback: 'halve' is not known; choose one of: below_divergence, "
+        "cut, keep",
+    ),
+    (
         "beta-out-of-range",
         setter("policies", 0, "params", "beta", value=1.5),
         "policies[0].params.beta: must be in [0, 1) or null, got 1.5",

@@ -26,6 +26,11 @@ Measure = Literal["held_out", "train_batch"]
 """What a range test records per LR: the loss on one fixed held-out batch after the step
 (default, low noise), or the loss of the batch trained on (the classic finder)."""
 Rule = Literal[SUGGESTION_RULES]  # type: ignore[valid-type]
+Fallback = Literal["below_divergence", "cut", "keep"]
+"""What a range test without a usable descent does: go to ``factor`` x the LR where the test's
+loss began to diverge (``below_divergence``, the default; the LR is kept when the curve never
+diverged), ``cut`` the LR by ``factor`` (what reduce_on_plateau does), or ``keep`` it.
+``benchmarks/oracle.py`` chose the default on badly set LRs it had not seen before."""
 
 
 def keyed_error(path: str, problem: str) -> PydanticCustomError:
@@ -104,9 +109,10 @@ _SHORTEST = "a shorter range test can never suggest an LR"
 
 
 class RangeTestParams(_PlateauParams):
-    """On a plateau, a short LR range test from a snapshot; the rule's pick, or lr x factor
-    when the curve has no usable descent. ``beta`` None fits the smoothing to the test's length
-    and noise; the default rule, ``midpoint``, is the one the LR oracle found least biased."""
+    """On a plateau, a short LR range test from a snapshot; the rule's pick, or the
+    ``fallback`` when the curve has no usable descent. ``beta`` None fits the smoothing to the
+    test's length and noise; the default rule, ``midpoint``, is the one the LR oracle found
+    least biased."""
 
     name: Literal["range_test_on_plateau"] = "range_test_on_plateau"
     patience: int = Field(3, ge=0)
@@ -118,6 +124,7 @@ class RangeTestParams(_PlateauParams):
     min_steps: int = Field(20, ge=MIN_RANGE_TEST_STEPS, description=_SHORTEST)
     rule: Rule = "midpoint"
     factor: float = Field(0.1, gt=0, lt=1)
+    fallback: Fallback = "below_divergence"
     beta: float | None = Field(None, ge=BETA_RANGE[0], lt=BETA_RANGE[1])
     measure: Measure = "held_out"
 

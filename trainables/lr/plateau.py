@@ -262,7 +262,10 @@ class ReduceOnPlateauLR(_PlateauPolicy):
 class RangeTestOnPlateauLR(_PlateauPolicy):
     """On a plateau, run a short LR range test from a snapshot and jump to the suggested LR.
 
-    With no suggestion (no usable descent in the curve) the LR is multiplied by ``factor``.
+    With no suggestion (no usable descent in the curve) the ``fallback`` decides:
+    ``below_divergence`` (default) goes to ``factor`` x the LR where the curve began to diverge
+    (keeps the LR when it never diverged), ``cut`` multiplies the LR by ``factor``, ``keep``
+    keeps it.
     The new LR is clamped to ``[min_lr, max_lr]``; the detector's cooldown then applies.
     ``beta=None`` fits the smoothing to the test's length and noise (``suggest.auto_beta``). The
     default rule, ``midpoint``, is the one ``benchmarks/oracle.py`` found closest to the best
@@ -278,6 +281,7 @@ class RangeTestOnPlateauLR(_PlateauPolicy):
         super().__init__(**kwargs)
         p = self.params
         self.measure, self.rule, self.factor, self.beta = p.measure, p.rule, p.factor, p.beta
+        self.fallback = p.fallback
         self.min_lr, self.max_lr, self.num_steps = p.min_lr, p.max_lr, p.num_steps
         self.epoch_fraction, self.min_steps = p.epoch_fraction, p.min_steps
 
@@ -297,7 +301,7 @@ class RangeTestOnPlateauLR(_PlateauPolicy):
     def decide(self, result: RangeTestResult, old_lr: float) -> RangeTestDecision:
         """The LR to continue with after the range test ``result``, from ``old_lr``.
 
-        The rule's pick when the curve has a usable descent, else ``old_lr x factor``; clamped
+        The rule's pick when the curve has a usable descent, else the fallback's LR; clamped
         to ``[min_lr, max_lr]`` and never inside the curve's diverging part. A pure function of
         the curve and the policy's settings (benchmarks call it on recorded curves).
         """
@@ -307,8 +311,8 @@ class RangeTestOnPlateauLR(_PlateauPolicy):
             target = suggested = pick(curve, self.rule)
             decision = f"range test suggested {fmt(target)} ({self.rule})"
         else:
-            target = old_lr * self.factor
-            decision = f"no suggestion ({curve.reason}); fell back to lr x {self.factor:g}"
+            target, how = self._fallback(old_lr, curve.diverge_lr)
+            decision = f"no suggestion ({curve.reason}); fell back to {how}"
         new = min(max(target, self.min_lr), self.max_lr)
         if new != target:
             decision += f", clamped to [{fmt(self.min_lr)}, {fmt(self.max_lr)}]"
@@ -319,6 +323,16 @@ class RangeTestOnPlateauLR(_PlateauPolicy):
                 " of that"
             )
         return RangeTestDecision(suggested, new, curve.beta, decision)
+
+    def _fallback(self, old_lr: float, diverge_lr: float | None) -> tuple[float, str]:
+        """(LR, how it was chosen) when the curve gives no suggestion."""
+        if self.fallback == "cut":
+            return old_lr * self.factor, f"lr x {self.factor:g}"
+        if self.fallback == "below_divergence" and diverge_lr is not None:
+            return diverge_lr * self.factor, f"{self.factor:g} x the LR where the loss diverged"
+        if self.fallback == "below_divergence":
+            return old_lr, "the same lr (the loss never diverged)"
+        return old_lr, "the same lr"
 
     def _on_plateau(self, epoch: int, plateau: str, probe: RangeProbe | None) -> PolicyEvent:
         assert probe is not None  # checked before the detector stepped
