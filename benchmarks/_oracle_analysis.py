@@ -39,6 +39,12 @@ BOOTSTRAP = 4000  # resamples of the states for a 95% interval
 FOLDS = ((0, 2), (1, 3))  # seeds of the two calibration folds
 #: No range test at all: keep the running LR, or cut it by reduce_on_plateau's factor in the specs.
 BASELINES = {"baseline_keep_lr": 1.0, "baseline_lr_x0.3": 0.3}
+#: The default rule with each no-descent fallback (one of them is the default row's).
+FALLBACKS = {
+    "fallback_cut": "cut",
+    "fallback_keep": "keep",
+    "fallback_below_divergence": "below_divergence",
+}
 
 
 # -- the oracle grid ---------------------------------------------------------------------------
@@ -108,12 +114,16 @@ def real_descent(curve: Any) -> bool:
     return drop > 0.01 * abs(level) and drop > 5 * curve.noise
 
 
-def our_pick(curve_doc: dict, rule: str | None, running_lr: float) -> tuple[float | None, float]:
-    """(raw pick, applied LR) of our ``rule`` (None: the policy's default) through the policy's
-    own decide()."""
+def our_pick(
+    curve_doc: dict, rule: str | None, running_lr: float, fallback: str | None = None
+) -> tuple[float | None, float]:
+    """(raw pick, applied LR) of our ``rule`` and no-descent ``fallback`` (None: the policy's
+    defaults) through the policy's own decide()."""
     from trainables.lr import RangeTestOnPlateauLR
 
     kwargs = {} if rule is None else {"rule": rule}
+    if fallback is not None:
+        kwargs["fallback"] = fallback
     policy = RangeTestOnPlateauLR(base_lr=running_lr, steps_per_epoch=100, **kwargs)
     decision = policy.decide(result_of(curve_doc), running_lr)
     return decision.suggested_lr, decision.new_lr
@@ -129,7 +139,12 @@ def result_of(curve_doc: dict) -> Any:
 def rule_names() -> list[str]:
     from trainables.lr import SUGGESTION_RULES
 
-    return [f"ours_{r}" for r in SUGGESTION_RULES] + list(REFERENCE_RULES) + list(BASELINES)
+    return (
+        [f"ours_{r}" for r in SUGGESTION_RULES]
+        + list(FALLBACKS)
+        + list(REFERENCE_RULES)
+        + list(BASELINES)
+    )
 
 
 def state_rows(doc: dict, probe: str) -> dict[str, list[dict]]:
@@ -160,6 +175,8 @@ def state_rows(doc: dict, probe: str) -> dict[str, list[dict]]:
         for name in rows:
             if name.startswith("ours_"):
                 pick, applied = our_pick(curve_doc, name[len("ours_") :], running)
+            elif name in FALLBACKS:
+                pick, applied = our_pick(curve_doc, None, running, FALLBACKS[name])
             elif name in BASELINES:
                 pick = applied = running * BASELINES[name]
             else:
@@ -229,6 +246,28 @@ def score(rows: list[dict], noise: dict[str, float]) -> dict:
                 sum(d > noise[h] for d in deltas) / len(deltas) if deltas else None
             ),
         }
+    return out
+
+
+def fallback_scores(rows: dict[str, list[dict]], noise: dict[str, float]) -> dict[str, dict]:
+    """Each no-descent fallback of the default rule on the states where it gave no suggestion:
+    the validation loss change against keeping the running LR (mean, median; more than the
+    oracle's noise worse / better), and the applied LR's median |error| from the oracle."""
+    out: dict[str, dict] = {}
+    for name, fallback in FALLBACKS.items():
+        declined = [r for r in rows.get(name, []) if r["pick"] is None]
+        entry: dict[str, Any] = {"states": len(declined)}
+        for h in HORIZONS:
+            deltas = [d for r in declined if (d := r["delta_vs_running"][h]) is not None]
+            errs = [abs(e) for r in declined if (e := r["applied_err"][h]) is not None]
+            entry[h] = {
+                "mean_delta_vs_running": float(np.mean(deltas)) if deltas else None,
+                "median_delta_vs_running": quantile(deltas, 0.5),
+                "worse": sum(d > noise[h] for d in deltas),
+                "better": sum(d < -noise[h] for d in deltas),
+                "applied_median_abs_decades": quantile(errs, 0.5),
+            }
+        out[fallback] = entry
     return out
 
 
@@ -466,6 +505,7 @@ def analyse(doc: dict, probe: str, noise: dict[str, dict] | None = None) -> dict
         "rules_vs_pooled_oracle": {name: score(r, loss_noise) for name, r in pooled.items() if r},
         "oracle_half_minus_2ep_median_decades": quantile(shift, 0.5),
         "default_versus": versus,
+        "no_descent_fallbacks": fallback_scores(rows, loss_noise),
         "corrections_decades": corrections,
         "rules": scores,
         "rows": rows,
@@ -496,6 +536,20 @@ def table(result: dict) -> str:
         for name, by_h in by_rule.items():
             cells = [_paired_cell(h, d) for h, d in by_h.items()]
             lines.append(f"  {name:<30}" + "   ".join(cells))
+    fallbacks = result.get("no_descent_fallbacks", {})
+    if any(f["states"] for f in fallbacks.values()):
+        lines.append(
+            "no-descent fallbacks of the default rule, on the states it declined: val loss vs"
+            " keeping the LR (mean, median; worse / better beyond the noise), applied |e|"
+        )
+        for fallback, f in fallbacks.items():
+            cells = [
+                f"{h} {_delta(d['mean_delta_vs_running'])} {_delta(d['median_delta_vs_running'])}"
+                f" ({d['worse']}/{d['better']}) {_num(d['applied_median_abs_decades'])}"
+                for h in HORIZONS
+                if (d := f[h])
+            ]
+            lines.append(f"  {fallback:<18}{f['states']:>3} states  " + "   ".join(cells))
     names = [f"stream {k}" for k in range(result["streams"])] + ["their mean"]
     if result["against_each_stream"]:
         lines.append(f"median |e| against each oracle stream ({' / '.join(names)}):")
@@ -543,6 +597,10 @@ def _num(x: float | None) -> str:
     return "-" if x is None else f"{x:+.2f}" if x < 0 else f"{x:.2f}"
 
 
+def _delta(x: float | None) -> str:
+    return "-" if x is None else f"{x:+.3f}"
+
+
 def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.0f}%"
 
@@ -554,29 +612,33 @@ def plot_scatter(
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    def points(name: str, opt: str) -> list[tuple[float, float]]:
+        return [
+            (r["oracle"][horizon], math.log10(r["pick"] / r["running_lr"]))
+            for r in result["rows"][name]
+            if r["optimizer"] == opt and r["pick"] is not None and r["oracle"][horizon] is not None
+        ]
+
+    every = [p for name in rules for opt in ("adam", "sgd") for p in points(name, opt)]
+    pad = 0.25  # every point stays inside the axes, however far off it lies
+    xlim = (min([-3.0] + [x - pad for x, _ in every]), max([1.5] + [x + pad for x, _ in every]))
+    ylim = (min([-5.0] + [y - pad for _, y in every]), max([2.0] + [y + pad for _, y in every]))
     cols = 4
     nrows = math.ceil(len(rules) / cols)
     fig = Figure(figsize=(3.2 * cols, 3.2 * nrows), layout="constrained")
     FigureCanvasAgg(fig)
     for i, name in enumerate(rules):
         ax = fig.add_subplot(nrows, cols, i + 1)
-        rows = result["rows"][name]
         for opt, color in (("adam", "tab:blue"), ("sgd", "tab:orange")):
-            pts = [
-                (r["oracle"][horizon], math.log10(r["pick"] / r["running_lr"]))
-                for r in rows
-                if r["optimizer"] == opt
-                and r["pick"] is not None
-                and r["oracle"][horizon] is not None
-            ]
-            if pts:
-                ax.scatter(*zip(*pts, strict=True), s=14, color=color, label=opt)
-        lim = (-3.0, 1.5)
-        ax.plot(lim, lim, color="black", linewidth=0.8)
+            pts = points(name, opt)
+            if pts or i == 0:  # the first panel's legend names both, picks or not
+                xs, ys = zip(*pts, strict=True) if pts else ((), ())
+                ax.scatter(xs, ys, s=14, color=color, label=opt)
+        ax.plot(xlim, xlim, color="black", linewidth=0.8)
         for d in (-0.2, 0.2):
-            ax.plot(lim, (lim[0] + d, lim[1] + d), color="grey", linewidth=0.5, linestyle="--")
-        ax.set_xlim(lim)
-        ax.set_ylim(-5.0, 2.0)
+            ax.plot(xlim, (xlim[0] + d, xlim[1] + d), color="grey", linewidth=0.5, linestyle="--")
+        ax.set_xlim(xlim)
+        ax.set_ylim(ylim)
         s = result["rules"][name][horizon]
         ax.set_title(
             f"{name}\nmedian |e| {_num(s['median_abs_decades'])}, bias "

@@ -16,7 +16,8 @@ streams (other data orders for the same epochs: ``Trial.epoch_batches(epoch, rep
 around the first stream's best, to measure its own noise and to average it out.
 
 The range tests: from the same state, through the policy's own code path (``Trial.probe`` and
-``RangeTestOnPlateauLR.decide`` with the policy's defaults: 20 steps, held-out batch); also
+``RangeTestOnPlateauLR.decide`` with the policy's defaults: 20 steps, held-out batch; the LR
+each no-descent ``fallback`` applies is trained too); also
 40 / 80 steps and the training-batch measure, to study the smoothing. Every suggestion rule --
 ours, torch-lr-finder's and fastai's (``benchmarks/_reference_rules.py``) -- is applied to the
 same curves and scored against the oracle at both horizons.
@@ -47,6 +48,7 @@ from typing import Any
 
 import _common as C
 from _oracle_analysis import (
+    FALLBACKS,
     HORIZONS,
     analyse,
     best_offset,
@@ -129,6 +131,21 @@ MISSET = Setup(
     name="oracle_misset",
     noise_from="oracle",
 )
+#: The same population as MISSET on four new seeds: states no design choice was made on, to
+#: validate what MISSET suggested (the no-descent fallback).
+MISSET_VAL = Setup(
+    train=4000,
+    val=2000,
+    seeds=(2, 3, 4, 5),
+    runs=MISSET.runs,
+    coarse=COARSE,
+    refine=REFINE,
+    probes=(("held_out", None),),
+    replica_seeds=(),
+    streams=1,
+    name="oracle_misset_val",
+    noise_from="oracle",
+)
 QUICK = Setup(
     train=300,
     val=100,
@@ -141,7 +158,7 @@ QUICK = Setup(
     streams=2,
 )
 
-SETUPS = {"full": FULL, "misset": MISSET}
+SETUPS = {"full": FULL, "misset": MISSET, "misset-val": MISSET_VAL}
 
 
 # -- the trial ---------------------------------------------------------------------------------
@@ -405,14 +422,18 @@ def compute(args: Any, setup_: Setup, curves_dir: Path, states_dir: Path) -> Non
                 coarse = tuple(sorted({0.0} | {c + d for c in centre for d in (-0.25, 0.0, 0.25)}))
                 refine = setup_.refine[-1:]
             run_grid(points, train, coarse, refine, save)
-            if replica == 0:  # the LR the policy applies, measured rather than interpolated
-                _, applied = our_pick(
-                    entry["range_tests"]["held_out_default"], None, entry["running_lr"]
-                )
-                key = lr_key(math.log10(applied / entry["running_lr"]))
-                if key not in points:
-                    points[key] = train(float(key))
-                    save()
+            if replica == 0:  # the LRs the policy applies (each fallback), measured
+                for fallback in (None, *FALLBACKS.values()):
+                    _, applied = our_pick(
+                        entry["range_tests"]["held_out_default"],
+                        None,
+                        entry["running_lr"],
+                        fallback,
+                    )
+                    key = lr_key(math.log10(applied / entry["running_lr"]))
+                    if key not in points:
+                        points[key] = train(float(key))
+                        save()
             snap.restore()
             print(
                 f"{sid} stream {replica}: {len(points)} oracle runs, "
@@ -442,7 +463,8 @@ def main() -> int:
         choices=sorted(SETUPS),
         default="full",
         help="full: 24 states at well-set LRs, four data streams (default); misset: 8 states"
-        " whose running LR is 10x too low or 5-10x too high, one stream",
+        " whose running LR is 10x too low or 5-10x too high, one stream; misset-val: the same"
+        " on 16 more seeds, to validate what misset suggested",
     )
     parser.add_argument(
         "--analyse-only", action="store_true", help="use the cached curves; train nothing"
@@ -480,8 +502,10 @@ def main() -> int:
     main_result = results["held_out_default"]
     for result in results.values():
         print(table(result) + "\n", flush=True)
-    shown = [
-        n for n in main_result["rules"] if not n.endswith("_slide") and not n.startswith("baseline")
+    shown = [  # a fallback changes the applied LR, never the pick: no panels of their own
+        n
+        for n in main_result["rules"]
+        if not n.endswith("_slide") and not n.startswith(("baseline", "fallback"))
     ]
     plot_scatter(main_result, out.with_name(f"{out.stem}_scatter_2ep.png"), shown, "2ep")
     plot_scatter(main_result, out.with_name(f"{out.stem}_scatter_half.png"), shown, "half")

@@ -15,9 +15,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 import oracle
 from _oracle_analysis import (
+    FALLBACKS,
     HORIZONS,
     against_pooled,
     calibrated,
+    fallback_scores,
     follows_oracle,
     lr_key,
     oracle_noise,
@@ -183,3 +185,33 @@ def test_a_fold_with_nothing_to_calibrate_on_gets_no_correction() -> None:
     assert constants["0,2"] == pytest.approx(0.2)  # learnt on seeds 1 and 3
     assert constants["1,3"] is None  # seeds 0 and 2 picked nothing: no constant, not 0
     assert sorted(r["seed"] for r in out) == [0, 2]
+
+
+def _declined(delta_2ep: float, picked: bool = False) -> dict:
+    return {
+        "pick": 1e-3 if picked else None,
+        "delta_vs_running": {"half": 0.0, "2ep": delta_2ep},
+        "applied_err": {"half": 0.5, "2ep": -0.5},
+    }
+
+
+def test_fallbacks_are_scored_on_the_declined_states_only() -> None:
+    noise = {"half": 0.03, "2ep": 0.04}
+    deltas = {  # fallback -> the 2-epoch deltas of its three declined states
+        "cut": [0.10, -0.05, 0.01],
+        "keep": [0.0, 0.0, 0.0],
+        "below_divergence": [0.05, -0.30, 0.02],
+    }
+    rows = {
+        name: [_declined(d) for d in deltas[fb]] + [_declined(-1.0, picked=True)]
+        for name, fb in FALLBACKS.items()
+    }
+    scores = fallback_scores(rows, noise)
+    assert set(scores) == set(deltas)
+    for fb, ds in deltas.items():
+        two = scores[fb]["2ep"]
+        assert scores[fb]["states"] == 3  # the state with a pick is not a fallback's
+        assert two["mean_delta_vs_running"] == pytest.approx(sum(ds) / 3)
+        assert two["worse"] == sum(d > 0.04 for d in ds)
+        assert two["better"] == sum(d < -0.04 for d in ds)
+        assert two["applied_median_abs_decades"] == pytest.approx(0.5)
