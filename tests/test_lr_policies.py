@@ -30,6 +30,7 @@ from trainables.lr import (
     suggest_lr_with_reason,
 )
 from trainables.lr.params import MIN_RANGE_TEST_STEPS
+from trainables.lr.policy_base import fmt
 
 # -- fake probes -------------------------------------------------------------------------------
 
@@ -322,8 +323,8 @@ def _no_descent_curve(diverge_at: float | None) -> RangeTestResult:
         ("keep", None, 1e-3, 1e-3, "fell back to the same lr"),
         ("keep", 1e-1, 1e-3, 1e-3, "fell back to the same lr"),
         # 0.1 x where the loss diverged: up from a running LR far below it, down from one near it
-        ("below_divergence", 1e-1, 1e-3, "0.1 x diverge", "0.1 x the LR where the loss diverged"),
-        ("below_divergence", 3e-3, 1e-3, "0.1 x diverge", "0.1 x the LR where the loss diverged"),
+        ("below_divergence", 1e-1, 1e-3, "0.1 x diverge", "where the loss began to diverge"),
+        ("below_divergence", 3e-3, 1e-3, "0.1 x diverge", "where the loss began to diverge"),
         ("below_divergence", None, 1e-3, 1e-3, "the same lr (the loss never diverged)"),
         # a running LR inside the diverging part is never kept, whatever the fallback
         ("keep", 1e-4, 1e-3, "0.1 x diverge", "the loss diverged from"),
@@ -338,6 +339,7 @@ def test_no_descent_fallbacks(
     if expected == "0.1 x diverge":
         assert curve.diverge_lr is not None
         expected = 0.1 * curve.diverge_lr
+        says = f"{fmt(curve.diverge_lr)}, {says}" if fallback == "below_divergence" else says
     decision = make_rtp(fallback=fallback, min_lr=1e-6).decide(result, old_lr)
     assert decision.suggested_lr is None
     assert decision.new_lr == pytest.approx(expected) and says in decision.why

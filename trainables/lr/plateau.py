@@ -329,7 +329,8 @@ class RangeTestOnPlateauLR(_PlateauPolicy):
         if self.fallback == "cut":
             return old_lr * self.factor, f"lr x {self.factor:g}"
         if self.fallback == "below_divergence" and diverge_lr is not None:
-            return diverge_lr * self.factor, f"{self.factor:g} x the LR where the loss diverged"
+            how = f"{self.factor:g} x {fmt(diverge_lr)}, where the loss began to diverge"
+            return diverge_lr * self.factor, how
         if self.fallback == "below_divergence":
             return old_lr, "the same lr (the loss never diverged)"
         return old_lr, "the same lr"
