@@ -255,7 +255,7 @@ def fallback_scores(rows: dict[str, list[dict]], noise: dict[str, float]) -> dic
     oracle's noise worse / better), and the applied LR's median |error| from the oracle."""
     out: dict[str, dict] = {}
     for name, fallback in FALLBACKS.items():
-        declined = [r for r in rows.get(name, []) if r["pick"] is None]
+        declined = [r for r in rows[name] if r["pick"] is None]
         entry: dict[str, Any] = {"states": len(declined)}
         for h in HORIZONS:
             deltas = [d for r in declined if (d := r["delta_vs_running"][h]) is not None]

@@ -35,6 +35,7 @@ result (in git), written after every training run, so an interrupted run resumes
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 import json
@@ -133,19 +134,7 @@ MISSET = Setup(
 )
 #: The same population as MISSET on four new seeds: states no design choice was made on, to
 #: validate what MISSET suggested (the no-descent fallback).
-MISSET_VAL = Setup(
-    train=4000,
-    val=2000,
-    seeds=(2, 3, 4, 5),
-    runs=MISSET.runs,
-    coarse=COARSE,
-    refine=REFINE,
-    probes=(("held_out", None),),
-    replica_seeds=(),
-    streams=1,
-    name="oracle_misset_val",
-    noise_from="oracle",
-)
+MISSET_VAL = dataclasses.replace(MISSET, seeds=(2, 3, 4, 5), name="oracle_misset_val")
 QUICK = Setup(
     train=300,
     val=100,
@@ -422,8 +411,8 @@ def compute(args: Any, setup_: Setup, curves_dir: Path, states_dir: Path) -> Non
                 coarse = tuple(sorted({0.0} | {c + d for c in centre for d in (-0.25, 0.0, 0.25)}))
                 refine = setup_.refine[-1:]
             run_grid(points, train, coarse, refine, save)
-            if replica == 0:  # the LRs the policy applies (each fallback), measured
-                for fallback in (None, *FALLBACKS.values()):
+            if replica == 0:  # the LRs the policy applies (one per fallback), measured
+                for fallback in FALLBACKS.values():
                     _, applied = our_pick(
                         entry["range_tests"]["held_out_default"],
                         None,

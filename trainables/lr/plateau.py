@@ -328,12 +328,13 @@ class RangeTestOnPlateauLR(_PlateauPolicy):
         """(LR, how it was chosen) when the curve gives no suggestion."""
         if self.fallback == "cut":
             return old_lr * self.factor, f"lr x {self.factor:g}"
-        if self.fallback == "below_divergence" and diverge_lr is not None:
-            how = f"{self.factor:g} x {fmt(diverge_lr)}, where the loss began to diverge"
-            return diverge_lr * self.factor, how
-        if self.fallback == "below_divergence":
+        if self.fallback == "keep":
+            return old_lr, "the same lr"
+        if diverge_lr is None:  # below_divergence, and the loss never diverged
             return old_lr, "the same lr (the loss never diverged)"
-        return old_lr, "the same lr"
+        return diverge_lr * self.factor, (
+            f"{self.factor:g} x {fmt(diverge_lr)}, where the loss began to diverge"
+        )
 
     def _on_plateau(self, epoch: int, plateau: str, probe: RangeProbe | None) -> PolicyEvent:
         assert probe is not None  # checked before the detector stepped
