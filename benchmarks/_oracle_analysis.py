@@ -44,7 +44,21 @@ FALLBACKS = {
     "fallback_cut": "cut",
     "fallback_keep": "keep",
     "fallback_below_divergence": "below_divergence",
+    "fallback_keep_or_raise": "keep_or_raise",
 }
+#: Whole settings of the range-test policy (default rule), spelled out so that a row means the
+#: same whatever the defaults are: the limit on one test's change of the LR, and the fallback.
+POLICIES: dict[str, dict[str, Any]] = {
+    "policy_unlimited_below_divergence": {"max_change": None, "fallback": "below_divergence"},
+    "policy_x10_below_divergence": {"max_change": 10.0, "fallback": "below_divergence"},
+    "policy_unlimited_keep_or_raise": {"max_change": None, "fallback": "keep_or_raise"},
+    "policy_x10_keep_or_raise": {"max_change": 10.0, "fallback": "keep_or_raise"},
+}
+
+
+def policy_settings() -> list[dict[str, Any]]:
+    """The policy settings whose applied LR the oracle run trains (beside the grid)."""
+    return [{"fallback": f} for f in FALLBACKS.values()] + list(POLICIES.values())
 
 
 # -- the oracle grid ---------------------------------------------------------------------------
@@ -115,15 +129,13 @@ def real_descent(curve: Any) -> bool:
 
 
 def our_pick(
-    curve_doc: dict, rule: str | None, running_lr: float, fallback: str | None = None
+    curve_doc: dict, rule: str | None, running_lr: float, settings: dict[str, Any] | None = None
 ) -> tuple[float | None, float]:
-    """(raw pick, applied LR) of our ``rule`` and no-descent ``fallback`` (None: the policy's
-    defaults) through the policy's own decide()."""
+    """(raw pick, applied LR) of our ``rule`` (None: the default) and other policy ``settings``
+    (None: the defaults) through the policy's own decide()."""
     from trainables.lr import RangeTestOnPlateauLR
 
-    kwargs = {} if rule is None else {"rule": rule}
-    if fallback is not None:
-        kwargs["fallback"] = fallback
+    kwargs = {**(settings or {}), **({} if rule is None else {"rule": rule})}
     policy = RangeTestOnPlateauLR(base_lr=running_lr, steps_per_epoch=100, **kwargs)
     decision = policy.decide(result_of(curve_doc), running_lr)
     return decision.suggested_lr, decision.new_lr
@@ -142,6 +154,7 @@ def rule_names() -> list[str]:
     return (
         [f"ours_{r}" for r in SUGGESTION_RULES]
         + list(FALLBACKS)
+        + list(POLICIES)
         + list(REFERENCE_RULES)
         + list(BASELINES)
     )
@@ -176,7 +189,9 @@ def state_rows(doc: dict, probe: str) -> dict[str, list[dict]]:
             if name.startswith("ours_"):
                 pick, applied = our_pick(curve_doc, name[len("ours_") :], running)
             elif name in FALLBACKS:
-                pick, applied = our_pick(curve_doc, None, running, FALLBACKS[name])
+                pick, applied = our_pick(curve_doc, None, running, {"fallback": FALLBACKS[name]})
+            elif name in POLICIES:
+                pick, applied = our_pick(curve_doc, None, running, POLICIES[name])
             elif name in BASELINES:
                 pick = applied = running * BASELINES[name]
             else:
@@ -253,22 +268,33 @@ def fallback_scores(rows: dict[str, list[dict]], noise: dict[str, float]) -> dic
     """Each no-descent fallback of the default rule on the states where it gave no suggestion:
     the validation loss change against keeping the running LR (mean, median; more than the
     oracle's noise worse / better), and the applied LR's median |error| from the oracle."""
-    out: dict[str, dict] = {}
-    for name, fallback in FALLBACKS.items():
-        declined = [r for r in rows[name] if r["pick"] is None]
-        entry: dict[str, Any] = {"states": len(declined)}
-        for h in HORIZONS:
-            deltas = [d for r in declined if (d := r["delta_vs_running"][h]) is not None]
-            errs = [abs(e) for r in declined if (e := r["applied_err"][h]) is not None]
-            entry[h] = {
-                "mean_delta_vs_running": float(np.mean(deltas)) if deltas else None,
-                "median_delta_vs_running": quantile(deltas, 0.5),
-                "worse": sum(d > noise[h] for d in deltas),
-                "better": sum(d < -noise[h] for d in deltas),
-                "applied_median_abs_decades": quantile(errs, 0.5),
-            }
-        out[fallback] = entry
-    return out
+    return {
+        fallback: delta_scores([r for r in rows[name] if r["pick"] is None], noise)
+        for name, fallback in FALLBACKS.items()
+    }
+
+
+def policy_scores(rows: dict[str, list[dict]], noise: dict[str, float]) -> dict[str, dict]:
+    """Each of the POLICIES on every state, scored as fallback_scores scores a fallback."""
+    return {name: delta_scores(rows[name], noise) for name in POLICIES}
+
+
+def delta_scores(rows: list[dict], noise: dict[str, float]) -> dict[str, Any]:
+    """The applied LRs of ``rows``: validation loss change against keeping the running LR
+    (mean, median; more than the oracle's noise worse / better; a diverged run counts as
+    worse and its mean is inf), and their median |error| from the oracle."""
+    entry: dict[str, Any] = {"states": len(rows)}
+    for h in HORIZONS:
+        deltas = [d for r in rows if (d := r["delta_vs_running"][h]) is not None]
+        errs = [abs(e) for r in rows if (e := r["applied_err"][h]) is not None]
+        entry[h] = {
+            "mean_delta_vs_running": float(np.mean(deltas)) if deltas else None,
+            "median_delta_vs_running": quantile(deltas, 0.5),
+            "worse": sum(d > noise[h] for d in deltas),
+            "better": sum(d < -noise[h] for d in deltas),
+            "applied_median_abs_decades": quantile(errs, 0.5),
+        }
+    return entry
 
 
 def follows_oracle(rows: list[dict], horizon: str) -> dict | None:
@@ -506,6 +532,7 @@ def analyse(doc: dict, probe: str, noise: dict[str, dict] | None = None) -> dict
         "oracle_half_minus_2ep_median_decades": quantile(shift, 0.5),
         "default_versus": versus,
         "no_descent_fallbacks": fallback_scores(rows, loss_noise),
+        "policies": policy_scores(rows, loss_noise),
         "corrections_decades": corrections,
         "rules": scores,
         "rows": rows,
@@ -550,6 +577,20 @@ def table(result: dict) -> str:
                 if (d := f[h])
             ]
             lines.append(f"  {fallback:<18}{f['states']:>3} states  " + "   ".join(cells))
+    policies = result.get("policies", {})
+    if policies:
+        lines.append(
+            "policy settings on every state: val loss vs keeping the LR (mean, median;"
+            " worse / better beyond the noise), applied |e|"
+        )
+        for name, f in policies.items():
+            cells = [
+                f"{h} {_delta(d['mean_delta_vs_running'])} {_delta(d['median_delta_vs_running'])}"
+                f" ({d['worse']}/{d['better']}) {_num(d['applied_median_abs_decades'])}"
+                for h in HORIZONS
+                if (d := f[h])
+            ]
+            lines.append(f"  {name:<34}{f['states']:>3} states  " + "   ".join(cells))
     names = [f"stream {k}" for k in range(result["streams"])] + ["their mean"]
     if result["against_each_stream"]:
         lines.append(f"median |e| against each oracle stream ({' / '.join(names)}):")

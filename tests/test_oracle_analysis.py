@@ -201,6 +201,7 @@ def test_fallbacks_are_scored_on_the_declined_states_only() -> None:
         "cut": [0.10, -0.05, 0.01],
         "keep": [0.0, 0.0, 0.0],
         "below_divergence": [0.05, -0.30, 0.02],
+        "keep_or_raise": [0.0, -0.30, 0.0],
     }
     rows = {
         name: [_declined(d) for d in deltas[fb]] + [_declined(-1.0, picked=True)]

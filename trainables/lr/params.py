@@ -26,10 +26,12 @@ Measure = Literal["held_out", "train_batch"]
 """What a range test records per LR: the loss on one fixed held-out batch after the step
 (default, low noise), or the loss of the batch trained on (the classic finder)."""
 Rule = Literal[SUGGESTION_RULES]  # type: ignore[valid-type]
-Fallback = Literal["below_divergence", "cut", "keep"]
+Fallback = Literal["below_divergence", "cut", "keep", "keep_or_raise"]
 """What a range test without a usable descent does: go to ``factor`` x the LR where the test's
 loss began to diverge (``below_divergence``, the default; the LR is kept when the curve never
-diverged), ``cut`` the LR by ``factor`` (what reduce_on_plateau does), or ``keep`` it.
+diverged), ``cut`` the LR by ``factor`` (what reduce_on_plateau does), ``keep`` it, or
+``keep_or_raise``: keep it, unless ``factor`` x the divergence LR is higher (never a cut: an
+LR inside the diverging part is cut by the guard that every fallback has).
 ``benchmarks/oracle.py`` chose the default on badly set LRs it had not seen before."""
 
 
@@ -110,7 +112,8 @@ _SHORTEST = "a shorter range test can never suggest an LR"
 
 class RangeTestParams(_PlateauParams):
     """On a plateau, a short LR range test from a snapshot; the rule's pick, or the
-    ``fallback`` when the curve has no usable descent. ``beta`` None fits the smoothing to the
+    ``fallback`` when the curve has no usable descent; ``max_change`` (None: no limit) bounds
+    one test's move to that factor either way. ``beta`` None fits the smoothing to the
     test's length and noise; the default rule, ``midpoint``, is the one the LR oracle found
     least biased."""
 
@@ -125,6 +128,7 @@ class RangeTestParams(_PlateauParams):
     rule: Rule = "midpoint"
     factor: float = Field(0.1, gt=0, lt=1)
     fallback: Fallback = "below_divergence"
+    max_change: float | None = Field(None, gt=1)
     beta: float | None = Field(None, ge=BETA_RANGE[0], lt=BETA_RANGE[1])
     measure: Measure = "held_out"
 

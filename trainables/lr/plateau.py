@@ -265,8 +265,9 @@ class RangeTestOnPlateauLR(_PlateauPolicy):
     With no suggestion (no usable descent in the curve) the ``fallback`` decides:
     ``below_divergence`` (default) goes to ``factor`` x the LR where the curve began to diverge
     (keeps the LR when it never diverged), ``cut`` multiplies the LR by ``factor``, ``keep``
-    keeps it.
-    The new LR is clamped to ``[min_lr, max_lr]``; the detector's cooldown then applies.
+    keeps it, ``keep_or_raise`` keeps it unless ``factor`` x the divergence LR is higher.
+    ``max_change`` (None: no limit) keeps the new LR within that factor of the old one, either
+    way. The new LR is then clamped to ``[min_lr, max_lr]``; the detector's cooldown then applies.
     ``beta=None`` fits the smoothing to the test's length and noise (``suggest.auto_beta``). The
     default rule, ``midpoint``, is the one ``benchmarks/oracle.py`` found closest to the best
     LR for the next 2 epochs (``steepest`` is the greedy one-step optimum: biased low).
@@ -281,7 +282,7 @@ class RangeTestOnPlateauLR(_PlateauPolicy):
         super().__init__(**kwargs)
         p = self.params
         self.measure, self.rule, self.factor, self.beta = p.measure, p.rule, p.factor, p.beta
-        self.fallback = p.fallback
+        self.fallback, self.max_change = p.fallback, p.max_change
         self.min_lr, self.max_lr, self.num_steps = p.min_lr, p.max_lr, p.num_steps
         self.epoch_fraction, self.min_steps = p.epoch_fraction, p.min_steps
 
@@ -313,8 +314,14 @@ class RangeTestOnPlateauLR(_PlateauPolicy):
         else:
             target, how = self._fallback(old_lr, curve.diverge_lr)
             decision = f"no suggestion ({curve.reason}); fell back to {how}"
-        new = min(max(target, self.min_lr), self.max_lr)
-        if new != target:
+        new = target
+        if self.max_change is not None:
+            low, high = old_lr / self.max_change, old_lr * self.max_change
+            new = min(max(new, low), high)
+            if new != target:
+                decision += f", kept within a factor {self.max_change:g} of {fmt(old_lr)}"
+        limited, new = new, min(max(new, self.min_lr), self.max_lr)
+        if new != limited:
             decision += f", clamped to [{fmt(self.min_lr)}, {fmt(self.max_lr)}]"
         if curve.diverge_lr is not None and new >= curve.diverge_lr:
             new = max(curve.diverge_lr * self.factor, self.min_lr)
@@ -330,6 +337,12 @@ class RangeTestOnPlateauLR(_PlateauPolicy):
             return old_lr * self.factor, f"lr x {self.factor:g}"
         if self.fallback == "keep":
             return old_lr, "the same lr"
+        if self.fallback == "keep_or_raise":
+            if diverge_lr is None or diverge_lr * self.factor <= old_lr:
+                return old_lr, "the same lr"
+            return diverge_lr * self.factor, (
+                f"{self.factor:g} x {fmt(diverge_lr)}, where the loss began to diverge"
+            )
         if diverge_lr is None:  # below_divergence, and the loss never diverged
             return old_lr, "the same lr (the loss never diverged)"
         return diverge_lr * self.factor, (
