@@ -493,10 +493,10 @@ def main() -> int:
     main_result = results["held_out_default"]
     for result in results.values():
         print(table(result) + "\n", flush=True)
-    shown = [  # a fallback changes the applied LR, never the pick: no panels of their own
+    shown = [  # a fallback or a limit changes the applied LR, never the pick: no panels
         n
         for n in main_result["rules"]
-        if not n.endswith("_slide") and not n.startswith(("baseline", "fallback"))
+        if not n.endswith("_slide") and not n.startswith(("baseline", "fallback", "policy_"))
     ]
     plot_scatter(main_result, out.with_name(f"{out.stem}_scatter_2ep.png"), shown, "2ep")
     plot_scatter(main_result, out.with_name(f"{out.stem}_scatter_half.png"), shown, "half")

@@ -326,8 +326,13 @@ def _no_descent_curve(diverge_at: float | None) -> RangeTestResult:
         ("below_divergence", 1e-1, 1e-3, "0.1 x diverge", "where the loss began to diverge"),
         ("below_divergence", 3e-3, 1e-3, "0.1 x diverge", "where the loss began to diverge"),
         ("below_divergence", None, 1e-3, 1e-3, "the same lr (the loss never diverged)"),
+        # keep, or go up to 0.1 x where the loss diverged -- never down
+        ("keep_or_raise", 1e-1, 1e-3, "0.1 x diverge", "where the loss began to diverge"),
+        ("keep_or_raise", 3e-3, 1e-3, 1e-3, "fell back to the same lr"),
+        ("keep_or_raise", None, 1e-3, 1e-3, "fell back to the same lr"),
         # a running LR inside the diverging part is never kept, whatever the fallback
         ("keep", 1e-4, 1e-3, "0.1 x diverge", "the loss diverged from"),
+        ("keep_or_raise", 1e-4, 1e-3, "0.1 x diverge", "the loss diverged from"),
     ],
 )
 def test_no_descent_fallbacks(
@@ -339,10 +344,58 @@ def test_no_descent_fallbacks(
     if expected == "0.1 x diverge":
         assert curve.diverge_lr is not None
         expected = 0.1 * curve.diverge_lr
-        says = f"{fmt(curve.diverge_lr)}, {says}" if fallback == "below_divergence" else says
-    decision = make_rtp(fallback=fallback, min_lr=1e-6).decide(result, old_lr)
+        if says.startswith("where"):
+            says = f"{fmt(curve.diverge_lr)}, {says}"
+    policy = make_rtp(fallback=fallback, min_lr=1e-6, max_change=None)  # the fallback alone
+    decision = policy.decide(result, old_lr)
     assert decision.suggested_lr is None
     assert decision.new_lr == pytest.approx(expected) and says in decision.why
+
+
+def _u_curve_pick() -> tuple[RangeTestResult, float]:
+    """A 20-step U curve over 1e-6..1 and the default rule's pick on it."""
+    result = FakeProbe("u")(1e-6, 1.0, 20)
+    pick = make_rtp(min_lr=1e-6).decide(result, 1e-3).suggested_lr
+    assert pick is not None
+    return result, pick
+
+
+@pytest.mark.parametrize(
+    ("max_change", "old_over_pick", "expected_over_pick", "says"),
+    [
+        (None, 1e-3, 1.0, None),  # no limit: the pick, 3 decades up
+        (10.0, 1e-3, 1e-2, "kept within a factor 10 of"),  # up by 10 at most
+        (10.0, 1e3, 1e2, "kept within a factor 10 of"),  # down by 10 at most
+        (10.0, 0.2, 1.0, None),  # within the limit: the pick
+        (100.0, 1e-3, 1e-1, "kept within a factor 100 of"),
+    ],
+)
+def test_max_change_limits_one_tests_move(
+    max_change: float | None, old_over_pick: float, expected_over_pick: float, says: str | None
+) -> None:
+    result, pick = _u_curve_pick()
+    old = pick * old_over_pick
+    decision = make_rtp(min_lr=1e-9, max_lr=1e3, max_change=max_change).decide(result, old)
+    assert decision.suggested_lr == pytest.approx(pick)  # the raw pick is reported unchanged
+    assert decision.new_lr == pytest.approx(pick * expected_over_pick)
+    assert (says is None) == ("kept within" not in decision.why)
+    if says is not None:
+        assert f"{says} {fmt(old)}" in decision.why
+
+
+def test_max_change_never_overrides_the_bounds_or_the_divergence_guard() -> None:
+    # the running LR (1e-3) lies where the curve diverged (from ~1e-4): keeping it within x 10
+    # would still train in the diverging part, so the LR goes to 0.1 x the divergence LR
+    result = _no_descent_curve(1e-4)
+    curve = analyse_curve(result.lrs, result.losses)
+    assert curve.diverge_lr is not None
+    decision = make_rtp(fallback="keep", max_change=10.0, min_lr=1e-6).decide(result, 1e-3)
+    assert decision.new_lr == pytest.approx(0.1 * curve.diverge_lr)
+    assert decision.new_lr < 1e-4  # more than the limit's x 10 below the running LR
+    # max_lr still clamps what the limit allows
+    u_result, pick = _u_curve_pick()
+    policy = make_rtp(min_lr=1e-9, max_lr=pick / 10, max_change=10.0)
+    assert policy.decide(u_result, pick / 100).new_lr == pytest.approx(pick / 10)
 
 
 def test_event_carries_the_smoothing_and_the_measure() -> None:
@@ -381,7 +434,7 @@ def test_new_lr_is_clamped_to_range() -> None:
     low_lrs = np.geomspace(1e-9, 1e-7, 40)  # every suggestion would be below min_lr
     t = np.linspace(0.0, 1.0, 40)
     losses = 2.0 - np.tanh((t - 0.5) / 0.1)
-    policy = make_rtp(min_lr=1e-5)
+    policy = make_rtp(min_lr=1e-5, max_change=None)
     (event,) = plateau_now(policy, fixed_probe(low_lrs, losses))
     assert event.suggested_lr is not None and event.suggested_lr < 1e-7
     assert event.new_lr == policy.lr() == 1e-5

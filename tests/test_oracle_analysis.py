@@ -6,6 +6,7 @@ parabola in log LR, so the grid's decisions and the pooled oracle are checked ex
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import oracle
 from _oracle_analysis import (
     FALLBACKS,
     HORIZONS,
+    POLICIES,
     against_pooled,
     calibrated,
     fallback_scores,
@@ -24,6 +26,8 @@ from _oracle_analysis import (
     lr_key,
     oracle_noise,
     oracle_offset,
+    policy_scores,
+    policy_settings,
     pooled_oracle,
     stream_count,
 )
@@ -216,3 +220,24 @@ def test_fallbacks_are_scored_on_the_declined_states_only() -> None:
         assert two["worse"] == sum(d > 0.04 for d in ds)
         assert two["better"] == sum(d < -0.04 for d in ds)
         assert two["applied_median_abs_decades"] == pytest.approx(0.5)
+
+
+def test_policies_are_scored_on_every_state_and_a_diverged_run_counts_as_worse() -> None:
+    noise = {"half": 0.03, "2ep": 0.04}
+    deltas = [0.10, -0.05, math.inf]  # one applied LR diverged: worse, and the mean is inf
+    rows = {
+        name: [_declined(d) for d in deltas] + [_declined(-1.0, picked=True)] for name in POLICIES
+    }
+    scores = policy_scores(rows, noise)
+    assert set(scores) == set(POLICIES)
+    for entry in scores.values():
+        two = entry["2ep"]
+        assert entry["states"] == 4  # a state with a pick is scored too
+        assert two["worse"] == 2 and two["better"] == 2
+        assert two["mean_delta_vs_running"] == math.inf
+
+
+def test_every_scored_policy_setting_is_trained() -> None:
+    settings = policy_settings()
+    assert [s["fallback"] for s in settings[: len(FALLBACKS)]] == list(FALLBACKS.values())
+    assert all(p in settings for p in POLICIES.values())

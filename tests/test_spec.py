@@ -158,7 +158,12 @@ BAD: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
         "fallback-unknown",
         setter("policies", 0, "params", "fallback", value="halve"),
         "policies[0].params.fallback: 'halve' is not known; choose one of: below_divergence, "
-        "cut, keep",
+        "cut, keep, keep_or_raise",
+    ),
+    (
+        "max-change-not-above-one",
+        setter("policies", 0, "params", "max_change", value=1),
+        "policies[0].params.max_change: must be > 1 or null, got 1",
     ),
     (
         "beta-out-of-range",

@@ -302,8 +302,9 @@ class RangeTestOnPlateauLR(_PlateauPolicy):
     def decide(self, result: RangeTestResult, old_lr: float) -> RangeTestDecision:
         """The LR to continue with after the range test ``result``, from ``old_lr``.
 
-        The rule's pick when the curve has a usable descent, else the fallback's LR; clamped
-        to ``[min_lr, max_lr]`` and never inside the curve's diverging part. A pure function of
+        The rule's pick when the curve has a usable descent, else the fallback's LR; kept
+        within ``max_change`` of ``old_lr``, clamped to ``[min_lr, max_lr]``, and never inside
+        the curve's diverging part (that guard wins over the limit). A pure function of
         the curve and the policy's settings (benchmarks call it on recorded curves).
         """
         curve = analyse_curve(result.lrs, result.losses, beta=self.beta)
