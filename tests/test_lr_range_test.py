@@ -487,6 +487,7 @@ def test_policy_suggestion_beats_range_ends(rule: str) -> None:
         max_lr=10.0,
         num_steps=100,
         rule=rule,
+        max_change=None,  # the rule's own pick, however far from the running LR
         metric_name="val_loss",
     )
     assert policy.end_epoch(0, 0.9, probe) == []
