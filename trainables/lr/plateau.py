@@ -338,17 +338,12 @@ class RangeTestOnPlateauLR(_PlateauPolicy):
             return old_lr * self.factor, f"lr x {self.factor:g}"
         if self.fallback == "keep":
             return old_lr, "the same lr"
-        if self.fallback == "keep_or_raise":
-            if diverge_lr is None or diverge_lr * self.factor <= old_lr:
-                return old_lr, "the same lr"
-            return diverge_lr * self.factor, (
-                f"{self.factor:g} x {fmt(diverge_lr)}, where the loss began to diverge"
-            )
-        if diverge_lr is None:  # below_divergence, and the loss never diverged
+        if diverge_lr is None:  # below_divergence or keep_or_raise: nothing to go below
             return old_lr, "the same lr (the loss never diverged)"
-        return diverge_lr * self.factor, (
-            f"{self.factor:g} x {fmt(diverge_lr)}, where the loss began to diverge"
-        )
+        below = diverge_lr * self.factor
+        if self.fallback == "keep_or_raise" and below <= old_lr:
+            return old_lr, "the same lr"
+        return below, f"{self.factor:g} x {fmt(diverge_lr)}, where the loss began to diverge"
 
     def _on_plateau(self, epoch: int, plateau: str, probe: RangeProbe | None) -> PolicyEvent:
         assert probe is not None  # checked before the detector stepped
