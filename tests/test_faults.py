@@ -55,6 +55,7 @@ from helpers import (
 
 from trainables import results as R
 from trainables.checkpoint import CheckpointError, load_state, save_state
+from trainables.tune_entry import PRUNED
 
 FAKE_TOKEN = "sk-test-0123456789abcdef"
 
@@ -98,7 +99,7 @@ def test_killed_worker_is_retried_exactly_and_a_nan_trial_fails(
             # Read from the checkpoints the trial writes at once (Tune's result files reach
             # the folder only when the driver syncs them).
             for d in experiment.glob("*lr=0.01*"):
-                done = [load_state(c)["counters"]["epoch"] for c in complete_checkpoints(d)]
+                done = [e for c in complete_checkpoints(d) if (e := _epoch_of(c)) is not None]
                 if len(done) < 2:
                     continue
                 if max(done) >= FAULT1_EPOCHS - 1:  # no time left to kill it mid-run
@@ -150,7 +151,8 @@ def test_killed_worker_is_retried_exactly_and_a_nan_trial_fails(
     client = MlflowClient(tracking_uri=f"sqlite:///{work / 'mlflow.db'}")
     events = [f.path for f in client.list_artifacts(good.info.run_id, "events")]
     assert any("checkpoint_fallback" in p for p in events), events
-    assert not damaged.parent.exists()  # pruned once a newer checkpoint was written
+    # pruned once a newer checkpoint was written: emptied and marked, the folder kept
+    assert [p.name for p in damaged.parent.iterdir()] == [PRUNED]
 
     # Fault 3b: the diverging trial is FAILED with the reason, not a NaN run reported finished,
     # and only once: a non-finite loss would come back on every retry.
@@ -183,6 +185,14 @@ def trial_workers(sid: int) -> list[int]:
             if cmdline.startswith(b"ray::ImplicitFunc"):
                 found.append(pid)
     return found
+
+
+def _epoch_of(checkpoint: Path) -> int | None:
+    """The epoch a checkpoint holds; None while Ray is still copying its state file in."""
+    try:
+        return int(load_state(checkpoint)["counters"]["epoch"])
+    except CheckpointError:
+        return None
 
 
 def complete_checkpoints(trial_dir: Path) -> list[Path]:
@@ -526,7 +536,35 @@ def test_trial_prunes_its_own_checkpoints(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.setattr(tune, "report", persist)
     for epoch in range(1, 5):
         reporter.report({R.EPOCH: epoch}, {"counters": {"epoch": epoch}})
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint_000002", "checkpoint_000003"]
+    from trainables import tune_entry
+
+    listed = tune_entry.list_checkpoints(storage.storage_filesystem, str(tmp_path))
+    assert [c.name for c in listed] == ["checkpoint_000003", "checkpoint_000002"]
+    # the pruned ones are emptied, not removed: Tune's saved state may still name them
+    for name in ("checkpoint_000000", "checkpoint_000001"):
+        assert [p.name for p in (tmp_path / name).iterdir()] == [tune_entry.PRUNED]
+
+
+def test_restore_from_a_pruned_checkpoint_that_tune_still_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A driver killed between a prune and Tune's next state save: Tune restores the trial
+    from a checkpoint the trial already pruned. Its folder must still exist (Ray refuses a
+    missing one), and the restore takes the newest checkpoint that is really there."""
+    from ray import tune
+
+    from trainables import tune_entry
+
+    folders = checkpoints(tmp_path, [1, 2, 3])
+    reporter, _ = reporter_on(tmp_path, monkeypatch, keep=2)
+    reporter._prune()
+    oldest = folders[0]
+    assert oldest.is_dir() and [p.name for p in oldest.iterdir()] == [tune_entry.PRUNED]
+    named = tune.Checkpoint.from_directory(str(oldest))
+    monkeypatch.setattr(tune, "get_checkpoint", lambda: named)
+    state = reporter.restore()
+    assert state is not None and state["counters"]["epoch"] == 3
+    assert not reporter.skipped
 
 
 # ---------------------------------------------------------------------------------------------

@@ -9,7 +9,8 @@ loads, and reports each epoch with ``tune.report(metrics, checkpoint=...)``.
 Checkpoints are listed from the trial's own folder in the run's storage, not taken from Tune's
 bookkeeping: Tune saves its experiment state every few seconds, so after a driver crash it may
 point at an older checkpoint than the newest one written (or at one already pruned). The trial
-also prunes its own old checkpoints (``keep``), so Tune never deletes one that is already gone.
+also prunes its own old checkpoints (``keep``), so Tune never deletes one that is already gone;
+a pruned folder is emptied, not removed, so that Ray can still restore from it by name.
 """
 
 from __future__ import annotations
@@ -36,6 +37,10 @@ from trainables.device import select_device
 from trainables.loop import NonFiniteLossError, train
 
 _CHECKPOINT_DIR = re.compile(r"^checkpoint_(\d{6,})$")
+PRUNED = ".pruned"
+"""Left in the emptied folder of a pruned checkpoint: Tune's saved state may still name that
+folder (it lags behind the trial), and Ray refuses to restore a trial from a checkpoint folder
+that no longer exists, before this module's restore could take the newest one that loads."""
 
 
 @dataclass(frozen=True)
@@ -48,13 +53,18 @@ class StoredCheckpoint:
         return self.path.rstrip("/").rsplit("/", 1)[-1]
 
 
+def _pruned(fs: pyarrow.fs.FileSystem, path: str) -> bool:
+    return fs.get_file_info(f"{path}/{PRUNED}").type != pyarrow.fs.FileType.NotFound
+
+
 def list_checkpoints(fs: pyarrow.fs.FileSystem, trial_path: str) -> list[StoredCheckpoint]:
-    """The ``checkpoint_NNNNNN`` folders of a trial, newest (highest index) first."""
+    """The ``checkpoint_NNNNNN`` folders of a trial, newest (highest index) first; pruned
+    ones (emptied, marked ``PRUNED``) are not checkpoints any more."""
     selector = pyarrow.fs.FileSelector(trial_path, allow_not_found=True, recursive=False)
     found = []
     for info in fs.get_file_info(selector):
         match = _CHECKPOINT_DIR.match(info.base_name)
-        if match and info.type == pyarrow.fs.FileType.Directory:
+        if match and info.type == pyarrow.fs.FileType.Directory and not _pruned(fs, info.path):
             found.append(StoredCheckpoint(int(match.group(1)), info.path))
     return sorted(found, key=lambda c: c.index, reverse=True)
 
@@ -131,7 +141,8 @@ class TuneReporter:
         self._prune()
 
     def _prune(self) -> None:
-        """Delete the checkpoints beyond the newest ``keep``, and the damaged ones skipped."""
+        """Empty the checkpoints beyond the newest ``keep``, and the damaged ones skipped; each
+        folder stays, marked ``PRUNED`` (killed in between, an empty folder reads as damaged)."""
         storage = self._storage()
         fs = storage.storage_filesystem
         stored = list_checkpoints(fs, storage.trial_fs_path)
@@ -141,7 +152,9 @@ class TuneReporter:
             doomed += good[self.keep :]
         for checkpoint in doomed:
             with contextlib.suppress(FileNotFoundError):
-                fs.delete_dir(checkpoint.path)
+                fs.delete_dir_contents(checkpoint.path)
+                with fs.open_output_stream(f"{checkpoint.path}/{PRUNED}") as marker:
+                    marker.write(b"pruned; Tune's saved state may still name this folder\n")
         self.skipped = {}
 
     def fail_without_retry(self, exc: NonFiniteLossError) -> None:
