@@ -569,28 +569,14 @@ def table(result: dict) -> str:
             "no-descent fallbacks of the default rule, on the states it declined: val loss vs"
             " keeping the LR (mean, median; worse / better beyond the noise), applied |e|"
         )
-        for fallback, f in fallbacks.items():
-            cells = [
-                f"{h} {_delta(d['mean_delta_vs_running'])} {_delta(d['median_delta_vs_running'])}"
-                f" ({d['worse']}/{d['better']}) {_num(d['applied_median_abs_decades'])}"
-                for h in HORIZONS
-                if (d := f[h])
-            ]
-            lines.append(f"  {fallback:<18}{f['states']:>3} states  " + "   ".join(cells))
+        lines += [_delta_line(fallback, 18, f) for fallback, f in fallbacks.items()]
     policies = result.get("policies", {})
     if policies:
         lines.append(
             "policy settings on every state: val loss vs keeping the LR (mean, median;"
             " worse / better beyond the noise), applied |e|"
         )
-        for name, f in policies.items():
-            cells = [
-                f"{h} {_delta(d['mean_delta_vs_running'])} {_delta(d['median_delta_vs_running'])}"
-                f" ({d['worse']}/{d['better']}) {_num(d['applied_median_abs_decades'])}"
-                for h in HORIZONS
-                if (d := f[h])
-            ]
-            lines.append(f"  {name:<34}{f['states']:>3} states  " + "   ".join(cells))
+        lines += [_delta_line(name, 34, f) for name, f in policies.items()]
     names = [f"stream {k}" for k in range(result["streams"])] + ["their mean"]
     if result["against_each_stream"]:
         lines.append(f"median |e| against each oracle stream ({' / '.join(names)}):")
@@ -604,6 +590,17 @@ def table(result: dict) -> str:
         ]
         lines.append(f"  {name:<30}" + "   ".join(cells))
     return "\n".join(lines)
+
+
+def _delta_line(name: str, width: int, scores: dict) -> str:
+    """One line of delta_scores: per horizon mean and median delta, (worse/better), |e|."""
+    cells = [
+        f"{h} {_delta(d['mean_delta_vs_running'])} {_delta(d['median_delta_vs_running'])}"
+        f" ({d['worse']}/{d['better']}) {_num(d['applied_median_abs_decades'])}"
+        for h in HORIZONS
+        if (d := scores[h])
+    ]
+    return f"  {name:<{width}}{scores['states']:>3} states  " + "   ".join(cells)
 
 
 def _score_lines(rules: dict[str, dict]) -> list[str]:

@@ -69,7 +69,6 @@ def decide(lrs: list[float], losses: list[float], running: float) -> tuple[float
 
 
 def main() -> int:
-    from trainables.data import load_splits
     from trainables.device import select_device
 
     args = C.base_parser(__doc__.splitlines()[0]).parse_args()
@@ -79,13 +78,7 @@ def main() -> int:
     t0 = time.perf_counter()
     for name in SETUPS:
         setup_ = O.SETUPS[name]
-        splits = load_splits(
-            args.data_dir,
-            train_subset=setup_.train,
-            val_subset=setup_.val,
-            test_subset=100,
-            download=False,
-        )
+        splits = O.load_setup_splits(setup_, args.data_dir)
         states = C.RESULTS_DIR / f".{setup_.name}_states"
         curves = O.load_curves(C.RESULTS_DIR / f"{setup_.name}_curves", setup_)["states"]
         for sid, entry in sorted(curves.items()):

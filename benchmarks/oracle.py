@@ -152,6 +152,15 @@ SETUPS = {"full": FULL, "misset": MISSET, "misset-val": MISSET_VAL, "misset-test
 
 
 # -- the trial ---------------------------------------------------------------------------------
+def load_setup_splits(setup_: Setup, data_dir: str | None) -> Any:
+    """The real CIFAR-10 subsets of ``setup_`` (never downloaded)."""
+    from trainables.data import load_splits
+
+    return load_splits(
+        data_dir, train_subset=setup_.train, val_subset=setup_.val, test_subset=100, download=False
+    )
+
+
 def make_trial(
     setup_: Setup, splits: Any, device: Any, optimizer: str, lr: float, seed: int
 ) -> Any:
@@ -361,19 +370,12 @@ def save_entry(curves_dir: Path, sid: str, entry: dict) -> None:
 def compute(args: Any, setup_: Setup, curves_dir: Path, states_dir: Path) -> None:
     import torch
 
-    from trainables.data import load_splits
     from trainables.device import select_device
     from trainables.lr import TrainingSnapshot
 
     torch.set_num_threads(args.threads)
     device = select_device("cpu", cpus_assigned=args.threads)
-    splits = load_splits(
-        args.data_dir,
-        train_subset=setup_.train,
-        val_subset=setup_.val,
-        test_subset=100,
-        download=False,
-    )
+    splits = load_setup_splits(setup_, args.data_dir)
     cached = load_curves(curves_dir, setup_)["states"]
     info = make_states(setup_, splits, device, states_dir, args.shard)
     entries = {
