@@ -224,7 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _check_command(argv: list[str]) -> None:
-    from trainables.config import did_you_mean
+    from trainables.validation import did_you_mean
 
     if not argv:
         raise SweepError(

@@ -132,13 +132,13 @@ def sweep_started(storage: str, name: str, tracking_uri: str, experiment_name: s
 
 
 def load_data(spec: Any, data_dir: Path) -> Any:
-
     from trainables.cifar_files import DataError
+    from trainables.data import load_options
 
     print(f"loading CIFAR-10 from {data_dir} ...", flush=True)
     start = time.perf_counter()
     try:
-        splits = spec.data.model_copy(update={"dir": str(data_dir)}).load(download=False)
+        splits = load_options(spec.data.model_copy(update={"dir": str(data_dir)}))
     except DataError as exc:
         # "train_subset=500 is not possible: the training split has 80 images, ..." is the
         # API's wording; a spec user sets data.train_subset.

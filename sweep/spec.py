@@ -47,9 +47,8 @@ from pydantic import TypeAdapter, ValidationError
 
 from sweep.spec_errors import spec_error_line
 from sweep.spec_schema import ARM_KEY, SweepSpec
-from trainables.config import did_you_mean
+from trainables.validation import did_you_mean, show
 from trainables.validation import is_int as _is_int
-from trainables.validation import show
 
 __all__ = ["ARM_KEY", "BUILTIN_SPECS", "SpecError", "SweepSpec", "load_builtin_spec", "load_spec"]
 

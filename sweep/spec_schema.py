@@ -28,6 +28,7 @@ from pydantic import (
 from sweep.search_space import SearchSpec, search_value
 from trainables.config import (
     Count,
+    DataOptions,
     DeviceName,
     Lr,
     ModelName,
@@ -37,7 +38,6 @@ from trainables.config import (
     TrialConfig,
     WeightDecay,
 )
-from trainables.data import DataOptions
 from trainables.lr.params import (
     ConstantParams,
     CyclicalParams,

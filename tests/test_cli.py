@@ -111,18 +111,29 @@ def test_yaml_syntax_error_names_the_line(tmp_path: Path) -> None:
     assert listing(tmp_path) == before
 
 
-def test_spec_error_does_not_import_ray_or_mlflow(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "args",
+    [("run", "--spec", "SPEC"), ("run", "--spec", "missing.yaml"), ("rnu",), ("compare",)],
+    ids=["bad-spec", "missing-spec", "unknown-command", "compare-without-a-store"],
+)
+def test_user_errors_load_neither_torch_nor_ray_nor_mlflow(
+    tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    """A typo is answered in well under a second: the spec is checked without torch (the LR
+    core loads it only for a range test or a snapshot), Ray or MLflow."""
     spec = write_spec(tmp_path, epochs=0)
+    argv = [str(spec) if a == "SPEC" else a for a in args]
     code = (
         "import sys\n"
         "from sweep.cli import main\n"
-        f"rc = main(['run', '--spec', {str(spec)!r}])\n"
-        "print('rc', rc, 'ray' in sys.modules, 'mlflow' in sys.modules)\n"
+        f"rc = main({argv!r})\n"
+        "print('rc', rc, *(m in sys.modules for m in ('torch', 'ray', 'mlflow')))\n"
     )
     proc = subprocess.run(
         [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120
     )
-    assert proc.stdout.strip().splitlines()[-1] == "rc 2 False False", proc.stdout + proc.stderr
+    last = proc.stdout.strip().splitlines()[-1]
+    assert last == "rc 2 False False False", proc.stdout + proc.stderr
 
 
 def test_missing_data_dir(tmp_path: Path) -> None:

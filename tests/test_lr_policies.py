@@ -640,9 +640,9 @@ def test_make_policy_unknown_name_and_param() -> None:
         make_policy("reduce_on_plateau", {"patiense": 3}, base_lr=0.1, steps_per_epoch=1)
     message = str(info.value)
     assert message.startswith(
-        "unknown parameter 'patiense' for policy 'reduce_on_plateau' (valid: "
+        "unknown parameter 'patiense' for policy 'reduce_on_plateau' (did you mean 'patience'?); "
+        "valid: mode, threshold"
     )
-    assert "patience" in message and "did you mean 'patience'" in message
     with pytest.raises(ValueError, match=r"'base_lr'.*comes from the trial"):
         make_policy("constant", {"base_lr": 0.1}, base_lr=0.1, steps_per_epoch=1)
     with pytest.raises(ValueError, match=r"unknown parameter 'max_lr' for policy 'constant'"):
@@ -688,7 +688,7 @@ def test_make_policy_unknown_name_and_param() -> None:
         (
             "reduce_on_plateau",
             {"metric_name": ""},
-            "unknown parameter 'metric_name' for policy 'reduce_on_plateau' (valid: mode",
+            "unknown parameter 'metric_name' for policy 'reduce_on_plateau'; valid: mode",
         ),
         (
             "range_test_on_plateau",

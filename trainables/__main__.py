@@ -88,10 +88,11 @@ def main(argv: list[str] | None = None) -> int:
         raw.update(parse_overrides(args.overrides))
         cfg = TrialConfig.model_validate(raw)
         from trainables.cifar_files import DataError
+        from trainables.data import load_options
         from trainables.device import select_device
         from trainables.loop import train
 
-        splits = cfg.data.load(download=True)
+        splits = load_options(cfg.data, download=True)
     except ValidationError as exc:
         print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2

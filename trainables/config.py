@@ -10,13 +10,12 @@ without checking anything again. ``python -m trainables`` validates its own comm
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
 
-from trainables.data import DataOptions
 from trainables.lr.params import (
     PARAMS,
     POLICY_NAMES,
@@ -26,8 +25,8 @@ from trainables.lr.params import (
     PolicyParams,
     keyed_error,
 )
-from trainables.models import MODEL_NAMES
 
+MODEL_NAMES = ("seed_cnn", "resnet18")  # built by trainables.models.build_model
 MONITORS = {"val_loss": "min", "val_acc": "max", "train_loss": "min", "train_acc": "max"}
 
 ModelName = Literal[MODEL_NAMES]  # type: ignore[valid-type]
@@ -43,13 +42,54 @@ Count = Annotated[int, Field(ge=1)]
 Seed = Annotated[int, Field(ge=0)]
 
 
+#: CIFAR-10's fixed sizes, for the checks that can be made before the data is read.
+CIFAR10_TRAIN = 50_000
+CIFAR10_TEST = 10_000
+
+
+class DataOptions(BaseModel):
+    """Which CIFAR-10 images a trial uses: the folder, the train/validation split and subsets.
+    The defaults of every spec and of a trial run on its own."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+    dir: str | None = None
+    train_subset: int | None = Field(5000, ge=1)
+    val_subset: int | None = Field(None, ge=1)
+    test_subset: int | None = Field(2000, ge=1)
+    val_fraction: float = Field(0.2, gt=0, lt=1)
+    split_seed: int = Field(0, ge=0)
+
+    @property
+    def max_train(self) -> int:
+        """Training images CIFAR-10 has left after the validation split."""
+        return CIFAR10_TRAIN - round(CIFAR10_TRAIN * self.val_fraction)
+
+    @property
+    def max_val(self) -> int:
+        return round(CIFAR10_TRAIN * self.val_fraction)
+
+    @model_validator(mode="after")
+    def _fits_cifar10(self) -> DataOptions:
+        checks = (
+            ("train_subset", self.train_subset, self.max_train, "training images left after a "
+             f"val_fraction of {self.val_fraction:g}"),
+            ("val_subset", self.val_subset, self.max_val, "validation images at a val_fraction "
+             f"of {self.val_fraction:g}"),
+            ("test_subset", self.test_subset, CIFAR10_TEST, "test images"),
+        )  # fmt: skip
+        for key, value, most, what in checks:
+            if value is not None and value > most:
+                raise PydanticCustomError(
+                    "spec",
+                    "{path}: {problem}",
+                    {"path": key, "problem": f"CIFAR-10 has {most} {what}, got {value}"},
+                )
+        return self
+
+
 class ConfigError(ValueError):
     """A bad trial configuration; the message is one line naming the key and the fix."""
-
-
-def did_you_mean(name: str, valid: Any) -> str:
-    close = difflib.get_close_matches(name, list(valid), n=1, cutoff=0.6)
-    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 class TrialConfig(BaseModel):

@@ -1,4 +1,4 @@
-"""CIFAR-10 split reproducibly, and the options that say which images a trial uses.
+"""CIFAR-10 split reproducibly into the images a trial uses (its options: :class:`DataOptions`).
 
 The batches are found and read by :mod:`trainables.cifar_files`. The validation split comes out
 of the 50,000 training images with a permutation fixed by ``split_seed``; the test set is kept
@@ -12,12 +12,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-from pydantic_core import PydanticCustomError
 
 from trainables.cifar_files import CifarArrays, DataError, load_cifar10, resolve_data_dir
+
+if TYPE_CHECKING:
+    from trainables.config import DataOptions
 
 # -- splits ------------------------------------------------------------------------------------
 
@@ -130,59 +132,14 @@ def load_splits(
     )
 
 
-#: CIFAR-10's fixed sizes, for the checks that can be made before the data is read.
-CIFAR10_TRAIN = 50_000
-CIFAR10_TEST = 10_000
-
-
-class DataOptions(BaseModel):
-    """Which CIFAR-10 images a trial uses: the folder, the train/validation split and subsets.
-    The defaults of every spec and of a trial run on its own."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
-
-    dir: str | None = None
-    train_subset: int | None = Field(5000, ge=1)
-    val_subset: int | None = Field(None, ge=1)
-    test_subset: int | None = Field(2000, ge=1)
-    val_fraction: float = Field(0.2, gt=0, lt=1)
-    split_seed: int = Field(0, ge=0)
-
-    @property
-    def max_train(self) -> int:
-        """Training images CIFAR-10 has left after the validation split."""
-        return CIFAR10_TRAIN - round(CIFAR10_TRAIN * self.val_fraction)
-
-    @property
-    def max_val(self) -> int:
-        return round(CIFAR10_TRAIN * self.val_fraction)
-
-    @model_validator(mode="after")
-    def _fits_cifar10(self) -> DataOptions:
-        checks = (
-            ("train_subset", self.train_subset, self.max_train, "training images left after a "
-             f"val_fraction of {self.val_fraction:g}"),
-            ("val_subset", self.val_subset, self.max_val, "validation images at a val_fraction "
-             f"of {self.val_fraction:g}"),
-            ("test_subset", self.test_subset, CIFAR10_TEST, "test images"),
-        )  # fmt: skip
-        for key, value, most, what in checks:
-            if value is not None and value > most:
-                raise PydanticCustomError(
-                    "spec",
-                    "{path}: {problem}",
-                    {"path": key, "problem": f"CIFAR-10 has {most} {what}, got {value}"},
-                )
-        return self
-
-    def load(self, *, download: bool = False) -> DataSplits:
-        """:func:`load_splits` with these options."""
-        return load_splits(
-            self.dir,
-            val_fraction=self.val_fraction,
-            split_seed=self.split_seed,
-            train_subset=self.train_subset,
-            val_subset=self.val_subset,
-            test_subset=self.test_subset,
-            download=download,
-        )
+def load_options(options: DataOptions, *, download: bool = False) -> DataSplits:
+    """:func:`load_splits` with a trial's or a spec's data options."""
+    return load_splits(
+        options.dir,
+        val_fraction=options.val_fraction,
+        split_seed=options.split_seed,
+        train_subset=options.train_subset,
+        val_subset=options.val_subset,
+        test_subset=options.test_subset,
+        download=download,
+    )

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-MODEL_NAMES = ("seed_cnn", "resnet18")
+from trainables.config import MODEL_NAMES
 
 
 class SeedCNN(nn.Module):

@@ -32,7 +32,7 @@ from ray import tune
 from trainables import results as R
 from trainables.checkpoint import CheckpointError, load_state, save_state
 from trainables.config import TrialConfig
-from trainables.data import DataSplits
+from trainables.data import DataSplits, load_options
 from trainables.device import select_device
 from trainables.loop import NonFiniteLossError, train
 
@@ -199,7 +199,7 @@ def train_trial(
     cpus, gpus = assigned_resources()
     setup = select_device(cfg.device, gpus_assigned=gpus, cpus_assigned=cpus)
     if data is None:  # not shipped by the driver: load it here
-        data = cfg.data.load()
+        data = load_options(cfg.data)
     node_id = ray.get_runtime_context().get_node_id()
     reporter = TuneReporter(keep=keep)
     try:

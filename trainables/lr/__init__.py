@@ -1,7 +1,14 @@
 """Framework-free learning-rate policy core: plateau detection, LR range test, suggestion rules.
 
-Nothing here imports Ray or MLflow; the trainer wires these pieces into a trial.
+Nothing here imports Ray or MLflow; the trainer wires these pieces into a trial. Torch loads
+only with what needs it (:class:`TrainingSnapshot`, :func:`run_range_test`), so the configs and
+the curve reading load without it: a spec is checked in well under a second.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from trainables.lr.params import (
     MIN_RANGE_TEST_STEPS,
@@ -22,9 +29,8 @@ from trainables.lr.plateau import (
 )
 from trainables.lr.policies import POLICIES, make_policy, policy_param_names
 from trainables.lr.policy_base import LRPolicy, PolicyEvent, RangeProbe
-from trainables.lr.range_test import STOP_REASONS, RangeTestResult, lr_ladder, run_range_test
+from trainables.lr.range_test import STOP_REASONS, RangeTestResult, lr_ladder
 from trainables.lr.schedules import ConstantLR, CyclicalLR
-from trainables.lr.snapshot import TrainingSnapshot
 from trainables.lr.suggest import (
     BETA_RANGE,
     SUGGESTION_RULES,
@@ -38,6 +44,19 @@ from trainables.lr.suggest import (
     smooth_losses,
     suggest_lr_with_reason,
 )
+
+if TYPE_CHECKING:
+    from trainables.lr.range_test import run_range_test
+    from trainables.lr.snapshot import TrainingSnapshot
+
+_NEED_TORCH = {"TrainingSnapshot": "snapshot", "run_range_test": "range_test"}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _NEED_TORCH:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_NEED_TORCH[name]}"), name)
+
 
 __all__ = [
     "BETA_RANGE",

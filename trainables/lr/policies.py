@@ -4,7 +4,6 @@ them (tests, benchmarks, the Python API)."""
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping
 from typing import Any, Protocol
 
@@ -12,6 +11,7 @@ from trainables.lr.params import POLICY_NAMES, Params, param_names
 from trainables.lr.plateau import RangeTestOnPlateauLR, ReduceOnPlateauLR
 from trainables.lr.policy_base import LRPolicy
 from trainables.lr.schedules import ConstantLR, CyclicalLR
+from trainables.validation import did_you_mean
 
 
 class PolicyClass(Protocol):
@@ -74,8 +74,8 @@ def make_policy(
             )
         if key not in valid:
             raise ValueError(
-                f"unknown parameter {key!r} for policy {name!r} "
-                f"(valid: {', '.join(valid) or 'none'}){_did_you_mean(str(key), valid)}"
+                f"unknown parameter {key!r} for policy {name!r}"
+                f"{did_you_mean(str(key), valid)}; valid: {', '.join(valid) or 'none'}"
             )
     return cls(**trial, **params)  # the policy checks its parameters as keywords
 
@@ -83,12 +83,7 @@ def make_policy(
 def _policy_class(name: str) -> PolicyClass:
     if name not in POLICIES:
         raise ValueError(
-            f"unknown policy {name!r} (valid: {', '.join(POLICY_NAMES)})"
-            f"{_did_you_mean(str(name), POLICY_NAMES)}"
+            f"unknown policy {name!r}{did_you_mean(str(name), POLICY_NAMES)}; "
+            f"valid: {', '.join(POLICY_NAMES)}"
         )
     return POLICIES[name]
-
-
-def _did_you_mean(name: str, valid: Any) -> str:
-    close = difflib.get_close_matches(name, list(valid), n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else ""

@@ -13,14 +13,15 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from torch import Tensor, nn
 
-from trainables.lr.snapshot import TrainingSnapshot
 from trainables.validation import is_int, is_real
+
+if TYPE_CHECKING:  # torch loads when a test runs: the result type and ladder need none of it
+    import torch
+    from torch import Tensor, nn
 
 STOP_REASONS = ("completed", "diverged", "non_finite", "exhausted")
 """completed: all steps ran; diverged: smoothed loss > diverge_factor x best smoothed;
@@ -89,6 +90,8 @@ def run_range_test(
     batch-to-batch noise (different images every step); on one fixed batch the curve shows what
     each LR does to the model. It costs one forward pass of the held-out batch per step.
     """
+    from trainables.lr.snapshot import TrainingSnapshot
+
     ladder = lr_ladder(min_lr, max_lr, num_steps)
     if not is_real(beta) or not 0.0 <= beta < 1.0:
         raise ValueError(f"beta ({beta!r}) must be in [0, 1)")
@@ -162,6 +165,8 @@ def _held_out_loss(
     device: torch.device | None,
     make_ctx: Callable[[], AbstractContextManager[Any]],
 ) -> float:
+    import torch
+
     inputs, targets = held_out
     if device is not None:
         inputs, targets = inputs.to(device), targets.to(device)
