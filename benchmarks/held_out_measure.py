@@ -29,34 +29,47 @@ SETUPS = ("misset", "misset-val", "misset-test")
 RUNS = ("adam0.0001", "sgd0.002")  # the states whose running LR is 10x too low
 
 
-def replay(trial: Any, epoch: int, num_steps: int, min_lr: float, max_lr: float) -> dict:
-    """The policy's default test on its own stream: held-out batch and whole-val losses."""
+def replay(
+    trial: Any, epoch: int, lrs: list[float], steps_per_lr: int = 1, whole_val: bool = True
+) -> dict:
+    """The policy's test on its own stream (``Trial.probe``'s held-out batch and training
+    batches), ``steps_per_lr`` training batches at each LR of ``lrs``; after each LR the loss on
+    the held-out batch and (``whole_val``) on the whole validation set. One step per LR of the
+    default ladder is the policy's own test. Stops on a non-finite loss or at 4x the first."""
     from trainables.loop import STREAM_RANGE_TEST, evaluate, seeded_generator, stream_seed
-    from trainables.lr import TrainingSnapshot, lr_ladder
+    from trainables.lr import TrainingSnapshot
 
     gen = seeded_generator(stream_seed(trial.cfg.seed, epoch, STREAM_RANGE_TEST, 0))
     (hx, hy), batches = trial.train_pipe.held_out_and_stream(gen)
-    lrs, batch_losses, val_losses = [], [], []
+    done: list[float] = []
+    batch_losses: list[float | None] = []
+    val_losses: list[float] = []
     model, optimizer = trial.model, trial.optimizer
     with TrainingSnapshot.capture(model, optimizer):
-        for lr in lr_ladder(min_lr, max_lr, num_steps).tolist():
-            x, y = next(batches)
+        for lr in lrs:
             for group in optimizer.param_groups:
                 group["lr"] = lr
             model.train()
-            optimizer.zero_grad(set_to_none=True)
-            F.cross_entropy(model(x), y).backward()
-            optimizer.step()
+            for _ in range(steps_per_lr):
+                x, y = next(batches)
+                optimizer.zero_grad(set_to_none=True)
+                F.cross_entropy(model(x), y).backward()
+                optimizer.step()
             model.eval()
             with torch.no_grad():
                 batch = float(F.cross_entropy(model(hx), hy))
-            val, _ = evaluate(model, trial.val_pipe, trial.setup)
-            lrs.append(lr)
-            batch_losses.append(batch)
-            val_losses.append(val)
-            if not (math.isfinite(batch) and math.isfinite(val)) or val > 4 * val_losses[0]:
+            done.append(lr)
+            batch_losses.append(batch if math.isfinite(batch) else None)
+            watched = batch
+            if whole_val:
+                val, _ = evaluate(model, trial.val_pipe, trial.setup)
+                val_losses.append(val)
+                watched = val
+            first = val_losses[0] if whole_val else batch_losses[0]
+            if not math.isfinite(watched) or first is None or watched > 4 * first:
                 break  # diverged: the policy's own test stops here too, or sooner
-    return {"lrs": lrs, "held_out": batch_losses, "validation": val_losses}
+    out: dict[str, Any] = {"lrs": done, "held_out": batch_losses}
+    return out | ({"validation": val_losses} if whole_val else {})
 
 
 def decide(lrs: list[float], losses: list[float], running: float) -> tuple[float | None, float]:
@@ -70,6 +83,7 @@ def decide(lrs: list[float], losses: list[float], running: float) -> tuple[float
 
 def main() -> int:
     from trainables.device import select_device
+    from trainables.lr import lr_ladder
 
     args = C.base_parser(__doc__.splitlines()[0]).parse_args()
     torch.set_num_threads(2)
@@ -91,8 +105,9 @@ def main() -> int:
             trial = O.make_trial(setup_, splits, device, entry["optimizer"], running, entry["seed"])
             O.load_state(trial, states, sid)
             cached = entry["range_tests"]["held_out_default"]
-            curve = replay(trial, entry["epoch"], cached["num_steps"], 1e-6, 1.0)
-            drift = _drift(curve["lrs"], curve["held_out"], cached)
+            ladder = lr_ladder(1e-6, 1.0, cached["num_steps"]).tolist()
+            curve = replay(trial, entry["epoch"], ladder)
+            drift = replay_drift(curve["lrs"], curve["held_out"], cached)
             points = entry["oracle"]["0"]
             row: dict[str, Any] = {
                 "setup": name,
@@ -129,7 +144,7 @@ def main() -> int:
     return 0
 
 
-def _drift(lrs: list[float], losses: list[float], cached: dict) -> float:
+def replay_drift(lrs: list[float], losses: list[float | None], cached: dict) -> float:
     """Largest |replayed - recorded| held-out loss before the recorded curve began to diverge
     (past it, float rounding from other thread counts grows chaotically)."""
     from trainables.lr import analyse_curve
@@ -137,7 +152,7 @@ def _drift(lrs: list[float], losses: list[float], cached: dict) -> float:
     result = result_of(cached)
     limit = analyse_curve(result.lrs, result.losses).diverge_lr or math.inf
     pairs = zip(lrs, losses, result.losses, strict=False)
-    return max((abs(a - b) for lr, a, b in pairs if lr < limit), default=0.0)
+    return max((abs(a - b) for lr, a, b in pairs if lr < limit and a is not None), default=0.0)
 
 
 def _off(x: float | None) -> str:
