@@ -217,11 +217,12 @@ _PUBLIC_ENV = {"HOSTNAME", "HOST", "NAME", "LANG", "LC_ALL", "TERM", "SHELL", "U
 def clean_run(config: dict[str, Any]) -> list[dict[str, Any]]:
     """The same trial, uninterrupted, in this process, with the worker's thread count."""
     from trainables.config import TrialConfig
+    from trainables.data import load_options
     from trainables.device import select_device
     from trainables.loop import train
 
     cfg = TrialConfig.model_validate(config)  # the trial's params.json, as Tune wrote it
-    splits = cfg.data.model_copy(update={"dir": str(CIFAR)}).load()
+    splits = load_options(cfg.data.model_copy(update={"dir": str(CIFAR)}))
     threads = torch.get_num_threads()
     try:
         keep = KeepReports()
