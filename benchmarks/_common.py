@@ -39,9 +39,11 @@ def default_data_dir() -> str | None:
     return str(SHARED_CIFAR) if SHARED_CIFAR.is_dir() else None
 
 
-def base_parser(description: str) -> argparse.ArgumentParser:
+def base_parser(description: str, *, quick: bool = True) -> argparse.ArgumentParser:
+    """--data-dir and --out; --quick (a short sanity run) for the scripts that have one."""
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--quick", action="store_true", help="a <1 min sanity run (noisy)")
+    if quick:
+        parser.add_argument("--quick", action="store_true", help="a <1 min sanity run (noisy)")
     parser.add_argument(
         "--data-dir",
         default=default_data_dir(),

@@ -85,7 +85,7 @@ def main() -> int:
     from trainables.device import select_device
     from trainables.lr import lr_ladder
 
-    args = C.base_parser(__doc__.splitlines()[0]).parse_args()
+    args = C.base_parser(__doc__.splitlines()[0], quick=False).parse_args()
     torch.set_num_threads(2)
     device = select_device("cpu", cpus_assigned=2)
     rows: list[dict] = []

@@ -203,7 +203,7 @@ def _n(x: float | None, signed: bool = False, digits: int = 2) -> str:
 
 
 def main() -> int:
-    parser = C.base_parser(__doc__.splitlines()[0])
+    parser = C.base_parser(__doc__.splitlines()[0], quick=False)
     parser.add_argument("--shard", default="0/1", help="i/n: every n-th state from the i-th")
     parser.add_argument("--analyse-only", action="store_true", help="score the measured shards")
     args = parser.parse_args()
