@@ -320,3 +320,49 @@ def test_unreachable_cluster_address(tmp_path: Path) -> None:
     proc = cli(tmp_path, "run", "--smoke-test", "--address", f"127.0.0.1:{port}")
     assert_user_error(proc, f"cannot reach the Ray cluster at 127.0.0.1:{port}")
     assert listing(tmp_path) == set()
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["epochs=0"], "epochs: must be >= 1, got 0"),
+        (["optimzer=adam"], "optimzer: unknown key (did you mean 'optimizer'?); valid keys: "),
+        (
+            ["data.train_subsett=5"],
+            "data.train_subsett: unknown key (did you mean 'train_subset'?)",
+        ),
+        (
+            ["data.train_subset=60000"],
+            "data.train_subset: CIFAR-10 has 40000 training images left after a val_fraction",
+        ),
+        (
+            ["policy=nope"],
+            "policy: 'nope' is not known; choose one of: constant, cyclical, reduce_on_plateau",
+        ),
+        (
+            ["policy=range_test_on_plateau", "policy_params.rule=fastest"],
+            "policy_params.range_test_on_plateau.rule: 'fastest' is not known (did you mean "
+            "'steepest'?); choose one of: steepest, midpoint",
+        ),
+        (
+            ["policy=range_test_on_plateau", "policy_params.patiense=3"],
+            "policy_params.range_test_on_plateau.patiense: unknown key (did you mean 'patience'?)",
+        ),
+        (
+            ["policy=range_test_on_plateau", "policy_params.num_steps=3"],
+            "policy_params.range_test_on_plateau.num_steps: must be >= 6 or null, got 3",
+        ),
+    ],
+    ids=lambda v: v[0] if isinstance(v, list) else "",
+)
+def test_trial_command_line_errors_name_the_key(
+    args: list[str], line: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``python -m trainables`` words a bad config as the spec does: the whole key path, the
+    problem, the valid choices; exit 2, nothing trained."""
+    from trainables.__main__ import main
+
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {line}"), err
+    assert "\n" not in err

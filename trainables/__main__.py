@@ -16,6 +16,7 @@ import yaml
 from pydantic import ValidationError
 
 from trainables.config import ConfigError, TrialConfig
+from trainables.validation import error_line
 
 
 class LocalReporter:
@@ -61,13 +62,6 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
     return out
 
 
-def one_line(exc: ValidationError) -> str:
-    """The first problem of a bad trial config, as ``key: problem``."""
-    err = exc.errors()[0]
-    key = ".".join(str(p) for p in err["loc"]) or "config"
-    return f"{key}: {' '.join(str(err['msg']).split())} (got {err.get('input')!r})"
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m trainables",
@@ -94,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
 
         splits = load_options(cfg.data, download=True)
     except ValidationError as exc:
-        print(f"error: {one_line(exc)}", file=sys.stderr)
+        print(f"error: {error_line(exc, TrialConfig)}", file=sys.stderr)
         return 2
     except (ConfigError, OSError, yaml.YAMLError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -36,16 +36,47 @@ def build(model: type[BaseModel], **fields: Any) -> Any:
 
 
 def error_line(exc: ValidationError, model: type[BaseModel]) -> str:
-    """The first error of a flat model as ``<key>: <problem>``."""
+    """The first error of ``model`` (nested models followed) as ``<key.path>: <problem>``."""
     err = exc.errors()[0]
-    if err["type"] == "spec":
-        return f"{err['ctx']['path']}: {err['ctx']['problem']}"
-    key = ".".join(str(p) for p in err["loc"]) or model.__name__
-    field = model.model_fields.get(str(err["loc"][0])) if err["loc"] else None
-    if err["type"] == "extra_forbidden":
-        valid = tuple(k for k in model.model_fields if k != "name")
-        return f"{key}: unknown key{did_you_mean(key, valid)}; valid keys: {', '.join(valid)}"
+    loc = [str(p) for p in err["loc"]]
+    if err["type"] == "spec":  # our own errors carry their path, relative to the location
+        return f"{'.'.join([*loc, err['ctx']['path']])}: {err['ctx']['problem']}"
+    key = ".".join(loc) or model.__name__
+    parent, field = _walk(model, loc)
+    if err["type"] == "extra_forbidden" and parent is not None:
+        valid = tuple(k for k in parent.model_fields if k != "name")
+        hint = did_you_mean(loc[-1], valid)
+        return f"{key}: unknown key{hint}; valid keys: {', '.join(valid)}"
     return f"{key}: {problem_of(err, field)}"
+
+
+def _walk(model: type[BaseModel], loc: Sequence[str]) -> tuple[type[BaseModel] | None, Any]:
+    """The model holding the last key of ``loc`` and that key's field (None where unknown).
+    A discriminated union's tag in ``loc`` selects the member whose ``name`` it is."""
+    parent: type[BaseModel] | None = model
+    field: FieldInfo | None = None
+    i = 0
+    while i < len(loc):
+        if parent is None:
+            return None, None
+        field = parent.model_fields.get(loc[i])
+        i += 1
+        if i == len(loc) or field is None:
+            break
+        inner = strip_type(field.annotation)
+        members = [m for m in get_args(inner) if isinstance(m, type) and issubclass(m, BaseModel)]
+        tagged = [
+            m
+            for m in members
+            if "name" in m.model_fields and loc[i] in literals(m.model_fields["name"].annotation)
+        ]
+        if tagged:
+            parent, i = tagged[0], i + 1
+            if i == len(loc):
+                return parent, None
+        else:
+            parent = inner if isinstance(inner, type) and issubclass(inner, BaseModel) else None
+    return parent, field
 
 
 def problem_of(err: Any, field: FieldInfo | None) -> str:
