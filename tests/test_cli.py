@@ -341,16 +341,16 @@ def test_unreachable_cluster_address(tmp_path: Path) -> None:
         ),
         (
             ["policy=range_test_on_plateau", "policy_params.rule=fastest"],
-            "policy_params.range_test_on_plateau.rule: 'fastest' is not known (did you mean "
-            "'steepest'?); choose one of: steepest, midpoint",
+            "policy_params.rule: 'fastest' is not known (did you mean 'steepest'?); choose one "
+            "of: steepest, midpoint",
         ),
         (
             ["policy=range_test_on_plateau", "policy_params.patiense=3"],
-            "policy_params.range_test_on_plateau.patiense: unknown key (did you mean 'patience'?)",
+            "policy_params.patiense: unknown key (did you mean 'patience'?)",
         ),
         (
             ["policy=range_test_on_plateau", "policy_params.num_steps=3"],
-            "policy_params.range_test_on_plateau.num_steps: must be >= 6 or null, got 3",
+            "policy_params.num_steps: must be >= 6 or null, got 3",
         ),
     ],
     ids=lambda v: v[0] if isinstance(v, list) else "",
@@ -358,8 +358,8 @@ def test_unreachable_cluster_address(tmp_path: Path) -> None:
 def test_trial_command_line_errors_name_the_key(
     args: list[str], line: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """``python -m trainables`` words a bad config as the spec does: the whole key path, the
-    problem, the valid choices; exit 2, nothing trained."""
+    """``python -m trainables`` words a bad config as the spec does: the key path as the user
+    wrote it, the problem, the valid choices; exit 2, nothing trained."""
     from trainables.__main__ import main
 
     assert main(args) == 2

@@ -36,47 +36,102 @@ def build(model: type[BaseModel], **fields: Any) -> Any:
 
 
 def error_line(exc: ValidationError, model: type[BaseModel]) -> str:
-    """The first error of ``model`` (nested models followed) as ``<key.path>: <problem>``."""
+    """The first error of ``model`` as ``<key path>: <problem>`` (nested models followed)."""
     err = exc.errors()[0]
-    loc = [str(p) for p in err["loc"]]
+    where = walk(model, err["loc"])
     if err["type"] == "spec":  # our own errors carry their path, relative to the location
-        return f"{'.'.join([*loc, err['ctx']['path']])}: {err['ctx']['problem']}"
-    key = ".".join(loc) or model.__name__
-    parent, field = _walk(model, loc)
-    if err["type"] == "extra_forbidden" and parent is not None:
-        valid = tuple(k for k in parent.model_fields if k != "name")
-        hint = did_you_mean(loc[-1], valid)
+        return f"{join_path(where.path, err['ctx']['path'])}: {err['ctx']['problem']}"
+    if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        tags = union_tags(where.type_)
+        path = join_path(where.path, "name")
+        if err["type"] == "union_tag_not_found":
+            return f"{path}: missing; choose one of: {', '.join(tags)}"
+        tag = str((err.get("ctx") or {}).get("tag"))
+        return f"{path}: {tag!r} is not known{did_you_mean(tag, tags)}; choose one of: " + (
+            ", ".join(tags)
+        )
+    key = format_path(where.path) or model.__name__
+    if err["type"] == "extra_forbidden" and where.path:
+        valid = tuple(k for k in where.parent.model_fields if k != "name")
+        hint = did_you_mean(str(where.path[-1]), valid)
         return f"{key}: unknown key{hint}; valid keys: {', '.join(valid)}"
-    return f"{key}: {problem_of(err, field)}"
+    return f"{key}: {problem_of(err, where.field)}"
 
 
-def _walk(model: type[BaseModel], loc: Sequence[str]) -> tuple[type[BaseModel] | None, Any]:
-    """The model holding the last key of ``loc`` and that key's field (None where unknown).
-    A discriminated union's tag in ``loc`` selects the member whose ``name`` it is."""
-    parent: type[BaseModel] | None = model
-    field: FieldInfo | None = None
-    i = 0
-    while i < len(loc):
-        if parent is None:
-            return None, None
-        field = parent.model_fields.get(loc[i])
-        i += 1
-        if i == len(loc) or field is None:
-            break
-        inner = strip_type(field.annotation)
-        members = [m for m in get_args(inner) if isinstance(m, type) and issubclass(m, BaseModel)]
-        tagged = [
-            m
-            for m in members
-            if "name" in m.model_fields and loc[i] in literals(m.model_fields["name"].annotation)
-        ]
-        if tagged:
-            parent, i = tagged[0], i + 1
-            if i == len(loc):
-                return parent, None
+class Where:
+    """Where an error's location leads: the key path a user writes (list indices kept, the
+    tags of discriminated unions left out), the model holding the last key, its field."""
+
+    def __init__(self) -> None:
+        self.path: list[str | int] = []
+        self.parent: type[BaseModel] = BaseModel
+        self.field: FieldInfo | None = None
+        self.type_: Any = None
+        self.policy: str | None = None
+
+
+def walk(model: type[BaseModel], loc: Sequence[str | int]) -> Where:
+    """Follow ``loc`` (a pydantic error's location) through ``model`` and its nested models."""
+    where = Where()
+    where.parent, where.type_ = model, model
+    for el in loc:
+        t = strip_type(where.type_)
+        if isinstance(el, int):
+            where.path.append(el)
+            args = [a for a in get_args(t) if a is not Ellipsis]
+            where.type_ = args[0] if args else Any
+            continue
+        tagged = variants(t)
+        if tagged and el in tagged:  # a discriminated union's tag: not in the user's path
+            where.type_ = tagged[el]
+            if "params" in where.type_.model_fields or where.type_.__name__.endswith("Params"):
+                where.policy = el if where.policy is None else where.policy
+            continue
+        where.path.append(el)
+        if isinstance(t, type) and issubclass(t, BaseModel) and el in t.model_fields:
+            where.parent = t
+            where.field = t.model_fields[el]
+            where.type_ = where.field.annotation
         else:
-            parent = inner if isinstance(inner, type) and issubclass(inner, BaseModel) else None
-    return parent, field
+            if isinstance(t, type) and issubclass(t, BaseModel):
+                where.parent = t
+            where.field, where.type_ = None, Any
+    return where
+
+
+def variants(t: Any) -> dict[str, type[BaseModel]]:
+    """A union of models discriminated by ``name``: tag -> model."""
+    if get_origin(t) not in (typing.Union, types.UnionType):
+        return {}
+    out = {}
+    for arg in get_args(t):
+        arg = strip_type(arg)
+        if isinstance(arg, type) and issubclass(arg, BaseModel) and "name" in arg.model_fields:
+            for tag in literals(arg.model_fields["name"].annotation):
+                out[tag] = arg
+    return out
+
+
+def union_tags(t: Any) -> tuple[str, ...]:
+    """The tags of the discriminated union ``t`` (or of the one it holds)."""
+    t = strip_type(t)
+    found = variants(t)
+    if not found:  # the walk stopped on the field holding the union
+        args = get_args(t)
+        found = variants(args[0]) if args else {}
+    return tuple(found)
+
+
+def format_path(path: Sequence[str | int]) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def join_path(path: Sequence[str | int], rest: str) -> str:
+    head = format_path(path)
+    return f"{head}.{rest}" if head and rest else head or rest
 
 
 def problem_of(err: Any, field: FieldInfo | None) -> str:
