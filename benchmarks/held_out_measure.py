@@ -23,7 +23,7 @@ import _common as C
 import oracle as O
 import torch
 import torch.nn.functional as F
-from _oracle_analysis import loss_at, oracle_offset, result_of
+from _oracle_analysis import loss_at, oracle_offset, our_pick, result_of
 
 SETUPS = ("misset", "misset-val", "misset-test")
 RUNS = ("adam0.0001", "sgd0.002")  # the states whose running LR is 10x too low
@@ -47,14 +47,9 @@ def replay(
     model, optimizer = trial.model, trial.optimizer
     with TrainingSnapshot.capture(model, optimizer):
         for lr in lrs:
-            for group in optimizer.param_groups:
-                group["lr"] = lr
             model.train()
             for _ in range(steps_per_lr):
-                x, y = next(batches)
-                optimizer.zero_grad(set_to_none=True)
-                F.cross_entropy(model(x), y).backward()
-                optimizer.step()
+                trial.train_step(*next(batches), lr)
             model.eval()
             with torch.no_grad():
                 batch = float(F.cross_entropy(model(hx), hy))
@@ -70,15 +65,6 @@ def replay(
                 break  # diverged: the policy's own test stops here too, or sooner
     out: dict[str, Any] = {"lrs": done, "held_out": batch_losses}
     return out | ({"validation": val_losses} if whole_val else {})
-
-
-def decide(lrs: list[float], losses: list[float], running: float) -> tuple[float | None, float]:
-    doc = {"lrs": lrs, "losses": losses, "stop_reason": "completed"}
-    from trainables.lr import RangeTestOnPlateauLR
-
-    policy = RangeTestOnPlateauLR(base_lr=running, steps_per_epoch=100)
-    d = policy.decide(result_of(doc), running)
-    return d.suggested_lr, d.new_lr
 
 
 def main() -> int:
@@ -117,7 +103,8 @@ def main() -> int:
                 "curves": curve,
             }
             for measure in ("held_out", "validation"):
-                pick, applied = decide(curve["lrs"], curve[measure], running)
+                doc = {"lrs": curve["lrs"], "losses": curve[measure], "stop_reason": "completed"}
+                pick, applied = our_pick(doc, None, running)
                 offset = math.log10(applied / running)
                 delta = loss_at(points, "2ep", offset)
                 keep = loss_at(points, "2ep", 0.0)

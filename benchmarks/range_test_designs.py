@@ -32,7 +32,7 @@ import _common as C
 import numpy as np
 import oracle as O
 import torch
-from _oracle_analysis import loss_at, oracle_offset, pooled_oracle, result_of
+from _oracle_analysis import loss_at, oracle_offset, our_pick, pooled_oracle
 from held_out_measure import replay, replay_drift
 
 NOISE_2EP = 0.043  # the oracle's loss noise at 2 epochs (docs/range_test_oracle.md)
@@ -140,8 +140,6 @@ def analyse(args: Any) -> None:
 
 
 def _score(rows: list[dict], design: str) -> dict[str, Any]:
-    from trainables.lr import RangeTestOnPlateauLR
-
     err: dict[str, list[float]] = {"pick_2ep": [], "pick_half": [], "bias_2ep": []}
     applied_err, deltas, none = [], [], 0
     for r in rows:
@@ -150,16 +148,15 @@ def _score(rows: list[dict], design: str) -> dict[str, Any]:
         oracle = {h: _oracle(entry, h) for h in ("half", "2ep")}
         curve = r["curves"][design]
         doc = {"lrs": curve["lrs"], "losses": curve["held_out"], "stop_reason": "completed"}
-        policy = RangeTestOnPlateauLR(base_lr=running, steps_per_epoch=100)
-        decision = policy.decide(result_of(doc), running)
-        if decision.suggested_lr is None:
+        suggested, applied = our_pick(doc, None, running)
+        if suggested is None:
             none += 1
         else:
-            pick = math.log10(decision.suggested_lr / running)
+            pick = math.log10(suggested / running)
             err["pick_2ep"].append(abs(pick - oracle["2ep"]))
             err["pick_half"].append(abs(pick - oracle["half"]))
             err["bias_2ep"].append(pick - oracle["2ep"])
-        offset = math.log10(decision.new_lr / running)
+        offset = math.log10(applied / running)
         applied_err.append(abs(offset - oracle["2ep"]))
         at, keep = loss_at(points, "2ep", offset), loss_at(points, "2ep", 0.0)
         ok = at is not None and keep is not None and math.isfinite(at)
