@@ -53,18 +53,23 @@ class StoredCheckpoint:
         return self.path.rstrip("/").rsplit("/", 1)[-1]
 
 
-def _pruned(fs: pyarrow.fs.FileSystem, path: str) -> bool:
-    return fs.get_file_info(f"{path}/{PRUNED}").type != pyarrow.fs.FileType.NotFound
-
-
 def list_checkpoints(fs: pyarrow.fs.FileSystem, trial_path: str) -> list[StoredCheckpoint]:
     """The ``checkpoint_NNNNNN`` folders of a trial, newest (highest index) first; pruned
-    ones (emptied, marked ``PRUNED``) are not checkpoints any more."""
-    selector = pyarrow.fs.FileSelector(trial_path, allow_not_found=True, recursive=False)
+    ones (emptied, marked ``PRUNED``) are not checkpoints any more. One listing of the trial's
+    folder, however many checkpoints were pruned (a request each on remote storage)."""
+    selector = pyarrow.fs.FileSelector(trial_path, allow_not_found=True, recursive=True)
+    infos = fs.get_file_info(selector)
+    pruned = {i.path.rsplit("/", 1)[0] for i in infos if i.base_name == PRUNED}
+    top = trial_path.rstrip("/")
     found = []
-    for info in fs.get_file_info(selector):
+    for info in infos:
         match = _CHECKPOINT_DIR.match(info.base_name)
-        if match and info.type == pyarrow.fs.FileType.Directory and not _pruned(fs, info.path):
+        if (
+            match
+            and info.type == pyarrow.fs.FileType.Directory
+            and info.path.rsplit("/", 1)[0] == top
+            and info.path not in pruned
+        ):
             found.append(StoredCheckpoint(int(match.group(1)), info.path))
     return sorted(found, key=lambda c: c.index, reverse=True)
 
