@@ -75,6 +75,7 @@ def measure(args: Any, shard: tuple[int, int]) -> None:
     torch.set_num_threads(1)
     device = select_device("cpu", cpus_assigned=1)
     rows = []
+    splits: dict[tuple[int, int], Any] = {}  # the setups share their images: read them once
     jobs = [
         (name, sid)
         for name in sorted({s for g in GROUPS.values() for s in g})
@@ -86,9 +87,13 @@ def measure(args: Any, shard: tuple[int, int]) -> None:
         states = C.RESULTS_DIR / f".{setup_.name}_states"
         if not (states / f"{sid}.pt").exists():
             raise SystemExit(f"{sid}: no cached state in {states} (run benchmarks/oracle.py first)")
-        splits = O.load_setup_splits(setup_, args.data_dir)
+        images = (setup_.train, setup_.val)
+        if images not in splits:
+            splits[images] = O.load_setup_splits(setup_, args.data_dir)
         running = entry["running_lr"]
-        trial = O.make_trial(setup_, splits, device, entry["optimizer"], running, entry["seed"])
+        trial = O.make_trial(
+            setup_, splits[images], device, entry["optimizer"], running, entry["seed"]
+        )
         O.load_state(trial, states, sid)
         t0 = time.perf_counter()
         curves = {
