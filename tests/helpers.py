@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from trainables import results as R
+from trainables.checkpoint import CheckpointError, load_state
 from trainables.cifar_files import LABEL_NAMES as CIFAR_LABEL_NAMES
 
 REPO = Path(__file__).resolve().parents[1]
@@ -431,3 +432,22 @@ class KeepReports:
     def report(self, metrics: dict[str, Any], state: Any) -> None:
         self.reports.append(metrics)
         self.states.append(state)
+
+
+_CHECKPOINT_EPOCH: dict[tuple[Path, float], int | None] = {}
+
+
+def checkpoint_epoch(checkpoint: Path) -> int | None:
+    """The epoch a checkpoint folder holds; None while it is being written or copied in (or
+    damaged). Cached per state file version: polling loops call it often."""
+    state = checkpoint / "state.pt"
+    try:
+        key = (checkpoint, state.stat().st_mtime)
+    except OSError:
+        return None
+    if key not in _CHECKPOINT_EPOCH:
+        try:
+            _CHECKPOINT_EPOCH[key] = int(load_state(checkpoint)["counters"]["epoch"])
+        except (CheckpointError, KeyError, OSError):
+            return None
+    return _CHECKPOINT_EPOCH[key]

@@ -37,6 +37,7 @@ from helpers import (
     SMOKE,
     KeepReports,
     assert_refused,
+    checkpoint_epoch,
     cli,
     driver,
     listening_addresses,
@@ -99,7 +100,9 @@ def test_killed_worker_is_retried_exactly_and_a_nan_trial_fails(
             # Read from the checkpoints the trial writes at once (Tune's result files reach
             # the folder only when the driver syncs them).
             for d in experiment.glob("*lr=0.01*"):
-                done = [e for c in complete_checkpoints(d) if (e := _epoch_of(c)) is not None]
+                done = [
+                    e for c in complete_checkpoints(d) if (e := checkpoint_epoch(c)) is not None
+                ]
                 if len(done) < 2:
                     continue
                 if max(done) >= FAULT1_EPOCHS - 1:  # no time left to kill it mid-run
@@ -185,14 +188,6 @@ def trial_workers(sid: int) -> list[int]:
             if cmdline.startswith(b"ray::ImplicitFunc"):
                 found.append(pid)
     return found
-
-
-def _epoch_of(checkpoint: Path) -> int | None:
-    """The epoch a checkpoint holds; None while Ray is still copying its state file in."""
-    try:
-        return int(load_state(checkpoint)["counters"]["epoch"])
-    except CheckpointError:
-        return None
 
 
 def complete_checkpoints(trial_dir: Path) -> list[Path]:

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 from helpers import (
     SMOKE,
+    checkpoint_epoch,
     kill_session,
     mlflow_runs,
     needs_cifar,
@@ -38,28 +39,9 @@ from helpers import (
 )
 
 from trainables import results as R
-from trainables.checkpoint import CheckpointError, load_state
 
 EPOCHS = 3
 TRIALS = 4
-
-
-_EPOCH_OF: dict[tuple[Path, float], int | None] = {}
-
-
-def epoch_of(checkpoint: Path) -> int | None:
-    """The epoch a checkpoint folder holds; None while it is being written (or damaged)."""
-    state = checkpoint / "state.pt"
-    try:
-        key = (checkpoint, state.stat().st_mtime)
-    except OSError:
-        return None
-    if key not in _EPOCH_OF:
-        try:
-            _EPOCH_OF[key] = int(load_state(checkpoint)["counters"]["epoch"])
-        except (CheckpointError, KeyError, OSError):
-            return None
-    return _EPOCH_OF[key]
 
 
 def epochs_done(experiment: Path) -> dict[Path, int]:
@@ -67,7 +49,7 @@ def epochs_done(experiment: Path) -> dict[Path, int]:
     once (Tune's own result files reach the folder only when the driver syncs them)."""
     done: dict[Path, int] = {}
     for folder in experiment.glob("*/checkpoint_*"):
-        epoch = epoch_of(folder)
+        epoch = checkpoint_epoch(folder)
         if epoch is not None:
             done[folder.parent] = max(done.get(folder.parent, 0), epoch)
     return done
