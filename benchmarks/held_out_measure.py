@@ -10,7 +10,7 @@ cached curve) and on all 2,000 validation images. Both curves go through the pol
 ``decide`` (defaults), and are scored against each state's 2-epoch oracle (cached; the loss
 at a pick off the grid is interpolated, nothing is trained).
 
-    .venv/bin/python benchmarks/held_out_measure.py        # ~6 min on 2 cores, needs the states
+    .venv/bin/python benchmarks/held_out_measure.py        # ~4-5 min on 2 cores, needs the states
 """
 
 from __future__ import annotations
