@@ -48,11 +48,37 @@ FALLBACKS = {
 }
 #: Whole settings of the range-test policy (default rule), spelled out so that a row means the
 #: same whatever the defaults are: the limit on one test's change of the LR, and the fallback.
+#: The ``anchor_*`` rows move the pick ``pull`` decades toward 0.3 x the running LR (what a
+#: plateau wants on the well-set states); they are scored by the moved pick.
 POLICIES: dict[str, dict[str, Any]] = {
-    "policy_unlimited_below_divergence": {"max_change": None, "fallback": "below_divergence"},
-    "policy_x10_below_divergence": {"max_change": 10.0, "fallback": "below_divergence"},
-    "policy_unlimited_keep_or_raise": {"max_change": None, "fallback": "keep_or_raise"},
-    "policy_x10_keep_or_raise": {"max_change": 10.0, "fallback": "keep_or_raise"},
+    "policy_unlimited_below_divergence": {
+        "max_change": None,
+        "fallback": "below_divergence",
+        "anchor": None,
+    },
+    "policy_x10_below_divergence": {
+        "max_change": 10.0,
+        "fallback": "below_divergence",
+        "anchor": None,
+    },
+    "policy_unlimited_keep_or_raise": {
+        "max_change": None,
+        "fallback": "keep_or_raise",
+        "anchor": None,
+    },
+    "policy_x10_keep_or_raise": {"max_change": 10.0, "fallback": "keep_or_raise", "anchor": None},
+    "policy_anchor0.3_pull0.25": {
+        "max_change": 10.0,
+        "fallback": "below_divergence",
+        "anchor": 0.3,
+        "pull": 0.25,
+    },
+    "policy_anchor0.3_pull0.5": {
+        "max_change": 10.0,
+        "fallback": "below_divergence",
+        "anchor": 0.3,
+        "pull": 0.5,
+    },
 }
 
 
@@ -163,6 +189,7 @@ def rule_names() -> list[str]:
 def state_rows(doc: dict, probe: str) -> dict[str, list[dict]]:
     """For every rule, one row per state: pick, applied LR, curve facts, errors, loss deltas."""
     from trainables.lr import analyse_curve
+    from trainables.lr.plateau import pull_toward
 
     rows: dict[str, list[dict]] = {name: [] for name in rule_names()}
     for sid, entry in sorted(doc["states"].items()):
@@ -192,6 +219,9 @@ def state_rows(doc: dict, probe: str) -> dict[str, list[dict]]:
                 pick, applied = our_pick(curve_doc, None, running, {"fallback": FALLBACKS[name]})
             elif name in POLICIES:
                 pick, applied = our_pick(curve_doc, None, running, POLICIES[name])
+                anchor = POLICIES[name].get("anchor")
+                if pick is not None and anchor is not None:  # scored by the moved pick
+                    pick = pull_toward(pick, running * anchor, POLICIES[name]["pull"])
             elif name in BASELINES:
                 pick = applied = running * BASELINES[name]
             else:

@@ -30,6 +30,7 @@ from trainables.lr import (
     suggest_lr_with_reason,
 )
 from trainables.lr.params import MIN_RANGE_TEST_STEPS
+from trainables.lr.plateau import pull_toward
 from trainables.lr.policy_base import fmt
 
 # -- fake probes -------------------------------------------------------------------------------
@@ -396,6 +397,62 @@ def test_max_change_never_overrides_the_bounds_or_the_divergence_guard() -> None
     u_result, pick = _u_curve_pick()
     policy = make_rtp(min_lr=1e-9, max_lr=pick / 10, max_change=10.0)
     assert policy.decide(u_result, pick / 100).new_lr == pytest.approx(pick / 10)
+
+
+@pytest.mark.parametrize(
+    ("anchor", "pull", "old_over_pick", "expected_over_pick"),
+    [
+        (None, 0.25, 10.0, 1.0),  # off: the pick
+        (0.3, 0.25, 5.0, 1.5),  # the anchor (0.3 x old) is 0.18 decade up: stop there
+        (0.3, 0.25, 100.0, 10**0.25),  # the anchor is 1.5 decades up: move 0.25 of them
+        (0.3, 0.25, 1.0, 10**-0.25),  # the anchor is 0.52 decade down: move 0.25 down
+        (0.3, 0.5, 1.0, 10**-0.5),
+        (0.3, 0.5, 1 / 0.3, 1.0),  # the pick is the anchor: unchanged
+        (1.0, 2.0, 10.0, 10.0),  # anchor x 1 is the running LR itself
+    ],
+)
+def test_anchor_moves_the_pick_toward_a_cut_of_the_running_lr(
+    anchor: float | None, pull: float, old_over_pick: float, expected_over_pick: float
+) -> None:
+    result, pick = _u_curve_pick()
+    old = pick * old_over_pick
+    policy = make_rtp(min_lr=1e-9, max_lr=1e3, max_change=None, anchor=anchor, pull=pull)
+    decision = policy.decide(result, old)
+    assert decision.suggested_lr == pytest.approx(pick)  # the raw pick is reported unchanged
+    assert decision.new_lr == pytest.approx(pick * expected_over_pick)
+    assert ("toward" in decision.why) == (anchor is not None)
+
+
+@pytest.mark.parametrize(
+    ("lr", "anchor", "decades", "expected"),
+    [
+        (1e-3, 1e-2, 0.25, 10**-2.75),
+        (1e-3, 1e-4, 0.5, 10**-3.5),
+        (1e-3, 2e-3, 0.5, 2e-3),  # never past the anchor
+        (1e-3, 1e-3, 0.5, 1e-3),
+    ],
+)
+def test_pull_toward(lr: float, anchor: float, decades: float, expected: float) -> None:
+    assert pull_toward(lr, anchor, decades) == pytest.approx(expected)
+
+
+def test_anchor_never_overrides_the_limit_or_the_divergence_guard() -> None:
+    result, pick = _u_curve_pick()
+    # the anchor pulls 0.5 decade up, then max_change (x 2) still bounds the move
+    policy = make_rtp(min_lr=1e-9, max_lr=1e3, max_change=2.0, anchor=1.0, pull=0.5)
+    assert policy.decide(result, pick * 1e3).new_lr == pytest.approx(pick * 1e3 / 2)
+    # a descent, then a blow-up far above the start: an anchor inside the diverging part is
+    # never reached, the guard cuts below where the loss began to diverge
+    t = np.linspace(0.0, 1.0, 20)
+    losses = 2.0 - np.tanh((t - 0.4) / 0.08) + 6.0 * np.exp(12.0 * (t - 0.65))
+    blowup = fixed_probe(lr_ladder(1e-6, 1.0, 20), losses)(1e-6, 1.0, 20, "held_out")
+    curve = analyse_curve(blowup.lrs, blowup.losses)
+    assert curve.ok and curve.diverge_lr is not None
+    old = curve.diverge_lr * 3
+    policy = make_rtp(min_lr=1e-9, max_lr=1e3, max_change=None, anchor=1.0, pull=2.0)
+    decision = policy.decide(blowup, old)
+    assert decision.suggested_lr is not None and decision.suggested_lr < curve.diverge_lr
+    assert decision.new_lr == pytest.approx(curve.diverge_lr * 0.1)
 
 
 def test_event_carries_the_smoothing_and_the_measure() -> None:

@@ -166,6 +166,16 @@ BAD: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
         "policies[0].params.max_change: must be > 1 or null, got 1",
     ),
     (
+        "anchor-above-one",
+        setter("policies", 0, "params", "anchor", value=3),
+        "policies[0].params.anchor: must be in (0, 1] or null, got 3",
+    ),
+    (
+        "pull-zero",
+        setter("policies", 0, "params", "pull", value=0),
+        "policies[0].params.pull: must be in (0, 2], got 0",
+    ),
+    (
         "beta-out-of-range",
         setter("policies", 0, "params", "beta", value=1.5),
         "policies[0].params.beta: must be in [0, 1) or null, got 1.5",

@@ -114,7 +114,8 @@ class RangeTestParams(_PlateauParams):
     """On a plateau, a short LR range test from a snapshot; the rule's pick, or the
     ``fallback`` when the curve has no usable descent; ``max_change`` (None: no limit) bounds
     one test's move to that factor either way (10, chosen with ``benchmarks/oracle.py`` on
-    badly set LRs it had not seen). ``beta`` None fits the smoothing to the
+    badly set LRs it had not seen). ``anchor`` (None: off) moves the pick ``pull`` decades
+    toward ``anchor`` x the running LR, never past it. ``beta`` None fits the smoothing to the
     test's length and noise; the default rule, ``midpoint``, is the one the LR oracle found
     least biased."""
 
@@ -130,6 +131,8 @@ class RangeTestParams(_PlateauParams):
     factor: float = Field(0.1, gt=0, lt=1)
     fallback: Fallback = "below_divergence"
     max_change: float | None = Field(10.0, gt=1)
+    anchor: float | None = Field(None, gt=0, le=1)
+    pull: float = Field(0.25, gt=0, le=2)
     beta: float | None = Field(None, ge=BETA_RANGE[0], lt=BETA_RANGE[1])
     measure: Measure = "held_out"
 

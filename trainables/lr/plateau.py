@@ -266,8 +266,11 @@ class RangeTestOnPlateauLR(_PlateauPolicy):
     ``below_divergence`` (default) goes to ``factor`` x the LR where the curve began to diverge
     (keeps the LR when it never diverged), ``cut`` multiplies the LR by ``factor``, ``keep``
     keeps it, ``keep_or_raise`` keeps it unless ``factor`` x the divergence LR is higher.
-    ``max_change`` (None: no limit) keeps the new LR within that factor of the old one, either
-    way. The new LR is then clamped to ``[min_lr, max_lr]``; the detector's cooldown then applies.
+    ``anchor`` (None: off) moves the pick ``pull`` decades toward ``anchor`` x the old LR, never
+    past it: a small disagreement with the cut a plateau usually wants is ignored, a large one
+    is kept. ``max_change`` (None: no limit) keeps the new LR within that factor of the old one,
+    either way. The new LR is then clamped to ``[min_lr, max_lr]``; the detector's cooldown
+    then applies.
     ``beta=None`` fits the smoothing to the test's length and noise (``suggest.auto_beta``). The
     default rule, ``midpoint``, is the one ``benchmarks/oracle.py`` found closest to the best
     LR for the next 2 epochs (``steepest`` is the greedy one-step optimum: biased low).
@@ -283,6 +286,7 @@ class RangeTestOnPlateauLR(_PlateauPolicy):
         p = self.params
         self.measure, self.rule, self.factor, self.beta = p.measure, p.rule, p.factor, p.beta
         self.fallback, self.max_change = p.fallback, p.max_change
+        self.anchor, self.pull = p.anchor, p.pull
         self.min_lr, self.max_lr, self.num_steps = p.min_lr, p.max_lr, p.num_steps
         self.epoch_fraction, self.min_steps = p.epoch_fraction, p.min_steps
 
@@ -302,7 +306,8 @@ class RangeTestOnPlateauLR(_PlateauPolicy):
     def decide(self, result: RangeTestResult, old_lr: float) -> RangeTestDecision:
         """The LR to continue with after the range test ``result``, from ``old_lr``.
 
-        The rule's pick when the curve has a usable descent, else the fallback's LR; kept
+        The rule's pick (moved toward ``anchor`` x ``old_lr`` when set) when the curve has a
+        usable descent, else the fallback's LR; kept
         within ``max_change`` of ``old_lr``, clamped to ``[min_lr, max_lr]``, and never inside
         the curve's diverging part (that guard wins over the limit). A pure function of
         the curve and the policy's settings (benchmarks call it on recorded curves).
@@ -312,6 +317,12 @@ class RangeTestOnPlateauLR(_PlateauPolicy):
         if curve.ok:
             target = suggested = pick(curve, self.rule)
             decision = f"range test suggested {fmt(target)} ({self.rule})"
+            if self.anchor is not None:
+                target = pull_toward(target, old_lr * self.anchor, self.pull)
+                decision += (
+                    f", moved to {fmt(target)} (at most {self.pull:g} decade toward"
+                    f" {self.anchor:g} x {fmt(old_lr)})"
+                )
         else:
             target, how = self._fallback(old_lr, curve.diverge_lr)
             decision = f"no suggestion ({curve.reason}); fell back to {how}"
@@ -373,6 +384,12 @@ class RangeTestOnPlateauLR(_PlateauPolicy):
             images=int(result.images),
             seconds=float(result.seconds),
         )
+
+
+def pull_toward(lr: float, anchor: float, decades: float) -> float:
+    """``lr`` moved ``decades`` (in log10) toward ``anchor``, stopping at ``anchor``."""
+    gap = math.log10(anchor / lr)
+    return lr * 10 ** math.copysign(min(abs(gap), decades), gap)
 
 
 def _describe_curve(result: RangeTestResult, planned: int) -> str:
