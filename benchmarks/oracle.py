@@ -148,7 +148,7 @@ FULL_TEST = dataclasses.replace(
     name="oracle_test",
     noise_from="oracle",
 )
-#: Fresh states for a choice fixed before they were trained (commit of 2026-11-30, 15:0x UTC):
+#: Fresh states for a choice fixed before they were trained (bd5d81d, 2026-11-30 15:03 UTC):
 #: whether the default keeps the raw ``midpoint`` pick or moves it toward 0.3 x the running LR
 #: (``anchor`` 0.3, ``pull`` 0.25 or 0.5 decade; rows ``policy_anchor0.3_pull*``). A candidate
 #: replaces the raw pick if (a) on FULL_TEST2 (mean oracle of two streams) its picks' median
