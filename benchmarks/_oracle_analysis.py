@@ -48,6 +48,7 @@ FALLBACKS = {
 }
 #: Whole settings of the range-test policy (default rule), spelled out so that a row means the
 #: same whatever the defaults are: the limit on one test's change of the LR, and the fallback.
+#: ``policy_steepest_*`` is the policy with the rule ``steepest`` (its applied LR trained too).
 #: The ``anchor_*`` rows move the pick ``pull`` decades toward 0.3 x the running LR (what a
 #: plateau wants on the well-set states); they are scored by the moved pick.
 POLICIES: dict[str, dict[str, Any]] = {
@@ -67,6 +68,12 @@ POLICIES: dict[str, dict[str, Any]] = {
         "anchor": None,
     },
     "policy_x10_keep_or_raise": {"max_change": 10.0, "fallback": "keep_or_raise", "anchor": None},
+    "policy_steepest_x10_below_divergence": {
+        "rule": "steepest",
+        "max_change": 10.0,
+        "fallback": "below_divergence",
+        "anchor": None,
+    },
     "policy_anchor0.3_pull0.25": {
         "max_change": 10.0,
         "fallback": "below_divergence",

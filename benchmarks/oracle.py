@@ -159,6 +159,16 @@ FULL_TEST = dataclasses.replace(
 #: sum in (a) wins. Both candidates were set on the 36 well-set and 40 badly set states seen.
 FULL_TEST2 = dataclasses.replace(FULL_TEST, seeds=(6, 7), replica_seeds=(6, 7), name="oracle_test2")
 MISSET_TEST2 = dataclasses.replace(MISSET, seeds=(10, 11), name="oracle_misset_test2")
+#: A third fresh well-set set (seeds 8-9), fixed before it was trained (2026-11-30, 16:1x UTC):
+#: it measures the default out of sample once more, and decides one question set by the two
+#: fresh sets before it, where ``steepest`` was the closer rule. The default rule becomes
+#: ``steepest`` if here, against the mean oracle of the two streams, (a) its median |error| at
+#: half an epoch plus that at 2 epochs is lower than ``midpoint``'s, (b) its median signed error
+#: at 2 epochs lies within +-0.1 decade, and (c) its applied LR is worse than keeping the
+#: running LR (2 epochs, beyond the oracle's noise) in no more states than ``midpoint``'s
+#: (rows ``ours_steepest`` / ``ours_midpoint`` for (a) and (b), ``policies`` rows
+#: ``policy_steepest_x10_below_divergence`` / ``policy_x10_below_divergence``, trained, for (c)).
+FULL_TEST3 = dataclasses.replace(FULL_TEST, seeds=(8, 9), replica_seeds=(8, 9), name="oracle_test3")
 QUICK = Setup(
     train=300,
     val=100,
@@ -179,6 +189,7 @@ SETUPS = {
     "misset-test": MISSET_TEST,
     "full-test2": FULL_TEST2,
     "misset-test2": MISSET_TEST2,
+    "full-test3": FULL_TEST3,
 }
 
 
@@ -491,7 +502,8 @@ def main() -> int:
         " (seeds 6-9), trained after the policy settings scored on them were fixed; full-test:"
         " the full population on seeds 4-5 (12 states, two streams), trained after every"
         " default was fixed; full-test2 (seeds 6-7) and misset-test2 (seeds 10-11): the states"
-        " that decide whether the pick is moved toward an anchor",
+        " that decided whether the pick is moved toward an anchor; full-test3 (seeds 8-9): the"
+        " states that decide between midpoint and steepest",
     )
     parser.add_argument(
         "--analyse-only", action="store_true", help="use the cached curves; train nothing"
