@@ -159,7 +159,7 @@ FULL_TEST = dataclasses.replace(
 #: sum in (a) wins. Both candidates were set on the 36 well-set and 40 badly set states seen.
 FULL_TEST2 = dataclasses.replace(FULL_TEST, seeds=(6, 7), replica_seeds=(6, 7), name="oracle_test2")
 MISSET_TEST2 = dataclasses.replace(MISSET, seeds=(10, 11), name="oracle_misset_test2")
-#: A third fresh well-set set (seeds 8-9), fixed before it was trained (2026-11-30, 16:1x UTC):
+#: A third fresh well-set set (seeds 8-9), fixed before it was trained (2b88d9e, 16:11 UTC):
 #: it measures the default out of sample once more, and decides one question set by the two
 #: fresh sets before it, where ``steepest`` was the closer rule. The default rule becomes
 #: ``steepest`` if here, against the mean oracle of the two streams, (a) its median |error| at
