@@ -25,8 +25,12 @@ STREAM_CHECKED = (
     "fastai_steep",
     "baseline_lr_x0.3",
 )
-#: The default rule, compared state by state with each of these.
-DEFAULT_RULE = "ours_midpoint"
+#: The rule the fallback and policy rows (and the state-by-state comparisons) were measured
+#: with: the default until ``--setup full-test3`` made ``steepest`` the default. Every row
+#: names its rule, so a row means the same whatever the default is.
+MEASURED_RULE = "midpoint"
+#: The rule compared state by state with each of these.
+DEFAULT_RULE = f"ours_{MEASURED_RULE}"
 PAIRED_WITH = (
     "torch_lr_finder",
     "fastai_steep",
@@ -39,35 +43,43 @@ BOOTSTRAP = 4000  # resamples of the states for a 95% interval
 FOLDS = ((0, 2), (1, 3))  # seeds of the two calibration folds
 #: No range test at all: keep the running LR, or cut it by reduce_on_plateau's factor in the specs.
 BASELINES = {"baseline_keep_lr": 1.0, "baseline_lr_x0.3": 0.3}
-#: The default rule with each no-descent fallback (one of them is the default row's).
+#: The rule ``MEASURED_RULE`` with each no-descent fallback (one of them is its default row's).
 FALLBACKS = {
     "fallback_cut": "cut",
     "fallback_keep": "keep",
     "fallback_below_divergence": "below_divergence",
     "fallback_keep_or_raise": "keep_or_raise",
 }
-#: Whole settings of the range-test policy (default rule), spelled out so that a row means the
-#: same whatever the defaults are: the limit on one test's change of the LR, and the fallback.
+#: Whole settings of the range-test policy, spelled out so that a row means the same whatever
+#: the defaults are: the rule, the limit on one test's change of the LR, and the fallback.
 #: ``policy_steepest_*`` is the policy with the rule ``steepest`` (its applied LR trained too).
 #: The ``anchor_*`` rows move the pick ``pull`` decades toward 0.3 x the running LR (what a
 #: plateau wants on the well-set states); they are scored by the moved pick.
 POLICIES: dict[str, dict[str, Any]] = {
     "policy_unlimited_below_divergence": {
+        "rule": MEASURED_RULE,
         "max_change": None,
         "fallback": "below_divergence",
         "anchor": None,
     },
     "policy_x10_below_divergence": {
+        "rule": MEASURED_RULE,
         "max_change": 10.0,
         "fallback": "below_divergence",
         "anchor": None,
     },
     "policy_unlimited_keep_or_raise": {
+        "rule": MEASURED_RULE,
         "max_change": None,
         "fallback": "keep_or_raise",
         "anchor": None,
     },
-    "policy_x10_keep_or_raise": {"max_change": 10.0, "fallback": "keep_or_raise", "anchor": None},
+    "policy_x10_keep_or_raise": {
+        "rule": MEASURED_RULE,
+        "max_change": 10.0,
+        "fallback": "keep_or_raise",
+        "anchor": None,
+    },
     "policy_steepest_x10_below_divergence": {
         "rule": "steepest",
         "max_change": 10.0,
@@ -75,12 +87,14 @@ POLICIES: dict[str, dict[str, Any]] = {
         "anchor": None,
     },
     "policy_anchor0.3_pull0.25": {
+        "rule": MEASURED_RULE,
         "max_change": 10.0,
         "fallback": "below_divergence",
         "anchor": 0.3,
         "pull": 0.25,
     },
     "policy_anchor0.3_pull0.5": {
+        "rule": MEASURED_RULE,
         "max_change": 10.0,
         "fallback": "below_divergence",
         "anchor": 0.3,
@@ -91,7 +105,8 @@ POLICIES: dict[str, dict[str, Any]] = {
 
 def policy_settings() -> list[dict[str, Any]]:
     """The policy settings whose applied LR the oracle run trains (beside the grid)."""
-    return [{"fallback": f} for f in FALLBACKS.values()] + list(POLICIES.values())
+    fallbacks = [{"rule": MEASURED_RULE, "fallback": f} for f in FALLBACKS.values()]
+    return fallbacks + list(POLICIES.values())
 
 
 # -- the oracle grid ---------------------------------------------------------------------------
@@ -223,7 +238,8 @@ def state_rows(doc: dict, probe: str) -> dict[str, list[dict]]:
             if name.startswith("ours_"):
                 pick, applied = our_pick(curve_doc, name[len("ours_") :], running)
             elif name in FALLBACKS:
-                pick, applied = our_pick(curve_doc, None, running, {"fallback": FALLBACKS[name]})
+                settings = {"rule": MEASURED_RULE, "fallback": FALLBACKS[name]}
+                pick, applied = our_pick(curve_doc, None, running, settings)
             elif name in POLICIES:
                 pick, applied = our_pick(curve_doc, None, running, POLICIES[name])
                 anchor = POLICIES[name].get("anchor")

@@ -23,7 +23,7 @@ import _common as C
 import oracle as O
 import torch
 import torch.nn.functional as F
-from _oracle_analysis import loss_at, oracle_offset, our_pick, result_of
+from _oracle_analysis import MEASURED_RULE, loss_at, oracle_offset, our_pick, result_of
 
 SETUPS = ("misset", "misset-val", "misset-test")
 RUNS = ("adam0.0001", "sgd0.002")  # the states whose running LR is 10x too low
@@ -104,7 +104,7 @@ def main() -> int:
             }
             for measure in ("held_out", "validation"):
                 doc = {"lrs": curve["lrs"], "losses": curve[measure], "stop_reason": "completed"}
-                pick, applied = our_pick(doc, None, running)
+                pick, applied = our_pick(doc, MEASURED_RULE, running)
                 offset = math.log10(applied / running)
                 delta = loss_at(points, "2ep", offset)
                 keep = loss_at(points, "2ep", 0.0)

@@ -32,7 +32,7 @@ import _common as C
 import numpy as np
 import oracle as O
 import torch
-from _oracle_analysis import loss_at, oracle_offset, our_pick, pooled_oracle
+from _oracle_analysis import MEASURED_RULE, loss_at, oracle_offset, our_pick, pooled_oracle
 from held_out_measure import replay, replay_drift
 
 NOISE_2EP = 0.043  # the oracle's loss noise at 2 epochs (docs/range_test_oracle.md)
@@ -153,7 +153,7 @@ def _score(rows: list[dict], design: str) -> dict[str, Any]:
         oracle = {h: _oracle(entry, h) for h in ("half", "2ep")}
         curve = r["curves"][design]
         doc = {"lrs": curve["lrs"], "losses": curve["held_out"], "stop_reason": "completed"}
-        suggested, applied = our_pick(doc, None, running)
+        suggested, applied = our_pick(doc, MEASURED_RULE, running)
         if suggested is None:
             none += 1
         else:
