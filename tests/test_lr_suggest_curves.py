@@ -155,10 +155,14 @@ def test_long_test_is_smoothed_enough_not_to_chase_noise() -> None:
 def test_epoch8_curve_default_rule_applies_an_lr_inside_the_descent() -> None:
     curve = analyse_curve(EPOCH8_LRS, EPOCH8_LOSSES)
     steepest = suggest_lr(EPOCH8_LRS, EPOCH8_LOSSES, "steepest")
-    policy = RangeTestOnPlateauLR(base_lr=1e-3, steps_per_epoch=80)  # rule midpoint
+    policy = RangeTestOnPlateauLR(base_lr=1e-3, steps_per_epoch=80, rule="midpoint")
     result = RangeTestResult(tuple(EPOCH8_LRS), tuple(EPOCH8_LOSSES), "diverged", 0, 0.0)
     decision = policy.decide(result, 1e-3)
     assert steepest is not None and decision.suggested_lr is not None
     minimum = float(curve.lrs[curve.minimum])
     assert decision.suggested_lr == pytest.approx(math.sqrt(steepest * minimum))
     assert steepest < decision.new_lr <= minimum < 1e-3  # not 6.16e-3
+    # the default rule, steepest, applies the steepest point itself
+    default = RangeTestOnPlateauLR(base_lr=1e-3, steps_per_epoch=80).decide(result, 1e-3)
+    assert default.suggested_lr == pytest.approx(steepest) == default.new_lr
+    assert default.new_lr < minimum

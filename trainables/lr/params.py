@@ -116,8 +116,8 @@ class RangeTestParams(_PlateauParams):
     one test's move to that factor either way (10, chosen with ``benchmarks/oracle.py`` on
     badly set LRs it had not seen). ``anchor`` (None: off) moves the pick ``pull`` decades
     toward ``anchor`` x the running LR, never past it. ``beta`` None fits the smoothing to the
-    test's length and noise; the default rule, ``midpoint``, is the one the LR oracle found
-    least biased."""
+    test's length and noise. The default rule, ``steepest``, was chosen with the LR oracle on
+    fresh states, by a rule fixed before they were trained (docs/range_test_oracle.md)."""
 
     name: Literal["range_test_on_plateau"] = "range_test_on_plateau"
     patience: int = Field(3, ge=0)
@@ -127,7 +127,7 @@ class RangeTestParams(_PlateauParams):
     num_steps: int | None = Field(None, ge=MIN_RANGE_TEST_STEPS, description=_SHORTEST)
     epoch_fraction: float = Field(0.1, gt=0)
     min_steps: int = Field(20, ge=MIN_RANGE_TEST_STEPS, description=_SHORTEST)
-    rule: Rule = "midpoint"
+    rule: Rule = "steepest"
     factor: float = Field(0.1, gt=0, lt=1)
     fallback: Fallback = "below_divergence"
     max_change: float | None = Field(10.0, gt=1)

@@ -272,8 +272,8 @@ class RangeTestOnPlateauLR(_PlateauPolicy):
     either way. The new LR is then clamped to ``[min_lr, max_lr]``; the detector's cooldown
     then applies.
     ``beta=None`` fits the smoothing to the test's length and noise (``suggest.auto_beta``). The
-    default rule, ``midpoint``, is the one ``benchmarks/oracle.py`` found closest to the best
-    LR for the next 2 epochs (``steepest`` is the greedy one-step optimum: biased low).
+    default rule, ``steepest`` (the greedy one-step optimum), is the one ``benchmarks/oracle.py``
+    found closer to the best LR than ``midpoint`` on fresh states.
     :meth:`decide` is the whole decision, a function of the recorded curve.
     """
 
