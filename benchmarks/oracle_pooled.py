@@ -1,12 +1,12 @@
 """Every well-set oracle state together: each rule against each state's mean oracle.
 
-The three well-set setups of ``benchmarks/oracle.py`` -- ``full`` (24 states, four data
-streams), ``full-test`` and ``full-test2`` (12 states each, two streams) -- are one population
-on different seeds. Scored one by one, 12 states give median errors whose 95% intervals span
-0.3-0.4 decade; this pools their cached curves (nothing is trained) and scores every rule over
-all of them, each state against the mean oracle of its own streams, with the oracle noise of
-the four-stream run. A description of what the rules did, not a choice: the default rule was
-fixed on the first 24 states.
+The four well-set setups of ``benchmarks/oracle.py`` -- ``full`` (24 states, four data
+streams), ``full-test``, ``full-test2`` and ``full-test3`` (12 states each, two streams) --
+are one population on different seeds. Scored one by one, 12 states give median errors whose
+95% intervals span 0.3-0.4 decade; this pools their cached curves (nothing is trained) and
+scores every rule over all of them, each state against the mean oracle of its own streams,
+with the oracle noise of the four-stream run. A description of what the rules did, not a
+choice: each default was fixed before the states that decided it were trained.
 
     .venv/bin/python benchmarks/oracle.py --analyse-only   # first, for the oracle noise
     .venv/bin/python benchmarks/oracle_pooled.py           # ~30 s
@@ -21,9 +21,9 @@ from typing import Any
 
 import _common as C
 from _oracle_analysis import HORIZONS, against_pooled, rule_names, score, state_rows, stream_count
-from oracle import FULL, FULL_TEST, FULL_TEST2, load_curves
+from oracle import FULL, FULL_TEST, FULL_TEST2, FULL_TEST3, load_curves
 
-WELL_SET = (FULL, FULL_TEST, FULL_TEST2)
+WELL_SET = (FULL, FULL_TEST, FULL_TEST2, FULL_TEST3)
 
 
 def pooled_rows(results_dir: Path) -> tuple[dict[str, list[dict]], dict[str, int]]:
