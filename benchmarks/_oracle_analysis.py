@@ -463,6 +463,12 @@ def oracle_noise(doc: dict) -> dict[str, dict]:
     return out
 
 
+def loss_noise_of(noise: dict[str, dict]) -> dict[str, float]:
+    """Per horizon, the validation-loss change that counts as noise (``oracle_noise``'s median
+    difference between two streams at the running LR): "worse" and "better" lie beyond it."""
+    return {h: noise[h]["val_loss_at_running_lr_median_abs_diff"] or 0.0 for h in HORIZONS}
+
+
 def against_each_stream(rows: list[dict], doc: dict, streams: int) -> dict[str, dict]:
     """Median |error| of one rule's picks over the states with an oracle on all ``streams``
     data streams, against each stream's oracle and against their mean: how much of the error
@@ -543,7 +549,7 @@ def analyse(doc: dict, probe: str, noise: dict[str, dict] | None = None) -> dict
     oracle noise measured on ``doc`` (which has none with a single stream)."""
     rows = state_rows(doc, probe)
     noise = noise or oracle_noise(doc)
-    loss_noise = {h: noise[h]["val_loss_at_running_lr_median_abs_diff"] or 0.0 for h in HORIZONS}
+    loss_noise = loss_noise_of(noise)
     scores = {name: score(r, loss_noise) for name, r in rows.items()}
     corrections = {}
     for name in [n for n in rows if n.startswith("ours_")]:
@@ -596,13 +602,13 @@ def analyse(doc: dict, probe: str, noise: dict[str, dict] | None = None) -> dict
 # -- report ------------------------------------------------------------------------------------
 def table(result: dict) -> str:
     lines = [f"range-test curves: {result['probe']} ({result['states']} states)"]
-    lines += _score_lines(result["rules"])
+    lines += score_lines(result["rules"])
     if result.get("rules_vs_pooled_oracle"):
         lines.append(
             f"against the mean oracle of {result['streams']} data streams "
             f"({result['pooled_states']} states):"
         )
-        lines += _score_lines(result["rules_vs_pooled_oracle"])
+        lines += score_lines(result["rules_vs_pooled_oracle"])
     for h in HORIZONS:
         lines.append(f"oracle noise {h}: {result['oracle_noise'][h]}")
     lines.append(
@@ -656,17 +662,24 @@ def _delta_line(name: str, width: int, scores: dict) -> str:
     return f"  {name:<{width}}{scores['states']:>3} states  " + "   ".join(cells)
 
 
-def _score_lines(rules: dict[str, dict]) -> list[str]:
+def score_lines(rules: dict[str, dict]) -> list[str]:
+    """A table of ``score`` results: per horizon the median |e| (95% CI), p90, bias, the share
+    worse than the running LR and the rank correlation with the oracle."""
     lines = [
         f"{'rule':<32}{'none':>6}"
-        + "".join(f"{h + ' |e|':>10}{'p90':>6}{'bias':>7}{'worse':>7}{'rho':>6}" for h in HORIZONS)
+        + "".join(
+            f"{h + ' |e| (95% CI)':>22}{'p90':>6}{'bias':>7}{'worse':>7}{'rho':>6}"
+            for h in HORIZONS
+        )
     ]
     for name, s in rules.items():
         line = f"{name:<32}{_pct(s['no_suggestion']):>6}"
         for h in HORIZONS:
             d = s[h]
+            ci = d["median_abs_ci95"]
+            interval = f" ({_num(ci[0])}-{_num(ci[1])})" if ci else ""
             line += (
-                f"{_num(d['median_abs_decades']):>10}{_num(d['p90_abs_decades']):>6}"
+                f"{_num(d['median_abs_decades']) + interval:>22}{_num(d['p90_abs_decades']):>6}"
                 f"{_num(d['median_signed_decades']):>7}{_pct(d['worse_than_running']):>7}"
                 f"{_num((d['follows_oracle'] or {}).get('spearman')):>6}"
             )

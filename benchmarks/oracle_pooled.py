@@ -17,10 +17,17 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
 
 import _common as C
-from _oracle_analysis import HORIZONS, against_pooled, rule_names, score, state_rows, stream_count
+from _oracle_analysis import (
+    against_pooled,
+    loss_noise_of,
+    rule_names,
+    score,
+    score_lines,
+    state_rows,
+    stream_count,
+)
 from oracle import FULL, FULL_TEST, FULL_TEST2, FULL_TEST3, load_curves
 
 WELL_SET = (FULL, FULL_TEST, FULL_TEST2, FULL_TEST3)
@@ -40,21 +47,6 @@ def pooled_rows(results_dir: Path) -> tuple[dict[str, list[dict]], dict[str, int
     return rows, states
 
 
-def line(name: str, s: dict[str, Any]) -> str:
-    cells = [f"{name:34s}", f"{s['no_suggestion']:5.0%}"]
-    for h in HORIZONS:
-        d = s[h]
-        if d["median_abs_decades"] is None:
-            cells.append(f"{'-':>25s}")
-            continue
-        lo, hi = d["median_abs_ci95"]
-        cells.append(
-            f"{d['median_abs_decades']:.2f} ({lo:.2f}-{hi:.2f}) {d['p90_abs_decades']:.2f}"
-            f" {d['median_signed_decades']:+.2f} {d['worse_than_running']:4.0%}"
-        )
-    return "  ".join(cells)
-
-
 def main() -> int:
     parser = C.base_parser(__doc__.splitlines()[0], quick=False)
     args = parser.parse_args()
@@ -63,8 +55,7 @@ def main() -> int:
     if not source.is_file():
         print(f"{source} is missing: run benchmarks/oracle.py --analyse-only first", flush=True)
         return 1
-    noise_doc = json.loads(source.read_text())["main"]["oracle_noise"]
-    noise = {h: noise_doc[h]["val_loss_at_running_lr_median_abs_diff"] for h in HORIZONS}
+    noise = loss_noise_of(json.loads(source.read_text())["main"]["oracle_noise"])
     rows, states = pooled_rows(C.RESULTS_DIR)
     if not any(rows.values()):
         print("no cached well-set curves in benchmarks/results", flush=True)
@@ -72,9 +63,7 @@ def main() -> int:
     scores = {name: score(r, noise) for name, r in rows.items() if r}
     n = len(next(iter(rows.values())))
     print(f"{n} well-set states ({states}), each against its mean oracle")
-    print(f"{'rule':34s}  none   half: |e| (95% CI) p90 bias worse   2ep: the same")
-    for name, s in scores.items():
-        print(line(name, s))
+    print("\n".join(score_lines(scores)), flush=True)
     C.write_result(
         "oracle_pooled",
         {"seconds": time.perf_counter() - t0, "states": states, "noise": noise, "rules": scores},
