@@ -271,12 +271,12 @@ def test_range_test_event_uses_suggestion() -> None:
     policy = make_rtp(num_steps=60)
     (event,) = plateau_now(policy, probe)
     assert probe.calls == [(1e-5, 1.0, 60)]
-    assert event.kind == "range_test" and event.rule == "steepest"  # the default
+    assert event.kind == "range_test" and event.rule == "midpoint"  # the default
     assert event.suggested_lr is not None and policy.lr() == event.new_lr == event.suggested_lr
     assert event.old_lr == 1e-2
     assert len(event.lrs) == 60 and event.images == 480 and event.stop_reason == "completed"
     assert "val_loss did not improve for 1 epochs" in event.reason
-    assert "range test suggested" in event.reason and "(steepest)" in event.reason
+    assert "range test suggested" in event.reason and "(midpoint)" in event.reason
     assert policy.num_range_tests == 1 and policy.events == [event]
 
 

@@ -162,7 +162,10 @@ def test_epoch8_curve_default_rule_applies_an_lr_inside_the_descent() -> None:
     minimum = float(curve.lrs[curve.minimum])
     assert decision.suggested_lr == pytest.approx(math.sqrt(steepest * minimum))
     assert steepest < decision.new_lr <= minimum < 1e-3  # not 6.16e-3
-    # the default rule, steepest, applies the steepest point itself
-    default = RangeTestOnPlateauLR(base_lr=1e-3, steps_per_epoch=80).decide(result, 1e-3)
-    assert default.suggested_lr == pytest.approx(steepest) == default.new_lr
-    assert default.new_lr < minimum
+    # the default rule is midpoint; steepest, asked for, applies the steepest point itself
+    default_policy = RangeTestOnPlateauLR(base_lr=1e-3, steps_per_epoch=80)
+    default = default_policy.decide(result, 1e-3)
+    assert default_policy.rule == "midpoint" and default.new_lr == pytest.approx(decision.new_lr)
+    chosen = RangeTestOnPlateauLR(base_lr=1e-3, steps_per_epoch=80, rule="steepest")
+    picked = chosen.decide(result, 1e-3)
+    assert picked.suggested_lr == pytest.approx(steepest) == picked.new_lr < minimum

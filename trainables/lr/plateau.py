@@ -272,8 +272,9 @@ class RangeTestOnPlateauLR(_PlateauPolicy):
     either way. The new LR is then clamped to ``[min_lr, max_lr]``; the detector's cooldown
     then applies.
     ``beta=None`` fits the smoothing to the test's length and noise (``suggest.auto_beta``). The
-    default rule, ``steepest`` (the greedy one-step optimum), is the one ``benchmarks/oracle.py``
-    found closer to the best LR than ``midpoint`` on fresh states.
+    default rule, ``midpoint`` (halfway, in log LR, between the steepest point and the smoothed
+    minimum), won the end-to-end test on fresh seeds; ``steepest`` was closer to the oracle's
+    best LR but lost final accuracy (docs/performance.md 6b).
     :meth:`decide` is the whole decision, a function of the recorded curve.
     """
 
