@@ -26,7 +26,8 @@ STREAM_CHECKED = (
     "baseline_lr_x0.3",
 )
 #: The rule the fallback and policy rows (and the state-by-state comparisons) were measured
-#: with: the default until ``--setup full-test3`` made ``steepest`` the default. Every row
+#: with: the default, except while ``--setup full-test3`` made ``steepest`` the default (until
+#: the end-to-end decision of docs/performance.md 6b brought ``midpoint`` back). Every row
 #: names its rule, so a row means the same whatever the default is.
 MEASURED_RULE = "midpoint"
 #: The rule compared state by state with each of these.
