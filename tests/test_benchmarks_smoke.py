@@ -50,3 +50,29 @@ def test_benchmark_script_parses_its_arguments(script: Path) -> None:
     assert "--out" in proc.stdout
     # --quick is offered exactly by the scripts that have a quick mode
     assert ("--quick" in proc.stdout) == ("args.quick" in script.read_text()), script.name
+
+
+def test_policy_pooled_agrees_with_each_sweeps_own_pairing(tmp_path: Path) -> None:
+    """The ten-seed pool is the two committed sweeps' paired differences side by side."""
+    out = tmp_path / "pooled.json"
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "policy_pooled.py"), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=REPO,
+    )
+    assert proc.returncode == 0, proc.stderr
+    pools = {p["name"]: p for p in json.loads(out.read_text())["pools"]}
+    fresh_path = REPO / "benchmarks" / "results" / "rule_decision_fresh" / "comparison.json"
+    fresh = json.loads(fresh_path.read_text())
+    own = {p["policy"]: p["final_test_acc"]["diffs"] for p in fresh["paired"]}
+    for name, label in [
+        ("default policy, patience 3 - constant", "midpoint_p3"),
+        ("default policy, patience 0 - constant", "midpoint_p0"),
+    ]:
+        got = pools[name]["final_test_acc"]
+        assert got["seeds"] == [str(s) for s in range(10)]
+        assert got["diffs"][5:] == pytest.approx(own[label])  # seeds 5-9: that sweep's pairs
+        assert got["n"] == 10 and got["ci95"] > 0

@@ -1,0 +1,148 @@
+"""The default range-test policy against the constant LR over all ten seeds of the long runs.
+
+The long comparisons (docs/performance.md, 6b: seed CNN + Adam 1e-3, 30 epochs on 5,000
+CIFAR-10 images) ran today's default policy -- ``rule: midpoint``, ``fallback:
+below_divergence``, ``max_change: 10`` -- on seeds 0-4 and again on seeds 5-9, each time with
+the constant LR on the same seeds. The runs are exact (a rerun reproduces every seed), so the
+same spec on ten seeds is one population; each sweep alone gives a 95% interval of 2-4
+points. This pools the committed ``comparison.json`` files (nothing is trained) and reports,
+per trigger, the paired difference over the ten seeds with its 95% t interval, as ``sweep
+compare`` does for one sweep.
+
+    .venv/bin/python benchmarks/policy_pooled.py     # < 1 s
+
+Patience 3 on seeds 0-4 ran with ``max_change: null``: its 6 tests all moved the LR by less
+than x 10, so the limit would not have changed them (docs/performance.md 6b).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import _common as C
+
+from sweep.stats import Paired, Stat
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One policy's runs in one committed comparison: ``results/<folder>/comparison.json``."""
+
+    folder: str
+    label: str
+
+
+@dataclass(frozen=True)
+class Pool:
+    """A policy and its reference, each as arms on disjoint seeds that pair up by seed."""
+
+    name: str
+    policy: tuple[Arm, ...]
+    reference: tuple[Arm, ...]
+
+
+CONSTANT = (Arm("policy_compare_long", "constant"), Arm("rule_decision_fresh", "constant"))
+POOLS = (
+    Pool(
+        "default policy, patience 3 - constant",
+        (
+            Arm("ablation_fallback_patience3_long", "range_test_below_divergence"),
+            Arm("rule_decision_fresh", "midpoint_p3"),
+        ),
+        CONSTANT,
+    ),
+    Pool(
+        "default policy, patience 0 - constant",
+        (
+            Arm("ablation_rule_long", "range_test_midpoint"),
+            Arm("rule_decision_fresh", "midpoint_p0"),
+        ),
+        CONSTANT,
+    ),
+    Pool(
+        "steepest - midpoint, patience 0",
+        (
+            Arm("ablation_rule_long", "range_test_steepest"),
+            Arm("rule_decision_fresh", "steepest_p0"),
+        ),
+        (
+            Arm("ablation_rule_long", "range_test_midpoint"),
+            Arm("rule_decision_fresh", "midpoint_p0"),
+        ),
+    ),
+)
+METRICS = ("final_test_acc", "best_val_acc")
+
+
+def arm_values(results: Path, arms: tuple[Arm, ...], metric: str) -> dict[str, float]:
+    """Seed -> the metric, over the arms; a seed in two arms is an error, not a silent pick."""
+    values: dict[str, float] = {}
+    for arm in arms:
+        path = results / arm.folder / "comparison.json"
+        runs = [
+            r
+            for r in json.loads(path.read_text())["runs"]
+            if (r.get("label") or r.get("policy")) == arm.label
+        ]
+        if not runs:
+            raise ValueError(f"{path}: no runs labelled {arm.label!r}")
+        for run in runs:
+            seed = str(run["seed"])
+            if seed in values:
+                raise ValueError(f"{path}: seed {seed} of {arm.label!r} is already pooled")
+            if run.get(metric) is not None:
+                values[seed] = float(run[metric])
+    return values
+
+
+def pooled(results: Path, pool: Pool) -> dict[str, Any]:
+    """The paired difference of each metric over the seeds both sides ran."""
+    out: dict[str, Any] = {"name": pool.name}
+    for metric in METRICS:
+        policy = arm_values(results, pool.policy, metric)
+        reference = arm_values(results, pool.reference, metric)
+        seeds = sorted(set(policy) & set(reference), key=int)
+        paired = Paired.of([(policy[s], reference[s]) for s in seeds])
+        out[metric] = {
+            "seeds": seeds,
+            "n": paired.n,
+            "mean": paired.mean,
+            "ci95": paired.ci95,
+            "better": paired.better,
+            "diffs": list(paired.diffs),
+            "policy": Stat.of([policy[s] for s in seeds]).mean,
+            "reference": Stat.of([reference[s] for s in seeds]).mean,
+        }
+    return out
+
+
+def line(row: dict[str, Any]) -> str:
+    parts = [f"{row['name']:<40}"]
+    for metric in METRICS:
+        m = row[metric]
+        lo, hi = 100 * (m["mean"] - m["ci95"]), 100 * (m["mean"] + m["ci95"])
+        parts.append(
+            f"{metric} {100 * m['mean']:+.2f} pts [{lo:+.2f}, {hi:+.2f}] "
+            f"better {m['better']}/{m['n']}"
+        )
+    return "  ".join(parts)
+
+
+def main() -> int:
+    parser = C.base_parser(__doc__.splitlines()[0], quick=False)
+    args = parser.parse_args()
+    t0 = time.perf_counter()
+    rows = [pooled(C.RESULTS_DIR, pool) for pool in POOLS]
+    print("paired over seeds 0-9, mean difference [95% t interval], seeds where better:")
+    for row in rows:
+        print(line(row))
+    C.write_result("policy_pooled", {"seconds": time.perf_counter() - t0, "pools": rows}, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
