@@ -1,13 +1,13 @@
-"""The default range-test policy against the constant LR over all ten seeds of the long runs.
+"""The default range-test policy against the constant LR over every seed of the long runs.
 
 The long comparisons (docs/performance.md, 6b: seed CNN + Adam 1e-3, 30 epochs on 5,000
 CIFAR-10 images) ran today's default policy -- ``rule: midpoint``, ``fallback:
-below_divergence``, ``max_change: 10`` -- on seeds 0-4 and again on seeds 5-9, each time with
-the constant LR on the same seeds. The runs are exact (a rerun reproduces every seed), so the
-same spec on ten seeds is one population; each sweep alone gives a 95% interval of 2-4
-points. This pools the committed ``comparison.json`` files (nothing is trained) and reports,
-per trigger, the paired difference over the ten seeds with its 95% t interval, as ``sweep
-compare`` does for one sweep.
+below_divergence``, ``max_change: 10`` -- on seeds 0-4, again on seeds 5-9 and, at patience 3,
+on seeds 10-14, each time with the constant LR on the same seeds. The runs are exact (a rerun
+reproduces every seed), so the same spec on 10-15 seeds is one population; each sweep alone
+gives a 95% interval of 2-4 points. This pools the committed ``comparison.json`` files
+(nothing is trained) and reports, per trigger, the paired difference over all seeds with its
+95% t interval, as ``sweep compare`` does for one sweep.
 
     .venv/bin/python benchmarks/policy_pooled.py     # < 1 s
 
@@ -46,14 +46,25 @@ class Pool:
 
 
 CONSTANT = (Arm("policy_compare_long", "constant"), Arm("rule_decision_fresh", "constant"))
+#: The default policy at patience 3: seeds 0-4, 5-9 and 10-14.
+PATIENCE3 = (
+    Arm("ablation_fallback_patience3_long", "range_test_below_divergence"),
+    Arm("rule_decision_fresh", "midpoint_p3"),
+    Arm("confirm_patience3_fresh", "range_test"),
+)
 POOLS = (
     Pool(
         "default policy, patience 3 - constant",
+        PATIENCE3,
+        (*CONSTANT, Arm("confirm_patience3_fresh", "constant")),
+    ),
+    Pool(
+        "default policy - reduce_on_plateau, p 3",
+        (PATIENCE3[0], PATIENCE3[2]),
         (
-            Arm("ablation_fallback_patience3_long", "range_test_below_divergence"),
-            Arm("rule_decision_fresh", "midpoint_p3"),
+            Arm("ablation_patience3_long", "reduce_on_plateau"),
+            Arm("confirm_patience3_fresh", "reduce_on_plateau"),
         ),
-        CONSTANT,
     ),
     Pool(
         "default policy, patience 0 - constant",
@@ -137,7 +148,7 @@ def main() -> int:
     args = parser.parse_args()
     t0 = time.perf_counter()
     rows = [pooled(C.RESULTS_DIR, pool) for pool in POOLS]
-    print("paired over seeds 0-9, mean difference [95% t interval], seeds where better:")
+    print("paired seed by seed: mean difference [95% t interval], seeds where better:")
     for row in rows:
         print(line(row))
     C.write_result("policy_pooled", {"seconds": time.perf_counter() - t0, "pools": rows}, args.out)

@@ -53,7 +53,7 @@ def test_benchmark_script_parses_its_arguments(script: Path) -> None:
 
 
 def test_policy_pooled_agrees_with_each_sweeps_own_pairing(tmp_path: Path) -> None:
-    """The ten-seed pool is the two committed sweeps' paired differences side by side."""
+    """The pool over seeds is the committed sweeps' paired differences side by side."""
     out = tmp_path / "pooled.json"
     proc = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "policy_pooled.py"), "--out", str(out)],
@@ -65,14 +65,17 @@ def test_policy_pooled_agrees_with_each_sweeps_own_pairing(tmp_path: Path) -> No
     )
     assert proc.returncode == 0, proc.stderr
     pools = {p["name"]: p for p in json.loads(out.read_text())["pools"]}
-    fresh_path = REPO / "benchmarks" / "results" / "rule_decision_fresh" / "comparison.json"
-    fresh = json.loads(fresh_path.read_text())
-    own = {p["policy"]: p["final_test_acc"]["diffs"] for p in fresh["paired"]}
-    for name, label in [
-        ("default policy, patience 3 - constant", "midpoint_p3"),
-        ("default policy, patience 0 - constant", "midpoint_p0"),
-    ]:
-        got = pools[name]["final_test_acc"]
-        assert got["seeds"] == [str(s) for s in range(10)]
-        assert got["diffs"][5:] == pytest.approx(own[label])  # seeds 5-9: that sweep's pairs
-        assert got["n"] == 10 and got["ci95"] > 0
+
+    def own(folder: str) -> dict[str, list[float]]:
+        path = REPO / "benchmarks" / "results" / folder / "comparison.json"
+        paired = json.loads(path.read_text())["paired"]
+        return {p["policy"]: p["final_test_acc"]["diffs"] for p in paired}
+
+    fresh, confirm = own("rule_decision_fresh"), own("confirm_patience3_fresh")
+    p3 = pools["default policy, patience 3 - constant"]["final_test_acc"]
+    assert p3["seeds"] == [str(s) for s in range(15)] and p3["n"] == 15
+    assert p3["diffs"][5:10] == pytest.approx(fresh["midpoint_p3"])  # that sweep's own pairs
+    assert p3["diffs"][10:] == pytest.approx(confirm["range_test"])
+    p0 = pools["default policy, patience 0 - constant"]["final_test_acc"]
+    assert p0["seeds"] == [str(s) for s in range(10)]
+    assert p0["diffs"][5:] == pytest.approx(fresh["midpoint_p0"]) and p0["ci95"] > 0
