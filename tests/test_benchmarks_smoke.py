@@ -13,17 +13,24 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
-def test_gpu_benchmark_without_gpu_says_so_and_exits_0(tmp_path: Path) -> None:
-    out = tmp_path / "gpu.json"
+def run_script(script: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run a benchmark script from the repo root; a non-zero exit fails with its stderr."""
     proc = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "gpu.py"), "--out", str(out)],
+        [sys.executable, str(script), *args],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
+        cwd=REPO,
     )
     assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_gpu_benchmark_without_gpu_says_so_and_exits_0(tmp_path: Path) -> None:
+    out = tmp_path / "gpu.json"
+    proc = run_script(REPO / "benchmarks" / "gpu.py", "--out", str(out))
     assert "no GPU" in proc.stdout
     doc = json.loads(out.read_text())
     assert doc["gpu"] is False and "no GPU" in doc["message"]
@@ -38,15 +45,7 @@ SCRIPTS = sorted(p for p in (REPO / "benchmarks").glob("*.py") if not p.name.sta
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.stem)
 def test_benchmark_script_parses_its_arguments(script: Path) -> None:
     """Every script imports and answers --help (a broken import would only show when run)."""
-    proc = subprocess.run(
-        [sys.executable, str(script), "--help"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=REPO,
-    )
-    assert proc.returncode == 0, proc.stderr
+    proc = run_script(script, "--help")
     assert "--out" in proc.stdout
     # --quick is offered exactly by the scripts that have a quick mode
     assert ("--quick" in proc.stdout) == ("args.quick" in script.read_text()), script.name
@@ -55,15 +54,7 @@ def test_benchmark_script_parses_its_arguments(script: Path) -> None:
 def test_policy_pooled_agrees_with_each_sweeps_own_pairing(tmp_path: Path) -> None:
     """The pool over seeds is the committed sweeps' paired differences side by side."""
     out = tmp_path / "pooled.json"
-    proc = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "policy_pooled.py"), "--out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=REPO,
-    )
-    assert proc.returncode == 0, proc.stderr
+    run_script(REPO / "benchmarks" / "policy_pooled.py", "--out", str(out))
     pools = {p["name"]: p for p in json.loads(out.read_text())["pools"]}
 
     def own(folder: str) -> dict[str, list[float]]:
