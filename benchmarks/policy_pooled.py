@@ -17,6 +17,7 @@ than x 10, so the limit would not have changed them (docs/performance.md 6b).
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from dataclasses import dataclass
@@ -89,16 +90,18 @@ POOLS = (
 METRICS = ("final_test_acc", "best_val_acc")
 
 
+@functools.cache
+def committed_runs(path: Path) -> tuple[dict[str, Any], ...]:
+    """The runs of one committed comparison, read once however many pools use them."""
+    return tuple(json.loads(path.read_text())["runs"])
+
+
 def arm_values(results: Path, arms: tuple[Arm, ...], metric: str) -> dict[str, float]:
     """Seed -> the metric, over the arms; a seed in two arms is an error, not a silent pick."""
     values: dict[str, float] = {}
     for arm in arms:
         path = results / arm.folder / "comparison.json"
-        runs = [
-            r
-            for r in json.loads(path.read_text())["runs"]
-            if (r.get("label") or r.get("policy")) == arm.label
-        ]
+        runs = [r for r in committed_runs(path) if (r.get("label") or r.get("policy")) == arm.label]
         if not runs:
             raise ValueError(f"{path}: no runs labelled {arm.label!r}")
         for run in runs:
