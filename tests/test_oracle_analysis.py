@@ -166,6 +166,46 @@ def test_state_names_stay_apart(
     assert setup.state_id(*run) == expected
 
 
+@pytest.mark.parametrize(
+    ("setup", "weight_decay"),
+    [
+        (oracle.FULL, None),
+        (oracle.FULL_TEST3, None),
+        (oracle.FULL_8K, None),
+        (oracle.FULL_WD, 5e-4),
+    ],
+)
+def test_weight_decay_enters_the_cache_key_only_when_set(
+    setup: oracle.Setup, weight_decay: float | None
+) -> None:
+    """The curves cached before the field existed keep matching their setup's key."""
+    key = setup.key()
+    assert set(key) - {"weight_decay"} == {"train", "val", "seeds", "runs"}
+    assert key.get("weight_decay") == weight_decay
+
+
+@pytest.mark.parametrize(("setup", "weight_decay"), [(oracle.FULL, 0.0), (oracle.FULL_WD, 5e-4)])
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_the_trial_trains_with_the_setups_weight_decay(
+    setup: oracle.Setup, weight_decay: float, optimizer: str
+) -> None:
+    import torch
+
+    from trainables.data import DataSplits
+    from trainables.device import select_device
+
+    x, y = torch.zeros(50, 3, 32, 32, dtype=torch.uint8), torch.zeros(50, dtype=torch.int64)
+    trial = oracle.make_trial(
+        setup,
+        DataSplits(x, y, x, y, x, y),
+        select_device("cpu", cpus_assigned=1),
+        optimizer,
+        0.01,
+        0,
+    )
+    assert {g["weight_decay"] for g in trial.optimizer.param_groups} == {weight_decay}
+
+
 def test_a_fold_with_nothing_to_calibrate_on_gets_no_correction() -> None:
     doc = {"states": {f"s{seed}": entry(-0.5) for seed in (0, 1, 2, 3)}}
 
