@@ -1,4 +1,4 @@
-"""trainables.models: the seed article's CNN and the CIFAR ResNet-18."""
+"""trainables.models: the seed article's CNN, He et al.'s CIFAR ResNets and ResNet-18."""
 
 from __future__ import annotations
 
@@ -54,6 +54,32 @@ def test_resnet18_is_the_cifar_variant() -> None:
     assert len(blocks) == 8
 
 
+@pytest.mark.parametrize(
+    ("name", "params", "blocks"), [("resnet8", 78_042, 3), ("resnet20", 272_474, 9)]
+)
+def test_cifar_resnets_are_he_et_als(name: str, params: int, blocks: int) -> None:
+    """6n + 2 layers: a 16-filter stem, three stages of n blocks (16, 32, 64 filters), no
+    max-pool; only the two stage changes project their shortcut."""
+    model = build_model(name)
+    assert n_params(model) == params
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    main = [c for c in convs if c.kernel_size == (3, 3)]
+    assert len(main) == 1 + 2 * blocks  # the weighted layers besides the classifier: depth - 1
+    assert main[0].out_channels == 16 and main[-1].out_channels == 64
+    assert sum(c.stride == (2, 2) for c in main) == 2
+    assert [c.out_channels for c in convs if c.kernel_size == (1, 1)] == [32, 64]
+    assert not any(isinstance(m, nn.MaxPool2d) for m in model.modules())
+    assert sum(type(m).__name__ == "BasicBlock" for m in model.modules()) == blocks
+
+
+@pytest.mark.parametrize("depth", [0, 6, 9, 21])
+def test_a_cifar_resnet_depth_must_be_6n_plus_2(depth: int) -> None:
+    from trainables.models import CifarResNet
+
+    with pytest.raises(ValueError, match=rf"depth {depth} is not 6n \+ 2"):
+        CifarResNet(depth)
+
+
 def test_num_classes() -> None:
     model = build_model("seed_cnn", num_classes=100).eval()
     with torch.no_grad():
@@ -71,9 +97,10 @@ def test_init_follows_the_global_seed() -> None:
     assert not torch.equal(a["features.0.weight"], c["features.0.weight"])
 
 
-def test_a_few_sgd_steps_lower_the_loss() -> None:
+@pytest.mark.parametrize("name", ["seed_cnn", "resnet8"])
+def test_a_few_sgd_steps_lower_the_loss(name: str) -> None:
     torch.manual_seed(0)
-    model = build_model("seed_cnn").train()
+    model = build_model(name).train()
     x = torch.randn(8, 3, 32, 32, generator=torch.Generator().manual_seed(1))
     y = torch.arange(8)
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
@@ -102,5 +129,5 @@ def test_channels_last_forward_matches() -> None:
 
 
 def test_unknown_model_names_the_valid_ones() -> None:
-    with pytest.raises(ValueError, match=r"'vgg16'.*seed_cnn, resnet18"):
+    with pytest.raises(ValueError, match=r"'vgg16'.*seed_cnn, resnet8, resnet20, resnet18"):
         build_model("vgg16")

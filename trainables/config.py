@@ -26,7 +26,12 @@ from trainables.lr.params import (
     keyed_error,
 )
 
-MODEL_NAMES = ("seed_cnn", "resnet18")  # built by trainables.models.build_model
+MODEL_NAMES = (
+    "seed_cnn",
+    "resnet8",
+    "resnet20",
+    "resnet18",
+)  # built by trainables.models.build_model
 MONITORS = {"val_loss": "min", "val_acc": "max", "train_loss": "min", "train_acc": "max"}
 
 ModelName = Literal[MODEL_NAMES]  # type: ignore[valid-type]
