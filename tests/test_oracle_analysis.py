@@ -6,6 +6,7 @@ parabola in log LR, so the grid's decisions and the pooled oracle are checked ex
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 from pathlib import Path
@@ -177,12 +178,26 @@ def test_every_committed_cache_matches_its_setups_key(setup: oracle.Setup, state
     curves = oracle.load_curves(oracle.C.RESULTS_DIR / f"{setup.name}_curves", setup)["states"]
     assert len(curves) == states
     assert ("weight_decay" in setup.key()) == (setup.weight_decay > 0)
+    assert "model" not in setup.key()
 
 
-@pytest.mark.parametrize(("setup", "weight_decay"), [(oracle.FULL, 0.0), (oracle.FULL_WD, 5e-4)])
+def test_another_models_setup_keys_its_curves_apart() -> None:
+    """ResNet-8's states never load seed_cnn curves cached under the same population."""
+    same_population = dataclasses.replace(oracle.FULL_RESNET8, model="seed_cnn")
+    assert oracle.FULL_RESNET8.key() == {**same_population.key(), "model": "resnet8"}
+
+
+@pytest.mark.parametrize(
+    ("setup", "weight_decay", "model"),
+    [
+        (oracle.FULL, 0.0, "SeedCNN"),
+        (oracle.FULL_WD, 5e-4, "SeedCNN"),
+        (oracle.FULL_RESNET8, 0.0, "CifarResNet"),
+    ],
+)
 @pytest.mark.parametrize("optimizer", ["adam", "sgd"])
-def test_the_trial_trains_with_the_setups_weight_decay(
-    setup: oracle.Setup, weight_decay: float, optimizer: str
+def test_the_trial_trains_with_the_setups_weight_decay_and_model(
+    setup: oracle.Setup, weight_decay: float, model: str, optimizer: str
 ) -> None:
     import torch
 
@@ -199,6 +214,7 @@ def test_the_trial_trains_with_the_setups_weight_decay(
         0,
     )
     assert {g["weight_decay"] for g in trial.optimizer.param_groups} == {weight_decay}
+    assert type(trial.model).__name__ == model
 
 
 def test_a_fold_with_nothing_to_calibrate_on_gets_no_correction() -> None:
