@@ -203,7 +203,7 @@ FULL_WD = dataclasses.replace(
 #: neither BatchNorm nor shortcuts) in the well-set population's recipe (4,000 training images,
 #: Adam 1e-3 kept after epochs 2/5/10, SGD 0.02 + momentum after 3/8/14, no weight decay),
 #: seeds 14-15, which no oracle state used; fixed before any of its states was trained
-#: (2026-12-01, 05:55 UTC). Nothing is chosen on it; it is read as FULL_8K is: the default's
+#: (2026-12-01, 05:36 UTC). Nothing is chosen on it; it is read as FULL_8K is: the default's
 #: median |error| at both horizons and its 2-epoch bias beside the 60 well-set seed_cnn states'
 #: (0.26 / 0.25, +0.07), every target, and whether the fixed x 0.3 cut is again as close.
 FULL_RESNET8 = dataclasses.replace(
