@@ -554,7 +554,8 @@ def main() -> int:
         " that decided whether the pick is moved toward an anchor; full-test3 (seeds 8-9): the"
         " states that decide between midpoint and steepest; full-8k (seeds 10-11): the well-set"
         " population on 8,000 training images, another data size; full-wd (seeds 12-13): the"
-        " well-set population with weight decay 5e-4",
+        " well-set population with weight decay 5e-4; full-resnet8 (seeds 14-15): the well-set"
+        " population on another model, He et al.'s CIFAR ResNet-8",
     )
     parser.add_argument(
         "--analyse-only", action="store_true", help="use the cached curves; train nothing"
