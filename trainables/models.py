@@ -65,68 +65,55 @@ class BasicBlock(nn.Module):
         return self.relu(out + self.shortcut(x))
 
 
-class ResNet18(nn.Module):
-    """ResNet-18 for 32x32 inputs: 3x3 stride-1 stem with 64 filters and no max-pool, four
-    stages of two BasicBlocks (64, 128, 256, 512 filters; stride 2 from the second stage),
-    global average pooling and a linear classifier."""
+class _ResNet(nn.Module):
+    """A 3x3 stride-1 conv-BN stem (no max-pool), one stage of ``blocks`` BasicBlocks per width
+    (stride 2 from the second stage), global average pooling and a linear classifier."""
 
-    def __init__(self, num_classes: int = 10) -> None:
+    def __init__(self, widths: tuple[int, ...], blocks: int, num_classes: int) -> None:
         super().__init__()
         self.stem = nn.Sequential(
-            nn.Conv2d(3, 64, 3, stride=1, padding=1, bias=False),
-            nn.BatchNorm2d(64),
+            nn.Conv2d(3, widths[0], 3, stride=1, padding=1, bias=False),
+            nn.BatchNorm2d(widths[0]),
             nn.ReLU(inplace=True),
         )
         stages: list[nn.Module] = []
-        in_ch = 64
-        for i, out_ch in enumerate((64, 128, 256, 512)):
-            stride = 1 if i == 0 else 2
+        in_ch = widths[0]
+        for i, out_ch in enumerate(widths):
+            first = BasicBlock(in_ch, out_ch, 1 if i == 0 else 2)
             stages.append(
-                nn.Sequential(BasicBlock(in_ch, out_ch, stride), BasicBlock(out_ch, out_ch))
+                nn.Sequential(first, *(BasicBlock(out_ch, out_ch) for _ in range(blocks - 1)))
             )
             in_ch = out_ch
         self.layers = nn.Sequential(*stages)
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(512, num_classes)
+        self.fc = nn.Linear(in_ch, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.pool(self.layers(self.stem(x)))
         return self.fc(torch.flatten(out, 1))
 
 
-class CifarResNet(nn.Module):
-    """He et al. 2016's ResNet for CIFAR (section 4.2), ``depth`` = 6n + 2: a 3x3 conv-BN stem
-    with 16 filters, three stages of n BasicBlocks (16, 32 and 64 filters; stride 2 from the
-    second stage), global average pooling and a linear classifier. The shortcut that changes
-    shape is a 1x1 conv-BN projection (the paper's option B; option A pads with zeros): 78,042
-    parameters at depth 8, 272,474 at depth 20. A BatchNorm residual net at about seed_cnn's
-    cost on a CPU (ResNet-8), or 3x it (ResNet-20)."""
+class ResNet18(_ResNet):
+    """ResNet-18 for 32x32 inputs: a 64-filter stem and four stages of two BasicBlocks (64, 128,
+    256, 512 filters)."""
+
+    def __init__(self, num_classes: int = 10) -> None:
+        super().__init__((64, 128, 256, 512), 2, num_classes)
+
+
+class CifarResNet(_ResNet):
+    """He et al. 2016's ResNet for CIFAR (section 4.2), ``depth`` = 6n + 2: a 16-filter stem and
+    three stages of n BasicBlocks (16, 32 and 64 filters). The shortcut that changes shape is a
+    1x1 conv-BN projection (the paper's option B; option A pads with zeros): 78,042 parameters
+    at depth 8, 272,474 at depth 20. A BatchNorm residual net at about seed_cnn's cost on a CPU
+    (ResNet-8), or 3x it (ResNet-20)."""
 
     def __init__(self, depth: int, num_classes: int = 10) -> None:
-        super().__init__()
         if depth < 8 or (depth - 2) % 6:
             raise ValueError(
                 f"CifarResNet depth {depth} is not 6n + 2 with n >= 1 (8, 14, 20, ...)"
             )
-        per_stage = (depth - 2) // 6
-        self.stem = nn.Sequential(
-            nn.Conv2d(3, 16, 3, stride=1, padding=1, bias=False),
-            nn.BatchNorm2d(16),
-            nn.ReLU(inplace=True),
-        )
-        blocks: list[nn.Module] = []
-        in_ch = 16
-        for i, out_ch in enumerate((16, 32, 64)):
-            for j in range(per_stage):
-                blocks.append(BasicBlock(in_ch, out_ch, 2 if i > 0 and j == 0 else 1))
-                in_ch = out_ch
-        self.layers = nn.Sequential(*blocks)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(64, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.pool(self.layers(self.stem(x)))
-        return self.fc(torch.flatten(out, 1))
+        super().__init__((16, 32, 64), (depth - 2) // 6, num_classes)
 
 
 def build_model(name: str, *, num_classes: int = 10) -> nn.Module:
