@@ -520,16 +520,17 @@ def test_policy_suggestion_beats_range_ends(rule: str) -> None:
 # -- held-out measurement ----------------------------------------------------------------------
 
 
-def held_out_curve(p: Problem, held: tuple[Tensor, Tensor] | None) -> RangeTestResult:
+def held_out_curve(
+    p: Problem, held: tuple[Tensor, Tensor] | None, **kwargs: Any
+) -> RangeTestResult:
+    settings: dict[str, Any] = {"min_lr": 1e-5, "max_lr": 1.0, "num_steps": 30, **kwargs}
     return run_range_test(
         p.model,
         p.optimizer,
         loss_fn,
         stream(torch.Generator().manual_seed(21)),
-        min_lr=1e-5,
-        max_lr=1.0,
-        num_steps=30,
         held_out=held,
+        **settings,
     )
 
 
@@ -537,7 +538,7 @@ def test_held_out_curve_is_the_fixed_batch_loss_and_restores_everything() -> Non
     p = make_problem(warmup=40)
     before = fingerprint(p)
     held = (X[-128:], Y[-128:])
-    result = held_out_curve(p, held)
+    result = held_out_curve(p, held, settle_batches=0)
     assert_same_fingerprint(before, p)
     assert result.images == len(result.lrs) * BATCH  # the held-out batch is not trained on
     # the first point is the held-out loss after one step at 1e-5: the starting loss, nearly
@@ -545,6 +546,72 @@ def test_held_out_curve_is_the_fixed_batch_loss_and_restores_everything() -> Non
     with torch.no_grad():
         start = float(F.cross_entropy(p.model(held[0]), held[1]))
     assert result.losses[0] == pytest.approx(start, rel=1e-2)  # BN stats moved a little
+
+
+def lagging_problem() -> Problem:
+    """A BatchNorm model whose running statistics lag its weights (as after fast training):
+    they are those of earlier weights, shifted by one and three times too wide."""
+    p = make_problem(warmup=40)
+    norm = next(m for m in p.model.modules() if isinstance(m, nn.BatchNorm1d))
+    with torch.no_grad():
+        norm.running_mean.add_(1.0)
+        norm.running_var.mul_(3.0)
+    return p
+
+
+def test_settling_removes_the_batchnorm_catch_up_from_a_flat_curve() -> None:
+    """At LR ~0 nothing is learnt: the unsettled curve falls anyway (the running statistics
+    catching up with the weights), the settled one is flat and starts lower than it ends."""
+    held = (X[-128:], Y[-128:])
+    zero = {"min_lr": 1e-12, "max_lr": 2e-12, "num_steps": 20}
+    unsettled = held_out_curve(lagging_problem(), held, settle_batches=0, **zero).losses
+    settled = held_out_curve(lagging_problem(), held, **zero).losses
+    assert unsettled[0] - unsettled[-1] > 0.05  # a "descent" at LR 1e-12
+    assert max(settled) - min(settled) < 0.1 * (unsettled[0] - unsettled[-1])
+    assert settled[0] < unsettled[-1]  # where the catch-up heads, from the first point on
+
+
+def test_settling_restores_everything_and_counts_its_images() -> None:
+    p = lagging_problem()
+    norm = next(m for m in p.model.modules() if isinstance(m, nn.BatchNorm1d))
+    before = fingerprint(p)
+    result = held_out_curve(p, (X[-128:], Y[-128:]), settle_batches=4)
+    assert_same_fingerprint(before, p)  # running statistics included
+    assert norm.momentum == 0.1
+    assert result.images == (len(result.lrs) + 4) * BATCH
+
+
+def test_a_model_without_batchnorm_draws_no_batch_to_settle() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(DIM, 32), nn.ReLU(), nn.Linear(32, CLASSES))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    drawn = 0
+
+    def counted() -> Iterator[tuple[Tensor, Tensor]]:
+        nonlocal drawn
+        for batch in stream(torch.Generator().manual_seed(5)):
+            drawn += 1
+            yield batch
+
+    result = run_range_test(
+        model,
+        optimizer,
+        loss_fn,
+        counted(),
+        min_lr=1e-5,
+        max_lr=1e-2,
+        num_steps=12,
+        held_out=(X[-128:], Y[-128:]),
+    )
+    assert drawn == len(result.lrs) == 12
+    assert result.images == 12 * BATCH
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, True, "10"])
+def test_settle_batches_is_validated(bad: Any) -> None:
+    p = make_problem()
+    with pytest.raises(ValueError, match="settle_batches"):
+        held_out_curve(p, (X[-128:], Y[-128:]), settle_batches=bad)
 
 
 def test_held_out_curve_is_far_less_noisy_than_the_batch_losses() -> None:

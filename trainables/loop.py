@@ -39,6 +39,7 @@ from trainables.config import TrialConfig
 from trainables.data import DataSplits
 from trainables.device import DeviceSetup
 from trainables.lr import POLICIES, LRPolicy, RangeTestResult, run_range_test
+from trainables.lr.range_test import NORM_SETTLE_BATCHES
 from trainables.models import build_model
 from trainables.rng import capture_rng, restore_rng
 
@@ -286,7 +287,11 @@ class Trial:
         tests_so_far = self.policy.num_range_tests
 
         def run(
-            min_lr: float, max_lr: float, num_steps: int, measure: str = "held_out"
+            min_lr: float,
+            max_lr: float,
+            num_steps: int,
+            measure: str = "held_out",
+            settle_batches: int = NORM_SETTLE_BATCHES,
         ) -> RangeTestResult:
             gen = seeded_generator(
                 stream_seed(self.cfg.seed, epoch, STREAM_RANGE_TEST, tests_so_far)
@@ -307,6 +312,7 @@ class Trial:
                 num_steps=num_steps,
                 autocast=self.setup.autocast,
                 held_out=held_out,
+                settle_batches=settle_batches,
             )
 
         return run
