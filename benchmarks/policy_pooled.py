@@ -87,6 +87,24 @@ POOLS = (
         ),
     ),
 )
+#: ResNet-8, seeds 0-4: the range-test arm with BatchNorm statistics settled before each test,
+#: paired with the committed arms of the run before it (exact runs: the same seeds pair).
+RESNET8 = "confirm_patience3_resnet8"
+RESNET8_SETTLED = (Arm("confirm_patience3_resnet8_settled", "range_test"),)
+POOLS = (
+    *POOLS,
+    Pool("ResNet-8: settled range test - constant", RESNET8_SETTLED, (Arm(RESNET8, "constant"),)),
+    Pool(
+        "ResNet-8: settled - unsettled range test",
+        RESNET8_SETTLED,
+        (Arm(RESNET8, "range_test"),),
+    ),
+    Pool(
+        "ResNet-8: settled - reduce_on_plateau",
+        RESNET8_SETTLED,
+        (Arm(RESNET8, "reduce_on_plateau"),),
+    ),
+)
 METRICS = ("final_test_acc", "best_val_acc")
 
 

@@ -70,3 +70,14 @@ def test_policy_pooled_agrees_with_each_sweeps_own_pairing(tmp_path: Path) -> No
     p0 = pools["default policy, patience 0 - constant"]["final_test_acc"]
     assert p0["seeds"] == [str(s) for s in range(10)]
     assert p0["diffs"][5:] == pytest.approx(fresh["midpoint_p0"]) and p0["ci95"] > 0
+    # across two sweeps: the settled ResNet-8 arm pairs with the earlier sweep's arms by seed
+    def test_acc(folder: str, label: str) -> list[float]:
+        path = REPO / "benchmarks" / "results" / folder / "comparison.json"
+        runs = [r for r in json.loads(path.read_text())["runs"] if r["policy"] == label]
+        return [r["final_test_acc"] for r in sorted(runs, key=lambda r: r["seed"])]
+
+    settled = test_acc("confirm_patience3_resnet8_settled", "range_test")
+    unsettled = test_acc("confirm_patience3_resnet8", "range_test")
+    r8 = pools["ResNet-8: settled - unsettled range test"]["final_test_acc"]
+    assert r8["seeds"] == [str(s) for s in range(5)]
+    assert r8["diffs"] == pytest.approx([a - b for a, b in zip(settled, unsettled, strict=True)])
