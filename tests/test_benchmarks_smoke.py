@@ -70,6 +70,7 @@ def test_policy_pooled_agrees_with_each_sweeps_own_pairing(tmp_path: Path) -> No
     p0 = pools["default policy, patience 0 - constant"]["final_test_acc"]
     assert p0["seeds"] == [str(s) for s in range(10)]
     assert p0["diffs"][5:] == pytest.approx(fresh["midpoint_p0"]) and p0["ci95"] > 0
+
     # across two sweeps: the settled ResNet-8 arm pairs with the earlier sweep's arms by seed
     def test_acc(folder: str, label: str) -> list[float]:
         path = REPO / "benchmarks" / "results" / folder / "comparison.json"

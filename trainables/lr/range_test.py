@@ -98,7 +98,7 @@ def run_range_test(
     The held-out loss is read in eval mode, through the BatchNorm running statistics. Those lag
     the weights during training, and a test that only updated them would record their catch-up
     as a descent at every LR, the smallest included: on ResNet-8 at LR 1e-12 the held-out loss
-    fell by a median 0.08 in 20 steps (``benchmarks/norm_drift.py``). So, with ``held_out`` and
+    fell by a median 0.11 in 20 steps (``benchmarks/norm_drift.py``). So, with ``held_out`` and
     a model with BatchNorm, the running statistics are first recomputed for the current weights
     from the next ``settle_batches`` batches (forward passes, no step; counted in ``images``).
     A model without BatchNorm draws no batch for it; ``settle_batches=0`` turns it off.
