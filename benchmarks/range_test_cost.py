@@ -20,10 +20,17 @@ Measured in one run, interleaved round by round, medians:
   held-out batch) run for the same 80 steps; its per-step cost x 800 plus its own
   snapshot+restore gives the cost of a one-epoch test.
 
+* the same full-length probe with ``settle_batches=0``: on a model with BatchNorm (``--model
+  resnet8``) the default test first recomputes the running statistics from 10 batches
+  (forward passes); the ratio of the two is that settling's cost. On seed_cnn they are the
+  same test.
+
 Targets: range test <= 0.15 of an epoch; snapshot + restore <= 1% of an epoch.
 
     .venv/bin/python benchmarks/range_test_cost.py            # ~1-2 min
     .venv/bin/python benchmarks/range_test_cost.py --quick    # < 1 min sanity run
+    .venv/bin/python benchmarks/range_test_cost.py --model resnet8 \
+        --out benchmarks/results/range_test_cost_resnet8.json
 """
 
 from __future__ import annotations
@@ -44,6 +51,7 @@ def main() -> int:
     parser = C.base_parser(__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=None, help="subset for the epoch timing")
     parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--model", default="seed_cnn", help="a model name (default seed_cnn)")
     args = parser.parse_args()
     n = args.images or (1000 if args.quick else 2000)
     repeats = args.repeats or (1 if args.quick else 3)
@@ -58,7 +66,7 @@ def main() -> int:
     splits = load_splits(args.data_dir, train_subset=n, val_subset=100, test_subset=100)
     cfg = TrialConfig.model_validate(
         {
-            "model": "seed_cnn",
+            "model": args.model,
             "optimizer": "adam",
             "lr": 1e-3,
             "batch_size": BATCH,
@@ -72,7 +80,7 @@ def main() -> int:
     min_lr, max_lr = full_policy.min_lr, full_policy.max_lr
     measure = getattr(full_policy, "measure", "train_batch (no 'measure' option in this tree)")
     print(
-        f"seed_cnn, batch {BATCH}, 1 thread; epoch = {full_steps} steps ({FULL_TRAIN} images), "
+        f"{args.model}, batch {BATCH}, 1 thread; epoch = {full_steps} steps ({FULL_TRAIN} images), "
         f"range test = {probe_steps} steps (policy defaults; measure: {measure})",
         flush=True,
     )
@@ -82,6 +90,7 @@ def main() -> int:
         "train_step_s": [],
         "test_default_s": [],
         "test_full_s": [],
+        "test_full_unsettled_s": [],
         "test_classic_s": [],
         "capture_s": [],
         "restore_s": [],
@@ -98,9 +107,9 @@ def main() -> int:
         cpu["train_step_s"].append((time.process_time() - c0) / trial.steps_per_epoch)
         return (time.perf_counter() - start) / trial.steps_per_epoch
 
-    def probe(hi: float, key: str) -> float:
+    def probe(hi: float, key: str, **settle: int) -> float:
         start, c0 = time.perf_counter(), time.process_time()
-        result = trial.probe(epoch[0])(min_lr, hi, probe_steps)
+        result = trial.probe(epoch[0])(min_lr, hi, probe_steps, "held_out", **settle)
         seconds = time.perf_counter() - start
         if key == "full":
             cpu["test_full_s"].append(time.process_time() - c0)
@@ -141,7 +150,7 @@ def main() -> int:
 
     train_step()  # warm-up; also gives Adam its state, as a trial in mid-run has
     for r in range(repeats):
-        order = ["train", "default", "full", "classic", "snap"]
+        order = ["train", "default", "full", "unsettled", "classic", "snap"]
         if r % 2:
             order.reverse()
         for what in order:
@@ -151,6 +160,8 @@ def main() -> int:
                 stats["test_default_s"].append(probe(max_lr, "default"))
             elif what == "full":
                 stats["test_full_s"].append(probe(1e-3, "full"))
+            elif what == "unsettled":
+                stats["test_full_unsettled_s"].append(probe(1e-3, "unsettled", settle_batches=0))
             elif what == "classic":
                 stats["test_classic_s"].append(classic())
             else:
@@ -202,6 +213,12 @@ def main() -> int:
         f"{frac_default:.3f} epoch",
         flush=True,
     )
+    settle_ratio = med["test_full_s"] / med["test_full_unsettled_s"]
+    print(
+        f"  full length without settling BatchNorm: {med['test_full_unsettled_s']:.2f} s; "
+        f"with / without: {settle_ratio:.2f}x",
+        flush=True,
+    )
     print(
         f"snapshot capture {med['capture_s'] * 1e3:.2f} ms + restore {med['restore_s'] * 1e3:.2f}"
         f" ms = {frac_snap * 100:.3f}% of an epoch "
@@ -219,7 +236,7 @@ def main() -> int:
             "measures": "range-test cost as a fraction of an epoch",
             "quick": args.quick,
             "settings": {
-                "model": "seed_cnn",
+                "model": args.model,
                 "optimizer": "adam",
                 "batch_size": BATCH,
                 "threads": 1,
@@ -250,10 +267,14 @@ def main() -> int:
             "fraction_of_epoch": {
                 "range_test_full_length": round(frac_full, 4),
                 "range_test_default_max_lr": round(frac_default, 4),
+                "range_test_full_length_unsettled": round(
+                    med["test_full_unsettled_s"] / epoch_s, 4
+                ),
                 "snapshot_capture_plus_restore": round(frac_snap, 6),
                 "original_one_epoch_test": round(frac_original, 4),
                 "original_one_epoch_test_by_construction": round(1.0 + frac_snap, 6),
             },
+            "settle_cost_ratio": round(settle_ratio, 3),
             "targets": {"range_test": TARGET_TEST, "snapshot": TARGET_SNAPSHOT},
             "met": {
                 "range_test": C.met(frac_full, TARGET_TEST, False),
