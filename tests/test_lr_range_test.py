@@ -581,6 +581,31 @@ def test_settling_restores_everything_and_counts_its_images() -> None:
     assert result.images == (len(result.lrs) + 4) * BATCH
 
 
+def test_a_forward_that_fails_while_settling_restores_everything() -> None:
+    p = lagging_problem()
+    norm = next(m for m in p.model.modules() if isinstance(m, nn.BatchNorm1d))
+    before = fingerprint(p)
+
+    def breaks_on_the_second() -> Iterator[tuple[Tensor, Tensor]]:
+        good = stream(torch.Generator().manual_seed(5))
+        yield next(good)
+        yield torch.randn(BATCH, DIM + 1), Y[:BATCH]  # wrong width: the forward raises
+
+    with pytest.raises(RuntimeError):
+        run_range_test(
+            p.model,
+            p.optimizer,
+            loss_fn,
+            breaks_on_the_second(),
+            min_lr=1e-5,
+            max_lr=1.0,
+            num_steps=10,
+            held_out=(X[-128:], Y[-128:]),
+        )
+    assert_same_fingerprint(before, p)  # running statistics included
+    assert norm.momentum == 0.1  # not left at None (cumulative averaging)
+
+
 def test_a_model_without_batchnorm_draws_no_batch_to_settle() -> None:
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(DIM, 32), nn.ReLU(), nn.Linear(32, CLASSES))

@@ -184,7 +184,12 @@ def _settle_norm_stats(
 ) -> int:
     """Replace the BatchNorm running statistics by their mean over the next ``num_batches``
     batches at the current weights (train-mode forward passes, no grad); the images drawn.
-    No batch is drawn when the model has no BatchNorm tracking running statistics."""
+    No batch is drawn when the model has no BatchNorm tracking running statistics.
+
+    ``torch.optim.swa_utils.update_bn`` does the same, but a forward that raises there leaves
+    every momentum at None (the snapshot restores buffers, not attributes: training would go on
+    with cumulative statistics), it resets the statistics even when no batch comes, and it runs
+    outside the test's autocast."""
     import torch
 
     norms = [
