@@ -16,28 +16,19 @@ running LR interpolated on the oracle grid (not trained).
 from __future__ import annotations
 
 import json
-import math
 import sys
 from typing import Any
 
 import _common as C
-import numpy as np
 
 SETUP = "full-resnet8"
 ZERO_LR = (1e-12, 2e-12)
 
 
-def curve_doc(result: Any) -> dict[str, Any]:
-    return {
-        "lrs": list(result.lrs),
-        "losses": [v if math.isfinite(v) else None for v in result.losses],
-        "stop_reason": result.stop_reason,
-        "num_steps": len(result.lrs),
-    }
-
-
 def state_curves(trial: Any, epoch: int) -> dict[str, dict[str, Any]]:
     """The zero-LR tests without and with settling, and the default test settled."""
+    import oracle
+
     from trainables.lr import make_policy
 
     policy = make_policy(
@@ -47,54 +38,36 @@ def state_curves(trial: Any, epoch: int) -> dict[str, dict[str, Any]]:
         steps_per_epoch=trial.steps_per_epoch,
     )
     n, probe = policy.probe_steps(), trial.probe(epoch)
-    return {
-        "zero_lr_unsettled": curve_doc(probe(*ZERO_LR, n, "held_out", settle_batches=0)),
-        "zero_lr_settled": curve_doc(probe(*ZERO_LR, n, "held_out")),
-        "default_settled": curve_doc(probe(policy.min_lr, policy.max_lr, n, "held_out")),
+    tests = {
+        "zero_lr_unsettled": probe(*ZERO_LR, n, "held_out", settle_batches=0),
+        "zero_lr_settled": probe(*ZERO_LR, n, "held_out"),
+        "default_settled": probe(policy.min_lr, policy.max_lr, n, "held_out"),
     }
+    return {name: oracle.curve_doc(result, "held_out", n) for name, result in tests.items()}
 
 
-def score(entry: dict[str, Any], curve: dict[str, Any], streams: int) -> dict[str, Any]:
-    """The default policy's raw pick and applied LR (decades from the running LR), their
-    errors against the mean oracle, and the applied LR's interpolated change in val loss."""
+def scored(entry: dict[str, Any], curve: dict[str, Any], streams: int) -> dict[str, Any]:
+    """The default policy's raw pick and applied LR on ``curve``, with their errors against
+    the mean oracle and the applied LR's change in val loss (``_oracle_analysis`` rows)."""
     import _oracle_analysis as A
 
     running = entry["running_lr"]
     pick, applied = A.our_pick(curve, None, running)
-    off = math.log10(applied / running)
-    points = entry["oracle"]["0"]
-    out: dict[str, Any] = {
-        "pick": None if pick is None else math.log10(pick / running),
-        "applied": off,
-    }
-    for h in A.HORIZONS:
-        oracle = A.pooled_oracle(entry, h, streams)
-        out[h] = {
-            "oracle": oracle,
-            "pick_err": None if pick is None else out["pick"] - oracle,
-            "applied_err": off - oracle,
-            "delta_vs_running": A.loss_at(points, h, off) - A.loss_at(points, h, 0.0),
-        }
-    return out
+    oracle = {h: A.pooled_oracle(entry, h, streams) for h in A.HORIZONS}
+    row = {"running_lr": running, "oracle": oracle, "pick": pick, "applied": applied}
+    return A.with_errors(row, entry["oracle"]["0"])
 
 
 def summarise(rows: list[dict[str, Any]], noise: dict[str, float]) -> dict[str, Any]:
+    """``_oracle_analysis.delta_scores`` of the applied LRs, and the raw picks' median errors."""
     import _oracle_analysis as A
 
-    out: dict[str, Any] = {"answered": sum(r["pick"] is not None for r in rows)}
+    out = A.delta_scores(rows, noise)
+    out["answered"] = sum(r["pick"] is not None for r in rows)
     for h in A.HORIZONS:
-        pick_err = [r[h]["pick_err"] for r in rows if r[h]["pick_err"] is not None]
-        applied = np.array([r[h]["applied_err"] for r in rows])
-        delta = np.array([r[h]["delta_vs_running"] for r in rows])
-        out[h] = {
-            "pick_median_abs": float(np.median(np.abs(pick_err))) if pick_err else None,
-            "pick_median_signed": float(np.median(pick_err)) if pick_err else None,
-            "applied_median_abs": float(np.median(np.abs(applied))),
-            "applied_median_signed": float(np.median(applied)),
-            "worse_than_running": int((delta > noise[h]).sum()),
-            "better_than_running": int((delta < -noise[h]).sum()),
-            "mean_delta_vs_running": float(delta.mean()),
-        }
+        errs = [e for r in rows if (e := r["err"][h]) is not None]
+        out[h]["pick_median_abs"] = A.quantile([abs(e) for e in errs], 0.5)
+        out[h]["pick_median_signed"] = A.quantile(errs, 0.5)
     return out
 
 
@@ -110,12 +83,11 @@ def main() -> int:
 
     torch.set_num_threads(1)
     setup_ = oracle.SETUPS[SETUP]
-    committed = C.RESULTS_DIR / f"{setup_.name}.json"
     doc = oracle.load_curves(C.RESULTS_DIR / f"{setup_.name}_curves", setup_)
-    if not doc["states"] or not committed.is_file():
-        print(f"{committed} or its curves are missing: run oracle.py --setup {SETUP}")
+    if not doc["states"]:
+        print(f"no cached curves of {SETUP}: run oracle.py --setup {SETUP} first")
         return 1
-    noise = A.loss_noise_of(json.loads(committed.read_text())["main"]["oracle_noise"])
+    noise = A.loss_noise_of(A.oracle_noise(doc))
     streams = A.stream_count(doc)
     device = select_device("cpu", cpus_assigned=1)
     splits = oracle.load_setup_splits(setup_, args.data_dir)
@@ -134,8 +106,8 @@ def main() -> int:
         }
         states[sid] = {
             "zero_lr_drop": drop,
-            "unsettled": score(entry, entry["range_tests"]["held_out_default"], streams),
-            "settled": score(entry, curves["default_settled"], streams),
+            "unsettled": scored(entry, entry["range_tests"]["held_out_default"], streams),
+            "settled": scored(entry, curves["default_settled"], streams),
             "curves": curves,
         }
         print(

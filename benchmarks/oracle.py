@@ -435,6 +435,18 @@ def probe_name(measure: str, steps: int | None) -> str:
 UNSETTLED_PROBE = probe_name(f"held_out{UNSETTLED}", None)
 
 
+def curve_doc(result: Any, measure: str, num_steps: int) -> dict[str, Any]:
+    """A range test's result as the curve caches keep it (non-finite losses as None)."""
+    return {
+        "measure": measure,
+        "num_steps": num_steps,
+        "lrs": list(result.lrs),
+        "losses": [v if math.isfinite(v) else None for v in result.losses],
+        "stop_reason": result.stop_reason,
+        "images": result.images,
+    }
+
+
 def run_probes(trial: Any, epoch: int, probes: tuple[tuple[str, int | None], ...]) -> dict:
     from trainables.lr import make_policy
 
@@ -456,14 +468,7 @@ def run_probes(trial: Any, epoch: int, probes: tuple[tuple[str, int | None], ...
             trial.policy = policy
             n = policy.probe_steps()
             result = trial.probe(epoch)(policy.min_lr, policy.max_lr, n, policy.measure, **settle)
-            out[probe_name(name, steps)] = {
-                "measure": measure,
-                "num_steps": n,
-                "lrs": list(result.lrs),
-                "losses": [v if math.isfinite(v) else None for v in result.losses],
-                "stop_reason": result.stop_reason,
-                "images": result.images,
-            }
+            out[probe_name(name, steps)] = curve_doc(result, measure, n)
     finally:
         trial.policy = base
     return out
