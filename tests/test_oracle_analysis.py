@@ -292,3 +292,57 @@ def test_every_scored_policy_setting_is_trained() -> None:
     settings = policy_settings()
     assert [s["fallback"] for s in settings[: len(FALLBACKS)]] == list(FALLBACKS.values())
     assert all(p in settings for p in POLICIES.values())
+
+
+def _rows(picks: tuple[float | None, ...], oracles: tuple[float, ...]) -> dict[str, list[dict]]:
+    """pick_offsets' input: the same rows under every rule it reads."""
+    import pick_offsets
+
+    rows = [
+        {
+            "optimizer": "adam",
+            "running_lr": 1e-3,
+            "pick": None if p is None else 1e-3 * 10**p,
+            "oracle": {h: o for h in HORIZONS},
+        }
+        for p, o in zip(picks, oracles, strict=True)
+    ]
+    return {name: rows for name in pick_offsets.RULES}
+
+
+@pytest.mark.parametrize(
+    ("picks", "bias", "rho", "spread"),
+    [
+        # always 0.2 decade above the oracle: all bias, nothing left once it is taken out
+        ((-0.8, -0.6, -0.4, -0.2), 0.2, 1.0, 0.0),
+        # a fixed cut: no rank order, and what is left is the oracle's own spread
+        ((-0.5, -0.5, -0.5, -0.5), 0.2, None, 0.2),
+        # against the oracle: what is left is larger than the fixed cut's
+        ((-0.2, -0.4, -0.6, -0.8), 0.2, -1.0, 0.4),
+        # a declined curve counts in no figure but the count of picks
+        ((-0.8, -0.6, -0.4, None), 0.2, 1.0, 0.0),
+    ],
+)
+def test_pick_offsets_split_level_from_state_to_state_moves(
+    picks: tuple[float | None, ...], bias: float, rho: float | None, spread: float
+) -> None:
+    import pick_offsets
+
+    got = pick_offsets.group_summary(_rows(picks, (-1.0, -0.8, -0.6, -0.4)))
+    assert got["n"] == 4
+    assert got["oracle"]["2ep"]["median_offset"] == pytest.approx(-0.7)
+    assert got["oracle"]["2ep"]["fixed_cut_spread"] == pytest.approx(0.2)
+    rule = got["rules"]["ours_midpoint"]
+    assert rule["picks"] == sum(p is not None for p in picks)
+    assert rule["2ep"]["bias"] == pytest.approx(bias)
+    assert rule["2ep"]["spearman"] == (None if rho is None else pytest.approx(rho))
+    assert rule["2ep"]["spread_without_bias"] == pytest.approx(spread, abs=1e-9)
+
+
+def test_pick_offsets_reads_every_population_from_the_committed_caches() -> None:
+    import pick_offsets
+
+    got = pick_offsets.summarise(oracle.C.RESULTS_DIR)
+    assert [g["all"]["n"] for g in got.values()] == [60, 12, 12, 12]
+    for groups in got.values():  # the optimizers split each population
+        assert groups["adam"]["n"] + groups["sgd"]["n"] == groups["all"]["n"]
