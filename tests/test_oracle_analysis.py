@@ -311,20 +311,25 @@ def _rows(picks: tuple[float | None, ...], oracles: tuple[float, ...]) -> dict[s
 
 
 @pytest.mark.parametrize(
-    ("picks", "bias", "rho", "spread"),
+    ("picks", "bias", "rho", "spread", "cut_same"),
     [
         # always 0.2 decade above the oracle: all bias, nothing left once it is taken out
-        ((-0.8, -0.6, -0.4, -0.2), 0.2, 1.0, 0.0),
+        ((-0.8, -0.6, -0.4, -0.2), 0.2, 1.0, 0.0, 0.2),
         # a fixed cut: no rank order, and what is left is the oracle's own spread
-        ((-0.5, -0.5, -0.5, -0.5), 0.2, None, 0.2),
+        ((-0.5, -0.5, -0.5, -0.5), 0.2, None, 0.2, 0.2),
         # against the oracle: what is left is larger than the fixed cut's
-        ((-0.2, -0.4, -0.6, -0.8), 0.2, -1.0, 0.4),
-        # a declined curve counts in no figure but the count of picks
-        ((-0.8, -0.6, -0.4, None), 0.2, 1.0, 0.0),
+        ((-0.2, -0.4, -0.6, -0.8), 0.2, -1.0, 0.4, 0.2),
+        # declined curves count in no figure but the count of picks, and the fixed cut it is
+        # compared with is scored on the two states it answered
+        ((-0.8, -0.6, None, None), 0.2, None, 0.0, 0.1),
     ],
 )
 def test_pick_offsets_split_level_from_state_to_state_moves(
-    picks: tuple[float | None, ...], bias: float, rho: float | None, spread: float
+    picks: tuple[float | None, ...],
+    bias: float,
+    rho: float | None,
+    spread: float,
+    cut_same: float,
 ) -> None:
     import pick_offsets
 
@@ -337,6 +342,7 @@ def test_pick_offsets_split_level_from_state_to_state_moves(
     assert rule["2ep"]["bias"] == pytest.approx(bias)
     assert rule["2ep"]["spearman"] == (None if rho is None else pytest.approx(rho))
     assert rule["2ep"]["spread_without_bias"] == pytest.approx(spread, abs=1e-9)
+    assert rule["2ep"]["fixed_cut_spread_same_states"] == pytest.approx(cut_same)
 
 
 def test_pick_offsets_reads_every_population_from_the_committed_caches() -> None:
