@@ -105,6 +105,23 @@ POOLS = (
         (Arm(RESNET8, "reduce_on_plateau"),),
     ),
 )
+#: ResNet-8, seeds 5-9 (confirm_patience3_resnet8_fresh, all three arms with today's test), and
+#: seeds 0-9 together: the settled arm above for 0-4, the fresh sweep's for 5-9.
+RESNET8_FRESH = "confirm_patience3_resnet8_fresh"
+RESNET8_ALL = (*RESNET8_SETTLED, Arm(RESNET8_FRESH, "range_test"))
+POOLS = (
+    *POOLS,
+    Pool(
+        "ResNet-8, seeds 0-9: range test - constant",
+        RESNET8_ALL,
+        (Arm(RESNET8, "constant"), Arm(RESNET8_FRESH, "constant")),
+    ),
+    Pool(
+        "ResNet-8, seeds 0-9: range test - reduce_on_plateau",
+        RESNET8_ALL,
+        (Arm(RESNET8, "reduce_on_plateau"), Arm(RESNET8_FRESH, "reduce_on_plateau")),
+    ),
+)
 METRICS = ("final_test_acc", "best_val_acc")
 
 
@@ -153,7 +170,7 @@ def pooled(results: Path, pool: Pool) -> dict[str, Any]:
 
 
 def line(row: dict[str, Any]) -> str:
-    parts = [f"{row['name']:<40}"]
+    parts = [f"{row['name']:<52}"]
     for metric in METRICS:
         m = row[metric]
         lo, hi = 100 * (m["mean"] - m["ci95"]), 100 * (m["mean"] + m["ci95"])

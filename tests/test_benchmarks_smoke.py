@@ -11,6 +11,7 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
+RESNET8 = "confirm_patience3_resnet8"
 
 
 def run_script(script: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -78,7 +79,16 @@ def test_policy_pooled_agrees_with_each_sweeps_own_pairing(tmp_path: Path) -> No
         return [r["final_test_acc"] for r in sorted(runs, key=lambda r: r["seed"])]
 
     settled = test_acc("confirm_patience3_resnet8_settled", "range_test")
-    unsettled = test_acc("confirm_patience3_resnet8", "range_test")
+    unsettled = test_acc(RESNET8, "range_test")
     r8 = pools["ResNet-8: settled - unsettled range test"]["final_test_acc"]
     assert r8["seeds"] == [str(s) for s in range(5)]
     assert r8["diffs"] == pytest.approx([a - b for a, b in zip(settled, unsettled, strict=True)])
+
+    # ResNet-8 over seeds 0-9: the fresh sweep's own pairs are the last five
+    r8_fresh = own("confirm_patience3_resnet8_fresh")
+    r8_all = pools["ResNet-8, seeds 0-9: range test - constant"]["final_test_acc"]
+    assert r8_all["seeds"] == [str(s) for s in range(10)] and r8_all["n"] == 10
+    assert r8_all["diffs"][5:] == pytest.approx(r8_fresh["range_test"])
+    assert r8_all["diffs"][:5] == pytest.approx(
+        [a - b for a, b in zip(settled, test_acc(RESNET8, "constant"), strict=True)]
+    )
