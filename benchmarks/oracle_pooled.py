@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import _common as C
@@ -28,16 +29,19 @@ from _oracle_analysis import (
     state_rows,
     stream_count,
 )
-from oracle import FULL, FULL_TEST, FULL_TEST2, FULL_TEST3, load_curves
+from oracle import FULL, FULL_TEST, FULL_TEST2, FULL_TEST3, Setup, load_curves
 
 WELL_SET = (FULL, FULL_TEST, FULL_TEST2, FULL_TEST3)
 
 
-def pooled_rows(results_dir: Path) -> tuple[dict[str, list[dict]], dict[str, int]]:
-    """Every rule's rows over the well-set setups, errors against each state's mean oracle."""
+def pooled_rows(
+    results_dir: Path, setups: Sequence[Setup] = WELL_SET
+) -> tuple[dict[str, list[dict]], dict[str, int]]:
+    """Every rule's rows over ``setups`` (default probe), errors against each state's mean
+    oracle, and each setup's number of states."""
     rows: dict[str, list[dict]] = {name: [] for name in rule_names()}
     states: dict[str, int] = {}
-    for setup in WELL_SET:
+    for setup in setups:
         doc = load_curves(results_dir / f"{setup.name}_curves", setup)
         by_rule = state_rows(doc, "held_out_default")
         streams = stream_count(doc)

@@ -18,8 +18,7 @@ group of states (one setup or pool of setups, one optimizer):
 A rule whose spread is no smaller than the fixed cut's knows nothing about the state that the
 group's median offset does not. Nothing is trained and nothing is chosen on it.
 
-    .venv/bin/python benchmarks/oracle.py --analyse-only   # first, for the oracle noise
-    .venv/bin/python benchmarks/pick_offsets.py            # ~30 s
+    .venv/bin/python benchmarks/pick_offsets.py     # ~15 s
 """
 
 from __future__ import annotations
@@ -31,7 +30,7 @@ from typing import Any
 
 import _common as C
 import numpy as np
-from _oracle_analysis import HORIZONS, against_pooled, quantile, state_rows, stream_count
+from _oracle_analysis import HORIZONS, quantile
 from oracle import (
     FULL,
     FULL_8K,
@@ -41,8 +40,8 @@ from oracle import (
     FULL_TEST3,
     FULL_WD,
     Setup,
-    load_curves,
 )
+from oracle_pooled import pooled_rows
 
 #: The populations, each scored against its states' mean oracle. ResNet-8 is the settled test
 #: (today's default); the first ResNet-8 set has no settled curves.
@@ -56,16 +55,14 @@ RULES = ("ours_midpoint", "ours_steepest", "fastai_steep", "torch_lr_finder")
 OPTIMIZERS = ("adam", "sgd")
 
 
-def population_rows(results_dir: Path, setups: tuple[Setup, ...]) -> dict[str, list[dict]]:
-    """Each rule's rows over ``setups`` (default probe), errors against the mean oracle."""
-    rows: dict[str, list[dict]] = {name: [] for name in RULES}
-    for setup in setups:
-        doc = load_curves(results_dir / f"{setup.name}_curves", setup)
-        by_rule = state_rows(doc, "held_out_default")
-        streams = stream_count(doc)
-        for name in RULES:
-            rows[name] += against_pooled(by_rule.get(name, []), doc, streams)
-    return rows
+def population_rows(results_dir: Path) -> dict[str, dict[str, list[dict]]]:
+    """{population: {rule: rows}} for the populations with cached curves, read once."""
+    out = {}
+    for label, setups in POPULATIONS.items():
+        rows, _ = pooled_rows(results_dir, setups)
+        if rows[RULES[0]]:
+            out[label] = {name: rows[name] for name in RULES}
+    return out
 
 
 def offset(row: dict) -> float:
@@ -119,13 +116,10 @@ def group_summary(rows: dict[str, list[dict]]) -> dict[str, Any]:
     return out
 
 
-def summarise(results_dir: Path) -> dict[str, dict[str, Any]]:
-    """{population: {"all" | optimizer: group summary}} for the populations with curves."""
+def summarise(populations: dict[str, dict[str, list[dict]]]) -> dict[str, dict[str, Any]]:
+    """{population: {"all" | optimizer: group summary}}."""
     out: dict[str, dict[str, Any]] = {}
-    for label, setups in POPULATIONS.items():
-        rows = population_rows(results_dir, setups)
-        if not rows[RULES[0]]:
-            continue
+    for label, rows in populations.items():
         groups = {"all": rows} | {
             opt: {k: [r for r in v if r["optimizer"] == opt] for k, v in rows.items()}
             for opt in OPTIMIZERS
@@ -169,22 +163,21 @@ def lines(summary: dict[str, dict[str, Any]]) -> list[str]:
     return out
 
 
-def plot(results_dir: Path, path: Path, rule: str = "ours_midpoint") -> Path:
+def plot(
+    populations: dict[str, dict[str, list[dict]]], path: Path, rule: str = "ours_midpoint"
+) -> Path:
     """Pick vs oracle offset, one panel per population and horizon; group medians marked."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    populations = {
-        label: population_rows(results_dir, setups)[rule] for label, setups in POPULATIONS.items()
-    }
-    populations = {k: v for k, v in populations.items() if v}
     cols = max(len(populations), 1)
     fig = Figure(figsize=(3.3 * cols, 6.6), layout="constrained")
     FigureCanvasAgg(fig)
     lim = (-2.0, 1.0)
     cut = math.log10(0.3)
     for row, h in enumerate(HORIZONS):
-        for col, (label, rows) in enumerate(populations.items()):
+        for col, (label, by_rule) in enumerate(populations.items()):
+            rows = by_rule[rule]
             ax = fig.add_subplot(2, cols, row * cols + col + 1)
             for opt, color in (("adam", "tab:blue"), ("sgd", "tab:orange")):
                 pts = [
@@ -230,17 +223,18 @@ def main() -> int:
     parser = C.base_parser(__doc__.splitlines()[0], quick=False)
     args = parser.parse_args()
     t0 = time.perf_counter()
-    summary = summarise(C.RESULTS_DIR)
-    if not summary:
+    populations = population_rows(C.RESULTS_DIR)
+    if not populations:
         print("no cached well-set curves in benchmarks/results", flush=True)
         return 1
+    summary = summarise(populations)
     print("\n".join(lines(summary)), flush=True)
     out = C.write_result(
         "pick_offsets",
         {"seconds": time.perf_counter() - t0, "rules": list(RULES), "populations": summary},
         args.out,
     )
-    print(f"plot: {plot(C.RESULTS_DIR, out.with_name(f'{out.stem}.png'))}", flush=True)
+    print(f"plot: {plot(populations, out.with_name(f'{out.stem}.png'))}", flush=True)
     return 0
 
 

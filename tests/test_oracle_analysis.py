@@ -348,7 +348,7 @@ def test_pick_offsets_split_level_from_state_to_state_moves(
 def test_pick_offsets_reads_every_population_from_the_committed_caches() -> None:
     import pick_offsets
 
-    got = pick_offsets.summarise(oracle.C.RESULTS_DIR)
+    got = pick_offsets.summarise(pick_offsets.population_rows(oracle.C.RESULTS_DIR))
     assert [g["all"]["n"] for g in got.values()] == [60, 12, 12, 12]
     for groups in got.values():  # the optimizers split each population
         assert groups["adam"]["n"] + groups["sgd"]["n"] == groups["all"]["n"]
