@@ -70,6 +70,7 @@ class EventLines(Callback):
 
     def __init__(self) -> None:
         self._no_retry: set[str] = set()
+        self._not_learning: set[str] = set()  # trials already reported as not learning
 
     def on_trial_result(
         self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any
@@ -82,8 +83,14 @@ class EventLines(Callback):
         except (TypeError, ValueError):
             return
         for event in events:
-            if isinstance(event, dict) and event.get("kind") == "range_test":
+            if not isinstance(event, dict):
+                continue
+            if event.get("kind") == "range_test":
                 print(f"{trial_name(trial)}: {range_test_line(event)}", flush=True)
+            elif event.get("kind") == "not_learning" and trial.trial_id not in self._not_learning:
+                # Once per trial: a dead run stays dead, and its later plateaus say the same.
+                self._not_learning.add(trial.trial_id)
+                print(f"{trial_name(trial)}: {not_learning_line(event)}", flush=True)
 
     def on_trial_recover(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         print(
@@ -105,6 +112,25 @@ class EventLines(Callback):
             f"(full text: {where}, and its MLflow run's plateau_sweep.error_detail tag)",
             flush=True,
         )
+
+
+def not_learning_line(event: dict[str, Any]) -> str:
+    """``epoch 4: not learning (val_loss 2.303 is no better than chance (2.303)); no range
+    test, lr 0.01 kept: a dead network usually means the lr is too high, try a lower one``."""
+    verdict = next(
+        (
+            part.split(":")[0]
+            for part in str(event.get("reason", "")).split("; ")
+            if "no better than chance" in part
+        ),
+        "the monitored metric is no better than chance",
+    )
+    old = event.get("old_lr")
+    kept = f"lr {old:.3g} kept" if isinstance(old, float) else "lr kept"
+    return (
+        f"epoch {event.get('epoch')}: not learning ({verdict}); no range test, {kept}: a dead"
+        " network usually means the lr is too high, try a lower one (said once per trial)"
+    )
 
 
 def range_test_line(event: dict[str, Any]) -> str:

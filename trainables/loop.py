@@ -176,6 +176,7 @@ class Trial:
             steps_per_epoch=self.steps_per_epoch,
             metric_name=cfg.monitor,
             metric_mode=cfg.monitor_mode,
+            chance_level=cfg.chance_level,
         )
         self.counters = Counters()
 

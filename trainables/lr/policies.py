@@ -26,6 +26,7 @@ class PolicyClass(Protocol):
         steps_per_epoch: int,
         metric_name: str = ...,
         metric_mode: str = ...,
+        chance_level: float | None = ...,
         **fields: Any,
     ) -> LRPolicy: ...
 
@@ -35,7 +36,7 @@ POLICIES: dict[str, PolicyClass] = {
 }
 """Each policy class by name; a trial builds its class from its validated params directly."""
 assert tuple(POLICIES) == POLICY_NAMES
-_TRIAL_ARGS = ("base_lr", "steps_per_epoch")
+_TRIAL_ARGS = ("base_lr", "steps_per_epoch", "chance_level")
 
 
 def policy_param_names(name: str) -> tuple[str, ...]:
@@ -53,6 +54,7 @@ def make_policy(
     steps_per_epoch: int,
     metric_name: str = "metric",
     metric_mode: str = "min",
+    chance_level: float | None = None,
 ) -> LRPolicy:
     """Build policy ``name`` from a validated params model (as the trial does: nothing is checked
     again) or from plain parameters (validated here; unknown names/parameters raise ValueError).
@@ -63,6 +65,7 @@ def make_policy(
         "steps_per_epoch": steps_per_epoch,
         "metric_name": metric_name,
         "metric_mode": metric_mode,
+        "chance_level": chance_level,
     }
     if isinstance(params, Params):
         return cls(params=params, **trial)

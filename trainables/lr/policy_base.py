@@ -21,7 +21,7 @@ from trainables.validation import build, is_int, is_real
 RangeProbe = Callable[[float, float, int, str], RangeTestResult]
 """(min_lr, max_lr, num_steps, measure) -> result; built by the trainer around run_range_test."""
 
-EVENT_KINDS = ("range_test", "reduce")
+EVENT_KINDS = ("range_test", "reduce", "not_learning")
 
 
 @dataclass(frozen=True)
@@ -67,17 +67,21 @@ class LRPolicy(ABC):
         params: Params | None = None,
         metric_name: str = "metric",
         metric_mode: str = "min",
+        chance_level: float | None = None,
         **fields: Any,
     ) -> None:
         """``params``: the policy's validated params model, used as it is (a trial's); without
         it, ``fields`` are its parameters as keywords, checked here. The trial also gives every
         policy the running LR, the epoch's length and the monitored metric handed to
         :meth:`end_epoch` (its name for events; its mode for a plateau trigger whose ``mode``
-        follows the metric)."""
+        follows the metric); ``chance_level`` is that metric's value for a uniform guess (ln of
+        the number of classes for a cross-entropy loss, its inverse for an accuracy; None:
+        unknown)."""
         self.base_lr = _positive("base_lr", base_lr)
         self.steps_per_epoch = _int_at_least("steps_per_epoch", steps_per_epoch, 1)
         self.metric_name = metric_name
         self.metric_mode = metric_mode
+        self.chance_level = None if chance_level is None else _real("chance_level", chance_level)
         self.params = params if params is not None else build(self.params_class, **fields)
         self.iteration = 0
         self.events: list[PolicyEvent] = []
