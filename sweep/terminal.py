@@ -88,7 +88,7 @@ class EventLines(Callback):
             if event.get("kind") == "range_test":
                 print(f"{trial_name(trial)}: {range_test_line(event)}", flush=True)
             elif event.get("kind") == "not_learning" and trial.trial_id not in self._not_learning:
-                # Once per trial: a dead run stays dead, and its later plateaus say the same.
+                # Once per trial: a run stuck at chance says the same at its later plateaus.
                 self._not_learning.add(trial.trial_id)
                 print(f"{trial_name(trial)}: {not_learning_line(event)}", flush=True)
 
@@ -115,21 +115,19 @@ class EventLines(Callback):
 
 
 def not_learning_line(event: dict[str, Any]) -> str:
-    """``epoch 4: not learning (val_loss 2.303 is no better than chance (2.303)); no range
-    test, lr 0.01 kept: a dead network usually means the lr is too high, try a lower one``."""
+    """``epoch 4: not learning (val_loss 2.3 is no better than chance (2.3)): its lr is far too
+    high (a dead network: restart with a lower one) or far too low (said once per trial)``."""
     verdict = next(
         (
-            part.split(":")[0]
+            part.split("):")[0] + ")"
             for part in str(event.get("reason", "")).split("; ")
             if "no better than chance" in part
         ),
         "the monitored metric is no better than chance",
     )
-    old = event.get("old_lr")
-    kept = f"lr {old:.3g} kept" if isinstance(old, float) else "lr kept"
     return (
-        f"epoch {event.get('epoch')}: not learning ({verdict}); no range test, {kept}: a dead"
-        " network usually means the lr is too high, try a lower one (said once per trial)"
+        f"epoch {event.get('epoch')}: not learning ({verdict}): its lr is far too high (a dead"
+        " network: restart with a lower one) or far too low (said once per trial)"
     )
 
 

@@ -90,11 +90,15 @@ class CyclicalParams(Params):
 
 
 class _PlateauParams(Params):
-    """The trigger of a plateau policy; ``mode`` None follows the monitored metric."""
+    """The trigger of a plateau policy; ``mode`` None follows the monitored metric.
+    ``chance_margin`` (None: off): a plateau where the monitored metric is no better than
+    chance (within that share of the way from chance to a perfect score, ``plateau.at_chance``)
+    also emits a ``not_learning`` event; the LR decision is the policy's as always."""
 
     mode: Mode | None = None
     threshold: float = Field(1e-4, ge=0)
     threshold_mode: ThresholdMode = "rel"
+    chance_margin: float | None = Field(0.02, ge=0, lt=1)
 
 
 class ReduceOnPlateauParams(_PlateauParams):
@@ -116,13 +120,9 @@ class RangeTestParams(_PlateauParams):
     one test's move to that factor either way (10, chosen with ``benchmarks/oracle.py`` on
     badly set LRs it had not seen). ``anchor`` (None: off) moves the pick ``pull`` decades
     toward ``anchor`` x the running LR, never past it. ``beta`` None fits the smoothing to the
-    test's length and noise. ``chance_margin`` (None: off): on a plateau where the monitored
-    metric is no better than guessing (within that share of the way from chance to a perfect
-    score, ``plateau.at_chance``), no test runs and the LR is kept: a range test cannot tell a
-    dead network from a live one. The default rule, ``midpoint``, was chosen end to end: on
-    seeds 5-9, by a rule fixed before the sweep ran (ce8ec29), it beat ``steepest`` by 1.25
-    points of test_acc over 10 pairs (docs/performance.md 6b; the oracle alone had favoured
-    ``steepest``)."""
+    test's length and noise. The default rule, ``midpoint``, was chosen end to end: on seeds 5-9,
+    by a rule fixed before the sweep ran (ce8ec29), it beat ``steepest`` by 1.25 points of
+    test_acc over 10 pairs (docs/performance.md 6b; the oracle alone had favoured ``steepest``)."""
 
     name: Literal["range_test_on_plateau"] = "range_test_on_plateau"
     patience: int = Field(3, ge=0)
@@ -140,7 +140,6 @@ class RangeTestParams(_PlateauParams):
     pull: float = Field(0.25, gt=0, le=2)
     beta: float | None = Field(None, ge=BETA_RANGE[0], lt=BETA_RANGE[1])
     measure: Measure = "held_out"
-    chance_margin: float | None = Field(0.02, ge=0, lt=1)
 
     @model_validator(mode="after")
     def _range(self) -> RangeTestParams:

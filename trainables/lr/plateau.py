@@ -211,12 +211,35 @@ class _PlateauPolicy(LRPolicy):
             f"plateau: {self.metric_name} did not improve for {self.detector.patience + 1} "
             f"epochs (best {fmt(self.detector.best)})"
         )
-        return [self._on_plateau(epoch, plateau, probe, metric)]
+        events = [self._on_plateau(epoch, plateau, probe)]
+        if self._at_chance(metric):
+            events.append(self._not_learning(epoch, plateau, metric))
+        return events
 
     @abstractmethod
-    def _on_plateau(
-        self, epoch: int, plateau: str, probe: RangeProbe | None, metric: float
-    ) -> PolicyEvent: ...
+    def _on_plateau(self, epoch: int, plateau: str, probe: RangeProbe | None) -> PolicyEvent: ...
+
+    def _at_chance(self, metric: float) -> bool:
+        margin = self.params.chance_margin
+        if margin is None or self.chance_level is None:
+            return False
+        return at_chance(metric, self.chance_level, self.metric_mode, margin)
+
+    def _not_learning(self, epoch: int, plateau: str, metric: float) -> PolicyEvent:
+        """The warning beside a plateau at chance; the LR is whatever the policy just chose.
+
+        Neither the metric nor a range test's curve tells a network killed by an LR far too
+        high (nothing rescues it: restart lower) from one held at chance by an LR far too low
+        (a range test raises it): docs/performance.md 6b."""
+        return PolicyEvent(
+            epoch=epoch,
+            kind="not_learning",
+            reason=f"{plateau}; {self.metric_name} {fmt(metric)} is no better than chance"
+            f" ({fmt(self.chance_level or 0.0)}): the run is not learning; its lr is far too"
+            " high (a dead network: restart with a lower one) or far too low",
+            old_lr=self._lr,
+            new_lr=self._lr,
+        )
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -247,9 +270,7 @@ class ReduceOnPlateauLR(_PlateauPolicy):
     def min_lr(self) -> float:
         return self.params.min_lr
 
-    def _on_plateau(
-        self, epoch: int, plateau: str, probe: RangeProbe | None, metric: float
-    ) -> PolicyEvent:
+    def _on_plateau(self, epoch: int, plateau: str, probe: RangeProbe | None) -> PolicyEvent:
         old = self._lr
         new = max(old * self.factor, self.min_lr)
         if old - new > REDUCE_EPS:
@@ -274,9 +295,7 @@ class RangeTestOnPlateauLR(_PlateauPolicy):
     past it: a small disagreement with the cut a plateau usually wants is ignored, a large one
     is kept. ``max_change`` (None: no limit) keeps the new LR within that factor of the old one,
     either way. The new LR is then clamped to ``[min_lr, max_lr]``; the detector's cooldown
-    then applies. On a plateau where the monitored metric is no better than chance
-    (:func:`at_chance`, with ``chance_margin``; the trial gives the chance level) no test runs
-    and the LR is kept: the event, ``not_learning``, says so.
+    then applies.
     ``beta=None`` fits the smoothing to the test's length and noise (``suggest.auto_beta``). The
     default rule, ``midpoint`` (halfway, in log LR, between the steepest point and the smoothed
     minimum), won the end-to-end test on fresh seeds; ``steepest`` was closer to the oracle's
@@ -296,7 +315,6 @@ class RangeTestOnPlateauLR(_PlateauPolicy):
         self.anchor, self.pull = p.anchor, p.pull
         self.min_lr, self.max_lr, self.num_steps = p.min_lr, p.max_lr, p.num_steps
         self.epoch_fraction, self.min_steps = p.epoch_fraction, p.min_steps
-        self.chance_margin = p.chance_margin
 
     def probe_steps(self) -> int:
         """How many steps a range test takes with this policy's settings."""
@@ -351,11 +369,6 @@ class RangeTestOnPlateauLR(_PlateauPolicy):
             )
         return RangeTestDecision(suggested, new, curve.beta, decision)
 
-    def _at_chance(self, metric: float) -> bool:
-        if self.chance_margin is None or self.chance_level is None:
-            return False
-        return at_chance(metric, self.chance_level, self.metric_mode, self.chance_margin)
-
     def _fallback(self, old_lr: float, diverge_lr: float | None) -> tuple[float, str]:
         """(LR, how it was chosen) when the curve gives no suggestion."""
         if self.fallback == "cut":
@@ -369,27 +382,13 @@ class RangeTestOnPlateauLR(_PlateauPolicy):
             return old_lr, "the same lr"
         return below, f"{self.factor:g} x {fmt(diverge_lr)}, where the loss began to diverge"
 
-    def _on_plateau(
-        self, epoch: int, plateau: str, probe: RangeProbe | None, metric: float
-    ) -> PolicyEvent:
+    def _on_plateau(self, epoch: int, plateau: str, probe: RangeProbe | None) -> PolicyEvent:
         assert probe is not None  # checked before the detector stepped
-        old = self._lr
-        if self._at_chance(metric):
-            return PolicyEvent(
-                epoch=epoch,
-                kind="not_learning",
-                reason=f"{plateau}; {self.metric_name} {fmt(metric)} is no better than chance"
-                f" ({fmt(self.chance_level or 0.0)}): the run is not learning, and a range test"
-                " cannot tell a dead network from a live one; no range test, lr"
-                f" {fmt(old)} kept (a dead network usually means the lr is too high: try a"
-                " lower one)",
-                old_lr=old,
-                new_lr=old,
-            )
         n = self.probe_steps()
         result = probe(self.min_lr, self.max_lr, n, self.measure)
         if not isinstance(result, RangeTestResult):
             raise TypeError(f"the range-test probe returned {type(result).__name__}, not a result")
+        old = self._lr
         decision = self.decide(result, old)
         suggested, new = decision.suggested_lr, decision.new_lr
         self._lr = new
