@@ -38,6 +38,7 @@ from sweep.store import (
     LR_STEP_METRIC,
     RANGE_TEST_LR_METRIC,
     SPEC_ARTIFACT,
+    TAG_NOT_LEARNING,
     TAG_POLICY,
     TAG_POLICY_LABEL,
     TAG_RESULTS_DIR,
@@ -217,6 +218,7 @@ def _summarise_run(
         images_to_target=images_at,
         range_tests=int(count) if count is not None else len(chosen),
         range_test_lrs=[m.value for m in chosen if math.isfinite(m.value)],
+        not_learning=TAG_NOT_LEARNING in run.data.tags,
     )
     return summary, finite_val, lr_trace
 

@@ -43,6 +43,7 @@ class RunSummary:
     images_to_target: float | None
     range_tests: int
     range_test_lrs: list[float]
+    not_learning: bool = False  # a plateau at chance was flagged (plateau_sweep.not_learning)
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,7 @@ class PolicyRow:
     images_to_target: Stat  # over the runs that reached it
     range_tests: Stat  # range tests per run
     range_test_lrs: list[float]  # every LR a range test chose, all seeds
+    not_learning: int = 0  # runs with a plateau at chance
 
     @property
     def reached_text(self) -> str:
@@ -144,13 +146,25 @@ class Comparison:
         lines = [*head, "", *aligned(table)]
         if not wide:
             lines += self._format_range_tests()
-        return "\n".join([*lines, *self._format_paired()]) + "\n"
+        return "\n".join([*lines, *self._format_not_learning(), *self._format_paired()]) + "\n"
 
     @property
     def _few(self) -> bool:
         return any(r.final_test_acc.few for r in self.rows) or any(
             len(p.seeds) < MIN_SEEDS_FOR_CI for p in self.paired
         )
+
+    def _format_not_learning(self) -> list[str]:
+        flagged = [
+            f"{_short(r.policy)} {r.not_learning} of {r.n}" for r in self.rows if r.not_learning
+        ]
+        if not flagged:
+            return []
+        return [
+            "",
+            f"not learning (a plateau at chance; the lr far too high or far too low): "
+            f"{', '.join(flagged)} runs",
+        ]
 
     def _format_range_tests(self) -> list[str]:
         rows = [r for r in self.rows if r.range_test_lrs]
@@ -254,6 +268,7 @@ def policy_rows(runs: Sequence[RunSummary], target: float | None) -> list[Policy
                 images_to_target=Stat.of([r.images_to_target for r in reached]),
                 range_tests=Stat.of([float(r.range_tests) for r in group]),
                 range_test_lrs=[lr for r in group for lr in r.range_test_lrs],
+                not_learning=sum(r.not_learning for r in group),
             )
         )
     return rows

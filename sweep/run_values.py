@@ -1,5 +1,5 @@
 """What a trial's config, results and errors become in MLflow: flat params without secrets,
-run names, numbers read from results and tags, one-line error summaries."""
+run names, numbers read from results and tags, one-line error and warning summaries."""
 
 from __future__ import annotations
 
@@ -142,3 +142,20 @@ def child_run_name(
 def error_summary(text: str) -> str:
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
     return one_line_text(lines[-1] if lines else text)
+
+
+def not_learning_line(event: dict[str, Any]) -> str:
+    """``epoch 4: not learning (val_loss 2.3 is no better than chance (2.3)): its lr is far too
+    high (a dead network: restart with a lower one) or far too low``."""
+    verdict = next(
+        (
+            part.split("):")[0] + ")"
+            for part in str(event.get("reason", "")).split("; ")
+            if "no better than chance" in part
+        ),
+        "the monitored metric is no better than chance",
+    )
+    return (
+        f"epoch {event.get('epoch')}: not learning ({verdict}): its lr is far too high (a dead"
+        " network: restart with a lower one) or far too low"
+    )

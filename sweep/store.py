@@ -56,6 +56,7 @@ TAG_PREVIOUS_ERROR_DETAIL = "plateau_sweep.previous_error_detail"  # its traceba
 TAG_PREVIOUS_ERROR = "plateau_sweep.previous_error"  # an error the trial was retried after
 TAG_FAILURES = "plateau_sweep.failures"
 TAG_CHECKPOINT_FALLBACK = "plateau_sweep.checkpoint_fallback"  # restored past a damaged one
+TAG_NOT_LEARNING = "plateau_sweep.not_learning"  # the latest plateau at chance, in one line
 TAG_LAST_EPOCH = "plateau_sweep.last_epoch"  # highest epoch whose metrics are logged
 TAG_FINAL_LOGGED = "plateau_sweep.final_logged"  # test_* metrics logged
 TAG_RESUMES = "plateau_sweep.resumes"

@@ -16,7 +16,7 @@ from typing import Any
 from ray import tune
 from ray.tune import Callback
 
-from sweep.run_values import error_summary, trial_error_text
+from sweep.run_values import error_summary, not_learning_line, trial_error_text
 from trainables import results as R
 
 #: Tune's own resume hint names its Python API; the CLI prints ``--resume`` instead.
@@ -90,7 +90,8 @@ class EventLines(Callback):
             elif event.get("kind") == "not_learning" and trial.trial_id not in self._not_learning:
                 # Once per trial: a run stuck at chance says the same at its later plateaus.
                 self._not_learning.add(trial.trial_id)
-                print(f"{trial_name(trial)}: {not_learning_line(event)}", flush=True)
+                line = f"{trial_name(trial)}: {not_learning_line(event)} (said once per trial)"
+                print(line, flush=True)
 
     def on_trial_recover(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         print(
@@ -112,23 +113,6 @@ class EventLines(Callback):
             f"(full text: {where}, and its MLflow run's plateau_sweep.error_detail tag)",
             flush=True,
         )
-
-
-def not_learning_line(event: dict[str, Any]) -> str:
-    """``epoch 4: not learning (val_loss 2.3 is no better than chance (2.3)): its lr is far too
-    high (a dead network: restart with a lower one) or far too low (said once per trial)``."""
-    verdict = next(
-        (
-            part.split("):")[0] + ")"
-            for part in str(event.get("reason", "")).split("; ")
-            if "no better than chance" in part
-        ),
-        "the monitored metric is no better than chance",
-    )
-    return (
-        f"epoch {event.get('epoch')}: not learning ({verdict}): its lr is far too high (a dead"
-        " network: restart with a lower one) or far too low (said once per trial)"
-    )
 
 
 def range_test_line(event: dict[str, Any]) -> str:

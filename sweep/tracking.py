@@ -30,6 +30,7 @@ from sweep.run_values import (
     error_summary,
     flatten_config,
     integer,
+    not_learning_line,
     now_ms,
     number,
     running_best,
@@ -47,6 +48,7 @@ from sweep.store import (
     TAG_FAILURES,
     TAG_FINAL_LOGGED,
     TAG_LAST_EPOCH,
+    TAG_NOT_LEARNING,
     TAG_PARENT_RUN_ID,
     TAG_POLICY,
     TAG_POLICY_LABEL,
@@ -336,6 +338,8 @@ class MLflowTracker(ParentRun, Callback):
                 new_lr = number(ev.get("new_lr"))
                 if ev.get("kind") == "range_test" and new_lr is not None and math.isfinite(new_lr):
                     metrics.append(Metric(RANGE_TEST_LR_METRIC, new_lr, ts, epoch))
+                if ev.get("kind") == "not_learning":
+                    tags[TAG_NOT_LEARNING] = not_learning_line(ev)
             tags[TAG_LAST_EPOCH] = str(epoch)
         final = False
         if not child.final_logged or not repeat:

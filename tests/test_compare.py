@@ -387,3 +387,35 @@ def test_paired_uses_only_the_seeds_both_ran() -> None:
     two = Paired.of([(0.6, 0.5), (0.7, 0.5)])
     assert two.format_short().endswith("(n=2<3)")  # an interval from 2 seeds is flagged
     assert Paired.of([]).format() == "-" and Paired.of([]).better_text == "-"
+
+
+def test_runs_at_chance_are_counted_and_said(tmp_path: Path) -> None:
+    """A run whose plateau was at chance (a not_learning event) is counted per policy."""
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    tracker = MLflowTracker(
+        tracking_uri=uri, experiment_name="exp-dead", sweep_name="dead", spec_text="name: dead\n"
+    )
+    tracker.setup()
+    trials: list[StubTrial] = []
+    warning = {"epoch": 2, "kind": "not_learning", "old_lr": 0.01, "new_lr": 0.01, "reason": ""}
+    for label, seed, dead in (("rtp", 0, True), ("rtp", 1, False), ("constant", 0, False)):
+        cfg = {"policy": POLICY_NAME[label], "policy_label": label, "seed": seed, "epochs": 2}
+        trial = StubTrial(f"{label}_{seed}", cfg)
+        trials.append(trial)
+        tracker.on_trial_start(iteration=0, trials=trials, trial=trial)
+        for epoch in (1, 2):
+            events = [warning] if dead and epoch == 2 else []
+            result = {R.EPOCH: epoch, R.VAL_ACC: 0.1, R.POLICY_EVENTS: json.dumps(events)}
+            if epoch == 2:
+                result[R.TEST_ACC] = 0.1
+            tracker.on_trial_result(iteration=epoch, trials=trials, trial=trial, result=result)
+        trial.status = "TERMINATED"
+        tracker.on_trial_complete(iteration=3, trials=trials, trial=trial)
+    tracker.on_experiment_end(trials=trials)
+    comparison = compare_sweep(uri, "dead", out_dir=tmp_path / "out")
+    assert comparison.row("rtp").not_learning == 1 and comparison.row("constant").not_learning == 0
+    assert [r.not_learning for r in comparison.runs if r.policy == "rtp"] == [True, False]
+    assert (
+        "not learning (a plateau at chance; the lr far too high or far too low): rtp 1 of 2 runs"
+        in comparison.format().splitlines()
+    )

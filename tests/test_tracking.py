@@ -326,6 +326,38 @@ def test_checkpoint_fallback_becomes_a_tag_and_an_event(uri: str) -> None:
     assert event == {"kind": "checkpoint_fallback", **note}
 
 
+def test_a_plateau_at_chance_becomes_a_tag_and_an_event(uri: str) -> None:
+    from trainables.lr import make_policy
+
+    policy = make_policy(
+        "reduce_on_plateau",
+        {"patience": 0},
+        base_lr=1e-2,
+        steps_per_epoch=5,
+        metric_name="val_loss",
+        chance_level=math.log(10),
+    )
+    events = policy.end_epoch(1, 2.31) + policy.end_epoch(2, 2.31)
+    assert [e.kind for e in events] == ["reduce", "not_learning"]
+    tracker = make_tracker(uri)
+    tracker.setup()
+    trial = StubTrial("t", config(), status="RUNNING")
+    tracker.on_trial_start(iteration=0, trials=[trial], trial=trial)
+    res = result(2, events=[e.to_dict() for e in events])
+    tracker.on_trial_result(iteration=1, trials=[trial], trial=trial, result=res)
+    client = MlflowClient(tracking_uri=uri)
+    run = client.get_run(cid(tracker, "t"))
+    assert run.data.tags["plateau_sweep.not_learning"] == (
+        "epoch 2: not learning (val_loss 2.31 is no better than chance (2.3)): its lr is far too"
+        " high (a dead network: restart with a lower one) or far too low"
+    )
+    names = {Path(f.path).name for f in client.list_artifacts(run.info.run_id, "events")}
+    assert names == {"epoch_002_reduce.json", "epoch_002_not_learning.json"}
+    # a later epoch without a warning leaves the tag as it was
+    tracker.on_trial_result(iteration=2, trials=[trial], trial=trial, result=result(3))
+    assert "plateau_sweep.not_learning" in client.get_run(run.info.run_id).data.tags
+
+
 def test_no_retry_notice_is_not_an_epoch(uri: str) -> None:
     tracker = make_tracker(uri)
     tracker.setup()
