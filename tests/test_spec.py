@@ -186,6 +186,11 @@ BAD: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
         "policies[0].params.beta: must be in [0, 1) or null, got -0.2",
     ),
     (
+        "chance-margin-out-of-range",
+        setter("policies", 0, "params", "chance_margin", value=1.0),
+        "policies[0].params.chance_margin: must be in [0, 1) or null, got 1.0",
+    ),
+    (
         "num-steps-too-short-to-suggest",
         setter("policies", 0, "params", "num_steps", value=4),
         "policies[0].params.num_steps: must be >= 6 or null, got 4 (a shorter range test can "
