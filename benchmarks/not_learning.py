@@ -21,9 +21,9 @@ import _common as C
 
 from sweep.store import RANGE_TEST_LR_METRIC
 from trainables.cifar_files import NUM_CLASSES
-from trainables.config import MONITORS, TrialConfig
+from trainables.config import MONITORS
 from trainables.lr.params import RangeTestParams
-from trainables.lr.plateau import at_chance
+from trainables.lr.plateau import at_chance, chance_level
 
 MARGIN = RangeTestParams().chance_margin
 
@@ -47,7 +47,7 @@ def replay(tracking_uri: str, margin: float) -> list[dict[str, Any]]:
             if not tests:
                 continue
             monitor = run.data.params.get("monitor", "val_loss")
-            chance = TrialConfig(monitor=monitor).chance_level
+            chance = chance_level(MONITORS[monitor], NUM_CLASSES)
             history = {m.step: m.value for m in client.get_metric_history(run.info.run_id, monitor)}
             for test in tests:
                 value = history.get(test.step)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -21,7 +22,7 @@ from test_lr_policies import FakeProbe, make_rtp
 from trainables import results as R
 from trainables.config import TrialConfig
 from trainables.lr import make_policy
-from trainables.lr.plateau import at_chance
+from trainables.lr.plateau import at_chance, chance_level
 
 LN10 = math.log(10)
 
@@ -58,7 +59,7 @@ def test_at_chance(metric: float, chance: float, mode: str, margin: float, expec
     [("up", 0.02, "mode ('up') must be 'min' or 'max'"), ("min", 1.0, "margin (1.0) must be in")],
 )
 def test_at_chance_rejects(mode: str, margin: float, bad: str) -> None:
-    with pytest.raises(ValueError, match=bad.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(ValueError, match=re.escape(bad)):
         at_chance(2.3, LN10, mode, margin)
 
 
@@ -122,10 +123,23 @@ def test_which_plateaus_warn(kwargs: dict[str, Any], metric: float, warned: bool
     assert [e.kind for e in events[1:]] == (["not_learning"] if warned else [])
 
 
-def test_the_trial_gives_the_chance_level_and_make_policy_takes_it() -> None:
-    assert TrialConfig(monitor="val_loss").chance_level == pytest.approx(LN10)
-    assert TrialConfig(monitor="train_loss").chance_level == pytest.approx(LN10)
-    assert TrialConfig(monitor="val_acc").chance_level == pytest.approx(0.1)
+@pytest.mark.parametrize(
+    ("mode", "classes", "expected"), [("min", 10, LN10), ("max", 10, 0.1), ("min", 2, math.log(2))]
+)
+def test_chance_level(mode: str, classes: int, expected: float) -> None:
+    assert chance_level(mode, classes) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("mode", "classes", "bad"),
+    [("up", 10, "mode ('up') must be 'min' or 'max'"), ("min", 1, "num_classes (1) must be >= 2")],
+)
+def test_chance_level_rejects(mode: str, classes: int, bad: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(bad)):
+        chance_level(mode, classes)
+
+
+def test_make_policy_takes_the_chance_level_from_the_trial() -> None:
     policy = make_policy(
         "range_test_on_plateau", {"patience": 0}, base_lr=1e-3, steps_per_epoch=5, chance_level=LN10
     )

@@ -10,14 +10,12 @@ without checking anything again. ``python -m trainables`` validates its own comm
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
-from trainables.cifar_files import NUM_CLASSES
 from trainables.lr.params import (
     PARAMS,
     POLICY_NAMES,
@@ -187,14 +185,6 @@ class TrialConfig(BaseModel):
     @property
     def monitor_mode(self) -> str:
         return MONITORS[self.monitor]
-
-    @property
-    def chance_level(self) -> float:
-        """The monitored metric's value for a uniform guess over CIFAR-10's classes: ln 10 for
-        a cross-entropy loss, 1/10 for an accuracy."""
-        if self.monitor_mode == "min":
-            return math.log(NUM_CLASSES)
-        return 1.0 / NUM_CLASSES
 
     @property
     def plateau_params(self) -> PlateauParams | None:

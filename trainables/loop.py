@@ -35,10 +35,12 @@ from torch import nn
 
 from trainables import results as R
 from trainables.augment import BatchPipeline
+from trainables.cifar_files import NUM_CLASSES
 from trainables.config import TrialConfig
 from trainables.data import DataSplits
 from trainables.device import DeviceSetup
 from trainables.lr import POLICIES, LRPolicy, RangeTestResult, run_range_test
+from trainables.lr.plateau import chance_level
 from trainables.lr.range_test import NORM_SETTLE_BATCHES
 from trainables.models import build_model
 from trainables.rng import capture_rng, restore_rng
@@ -176,7 +178,7 @@ class Trial:
             steps_per_epoch=self.steps_per_epoch,
             metric_name=cfg.monitor,
             metric_mode=cfg.monitor_mode,
-            chance_level=cfg.chance_level,
+            chance_level=chance_level(cfg.monitor_mode, NUM_CLASSES),
         )
         self.counters = Counters()
 

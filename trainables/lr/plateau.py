@@ -412,6 +412,16 @@ class RangeTestOnPlateauLR(_PlateauPolicy):
         )
 
 
+def chance_level(mode: str, num_classes: int) -> float:
+    """A metric's value for a uniform guess over ``num_classes`` classes: ln of it for a metric
+    minimised (a cross-entropy loss), its inverse for one maximised (an accuracy)."""
+    if mode not in ("min", "max"):
+        raise ValueError(f"mode ({mode!r}) must be 'min' or 'max'")
+    if num_classes < 2:
+        raise ValueError(f"num_classes ({num_classes!r}) must be >= 2")
+    return math.log(num_classes) if mode == "min" else 1.0 / num_classes
+
+
 def at_chance(metric: float, chance: float, mode: str, margin: float) -> bool:
     """Whether ``metric`` is no better than a uniform guess: within ``margin`` of the way from
     the ``chance`` value to a perfect score (0 for a metric minimised, a loss; 1 for one
@@ -419,7 +429,8 @@ def at_chance(metric: float, chance: float, mode: str, margin: float) -> bool:
 
     For CIFAR-10's cross-entropy, chance is ln 10 = 2.303 and the default margin 0.02 flags
     a loss of 2.257 or more; for accuracy, chance is 0.1 and the margin flags 0.118 or less.
-    A network that died in its first epochs (every output the same) sits there.
+    A network that died in its first epochs (every output the same) sits there, and so does
+    an untrained one whose LR is far too low.
     """
     if mode not in ("min", "max"):
         raise ValueError(f"mode ({mode!r}) must be 'min' or 'max'")
