@@ -260,12 +260,12 @@ def spec_target(client: MlflowClient, parent_run_id: str) -> float | None:
     import yaml
     from mlflow.exceptions import MlflowException
 
-    from sweep.spec import SpecError, target_val_acc
+    from sweep.spec import SpecError, parse_yaml, target_val_acc
 
     try:
         with tempfile.TemporaryDirectory() as tmp:
             path = client.download_artifacts(parent_run_id, SPEC_ARTIFACT, tmp)
-            raw = yaml.safe_load(Path(path).read_text())
+            raw = parse_yaml(Path(path).read_text())
         return target_val_acc(raw) if isinstance(raw, dict) else None
     except (MlflowException, OSError, yaml.YAMLError, SpecError) as exc:
         log.info("no target_val_acc from the sweep's spec.yaml: %s", exc)

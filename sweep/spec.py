@@ -36,7 +36,6 @@ Schema (see ``sweep/specs/default.yaml`` for a commented example; defaults in th
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
@@ -49,6 +48,7 @@ from sweep.spec_errors import spec_error_line
 from sweep.spec_schema import ARM_KEY, SweepSpec
 from trainables.validation import did_you_mean, show
 from trainables.validation import is_int as _is_int
+from trainables.yaml_values import load_yaml
 
 __all__ = ["ARM_KEY", "BUILTIN_SPECS", "SpecError", "SweepSpec", "load_builtin_spec", "load_spec"]
 
@@ -190,38 +190,11 @@ def _set_dotted(raw: dict[str, Any], dotted: str, value: Any) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# YAML with one-line errors, no duplicate keys, and 1e-3 read as a number
+# YAML with one-line errors (trainables.yaml_values: no duplicate keys, 1e-3 is a number)
 # ---------------------------------------------------------------------------------------------
-class _SpecLoader(yaml.SafeLoader):
-    pass
-
-
-# YAML 1.1 (PyYAML) reads 1e-3 as a string; YAML 1.2 and every human read it as a number.
-_SpecLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-    list("-+0123456789"),
-)
-
-
-def _construct_mapping(loader: _SpecLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key '{key}'", key_node.start_mark
-            )
-        seen.add(key)
-    return loader.construct_mapping(node, deep=deep)
-
-
-_SpecLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
 def parse_yaml(text: str, *, label: str = "spec") -> Any:
     try:
-        return yaml.load(text, Loader=_SpecLoader)  # a SafeLoader subclass: safe
+        return load_yaml(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""

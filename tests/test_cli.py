@@ -366,3 +366,29 @@ def test_trial_command_line_errors_name_the_key(
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"error: {line}"), err
     assert "\n" not in err
+
+
+@pytest.mark.parametrize(
+    ("pair", "expected"),
+    [
+        ("lr=1e-6", {"lr": 1e-6}),  # YAML 1.1 (plain PyYAML) would read the string '1e-6'
+        ("lr=3E-3", {"lr": 3e-3}),
+        ("lr=0.001", {"lr": 0.001}),
+        ("data.train_subset=500", {"data": {"train_subset": 500}}),
+        (
+            "policy_params={patience: 0, min_lr: 1e-5}",
+            {"policy_params": {"patience": 0, "min_lr": 1e-5}},
+        ),
+    ],
+)
+def test_trial_command_line_reads_numbers_as_a_person_does(pair: str, expected: dict) -> None:
+    from trainables.__main__ import parse_overrides
+
+    assert parse_overrides([pair]) == expected
+
+
+def test_trial_command_line_refuses_a_key_given_twice(capsys: pytest.CaptureFixture[str]) -> None:
+    from trainables.__main__ import main
+
+    assert main(["policy_params={patience: 0, patience: 1}"]) == 2
+    assert "duplicate key 'patience'" in capsys.readouterr().err

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from trainables.config import ConfigError, TrialConfig
 from trainables.validation import error_line
+from trainables.yaml_values import load_yaml
 
 
 class LocalReporter:
@@ -58,7 +59,7 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
         node = out
         for part in parents:
             node = node.setdefault(part, {})
-        node[last] = yaml.safe_load(value)
+        node[last] = load_yaml(value)
     return out
 
 
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         raw: dict[str, Any] = {}
         if args.config:
-            raw.update(yaml.safe_load(args.config.read_text()) or {})
+            raw.update(load_yaml(args.config.read_text()) or {})
         raw.update(parse_overrides(args.overrides))
         cfg = TrialConfig.model_validate(raw)
         from trainables.cifar_files import DataError
