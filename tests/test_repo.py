@@ -24,6 +24,22 @@ def test_ci_runs_exactly_the_readme_test_command() -> None:
     assert _ci_command() in readme.splitlines(), "README and .ci/run disagree on the test command"
 
 
+def test_the_readme_one_trial_command_is_a_valid_trial_config() -> None:
+    """The README's ``python -m trainables ...`` example names real keys (it once said
+    ``train_subset=``, which the trial CLI refuses)."""
+    import shlex
+
+    from trainables.__main__ import parse_overrides
+    from trainables.config import TrialConfig
+
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    section = readme.split("One trial, no Ray")[1]
+    command = re.findall(r"`python -m trainables ([^`]+)`", section)[0]
+    raw = parse_overrides(shlex.split(command))
+    cfg = TrialConfig.model_validate(raw)
+    assert cfg.data.train_subset == 500 and cfg.data.dir is not None
+
+
 def test_ci_script_fails_on_any_error() -> None:
     text = (ROOT / ".ci/run").read_text()
     assert "set -euo pipefail" in text
