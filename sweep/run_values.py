@@ -145,17 +145,7 @@ def error_summary(text: str) -> str:
 
 
 def not_learning_line(event: dict[str, Any]) -> str:
-    """``epoch 4: not learning (val_loss 2.3 is no better than chance (2.3)): its lr is far too
-    high (a dead network: restart with a lower one) or far too low``."""
-    verdict = next(
-        (
-            part.split("):")[0] + ")"
-            for part in str(event.get("reason", "")).split("; ")
-            if "no better than chance" in part
-        ),
-        "the monitored metric is no better than chance",
-    )
-    return (
-        f"epoch {event.get('epoch')}: not learning ({verdict}): its lr is far too high (a dead"
-        " network: restart with a lower one) or far too low"
-    )
+    """``epoch 4: val_loss 2.3 is no better than chance (2.3): the run is not learning; ...``:
+    the policy's own words after its plateau clause."""
+    reason = str(event.get("reason") or "the monitored metric is no better than chance")
+    return f"epoch {event.get('epoch')}: {reason.split('; ', 1)[-1]}"

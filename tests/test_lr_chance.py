@@ -179,9 +179,9 @@ def test_the_terminal_says_it_once_per_trial(capsys: pytest.CaptureFixture[str])
         lines.on_trial_result(0, [], t, result)
     out = capsys.readouterr().out.splitlines()
     assert out == [
-        f"range_test seed {s} ({t}): epoch 1: not learning (val_loss 2.3 is no better than "
-        "chance (2.3)): its lr is far too high (a dead network: restart with a lower one) or far "
-        "too low (said once per trial)"
+        f"range_test seed {s} ({t}): epoch 1: val_loss 2.3 is no better than chance (2.3): the "
+        "run is not learning; its lr is far too high (a dead network: restart with a lower one) "
+        "or far too low (said once per trial)"
         for s, t in ((3, "t1"), (4, "t2"))
     ]
 

@@ -348,8 +348,8 @@ def test_a_plateau_at_chance_becomes_a_tag_and_an_event(uri: str) -> None:
     client = MlflowClient(tracking_uri=uri)
     run = client.get_run(cid(tracker, "t"))
     assert run.data.tags["plateau_sweep.not_learning"] == (
-        "epoch 2: not learning (val_loss 2.31 is no better than chance (2.3)): its lr is far too"
-        " high (a dead network: restart with a lower one) or far too low"
+        "epoch 2: val_loss 2.31 is no better than chance (2.3): the run is not learning; its lr"
+        " is far too high (a dead network: restart with a lower one) or far too low"
     )
     names = {Path(f.path).name for f in client.list_artifacts(run.info.run_id, "events")}
     assert names == {"epoch_002_reduce.json", "epoch_002_not_learning.json"}
