@@ -257,7 +257,6 @@ def spec_target(client: MlflowClient, parent_run_id: str) -> float | None:
     Read as :func:`sweep.spec.target_val_acc` reads it (0.5 when absent, ``null`` -> None);
     None too when the parent run has no readable spec.yaml (a run logged by something else).
     """
-    import yaml
     from mlflow.exceptions import MlflowException
 
     from sweep.spec import SpecError, parse_yaml, target_val_acc
@@ -267,7 +266,7 @@ def spec_target(client: MlflowClient, parent_run_id: str) -> float | None:
             path = client.download_artifacts(parent_run_id, SPEC_ARTIFACT, tmp)
             raw = parse_yaml(Path(path).read_text())
         return target_val_acc(raw) if isinstance(raw, dict) else None
-    except (MlflowException, OSError, yaml.YAMLError, SpecError) as exc:
+    except (MlflowException, OSError, SpecError) as exc:  # parse_yaml raises SpecError
         log.info("no target_val_acc from the sweep's spec.yaml: %s", exc)
         return None
 
