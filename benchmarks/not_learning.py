@@ -19,7 +19,7 @@ from typing import Any
 
 import _common as C
 
-from sweep.store import RANGE_TEST_LR_METRIC
+from sweep.store import RANGE_TEST_LR_METRIC, ROLE_CHILD, TAG_ROLE
 from trainables.cifar_files import NUM_CLASSES
 from trainables.config import MONITORS
 from trainables.lr.params import RangeTestParams
@@ -39,7 +39,7 @@ def replay(tracking_uri: str, margin: float) -> list[dict[str, Any]]:
     for exp in client.search_experiments():
         runs = client.search_runs(
             [exp.experiment_id],
-            "tags.`plateau_sweep.role` = 'child' and params.policy = 'range_test_on_plateau'",
+            f"tags.`{TAG_ROLE}` = '{ROLE_CHILD}' and params.policy = 'range_test_on_plateau'",
             max_results=5000,
         )
         for run in runs:

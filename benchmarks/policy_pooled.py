@@ -91,6 +91,10 @@ POOLS = (
 #: paired with the committed arms of the run before it (exact runs: the same seeds pair).
 RESNET8 = "confirm_patience3_resnet8"
 RESNET8_SETTLED = (Arm("confirm_patience3_resnet8_settled", "range_test"),)
+#: ResNet-8, seeds 5-9 (confirm_patience3_resnet8_fresh, all three arms with today's test), and
+#: seeds 0-9 together: the settled arm above for 0-4, the fresh sweep's for 5-9.
+RESNET8_FRESH = "confirm_patience3_resnet8_fresh"
+RESNET8_ALL = (*RESNET8_SETTLED, Arm(RESNET8_FRESH, "range_test"))
 POOLS = (
     *POOLS,
     Pool("ResNet-8: settled range test - constant", RESNET8_SETTLED, (Arm(RESNET8, "constant"),)),
@@ -104,13 +108,6 @@ POOLS = (
         RESNET8_SETTLED,
         (Arm(RESNET8, "reduce_on_plateau"),),
     ),
-)
-#: ResNet-8, seeds 5-9 (confirm_patience3_resnet8_fresh, all three arms with today's test), and
-#: seeds 0-9 together: the settled arm above for 0-4, the fresh sweep's for 5-9.
-RESNET8_FRESH = "confirm_patience3_resnet8_fresh"
-RESNET8_ALL = (*RESNET8_SETTLED, Arm(RESNET8_FRESH, "range_test"))
-POOLS = (
-    *POOLS,
     Pool(
         "ResNet-8, seeds 0-9: range test - constant",
         RESNET8_ALL,
