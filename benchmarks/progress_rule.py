@@ -1,0 +1,281 @@
+"""What the oracle's best LR follows: how far training has gone, which the range test's curve
+does not see. A curve-free rule calibrated on the 24 design states, scored on 72 others.
+
+``benchmarks/pick_offsets.py`` found that within a population the range test's pick and the
+2-epoch oracle barely correlate (rho +0.15 over the 60 seed_cnn states). The oracle's moves are
+not noise: on every well-set population its offset from the running LR falls with the epoch
+of the state (about -0.1 .. -0.3 decade at epoch 2-3, -0.7 .. -0.9 at epoch 10-14), while the
+pick stays near -0.5 decade whatever the epoch.
+
+This fits, per optimizer and horizon, oracle offset = a + b * log10(epoch) on the 24 design
+states (``--setup full``: seeds 0-3) and scores it, beside the default rule (``midpoint``) and a
+fixed cut calibrated on the same 24 states (the median oracle offset per optimizer), against the
+mean oracle of the other well-set populations: 36 fresh seed_cnn states (seeds 4-9), 12 on
+8,000 images, 12 with weight decay and 12 on ResNet-8 with the settled test. The rule reads
+the epoch and the optimizer, never the curve: it measures how much of the oracle a schedule
+knows, not a range test. Nothing is trained.
+
+    .venv/bin/python benchmarks/progress_rule.py     # ~15 s
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import _common as C
+import numpy as np
+from _oracle_analysis import HORIZONS, bootstrap_ci, quantile
+from oracle import (
+    FULL,
+    FULL_8K,
+    FULL_RESNET8_TEST,
+    FULL_TEST,
+    FULL_TEST2,
+    FULL_TEST3,
+    FULL_WD,
+    Setup,
+)
+from oracle_pooled import pooled_rows
+
+CALIBRATION: tuple[Setup, ...] = (FULL,)
+VALIDATION: dict[str, tuple[Setup, ...]] = {
+    "seed_cnn, fresh (36)": (FULL_TEST, FULL_TEST2, FULL_TEST3),
+    "seed_cnn, 8k images (12)": (FULL_8K,),
+    "seed_cnn, weight decay (12)": (FULL_WD,),
+    "ResNet-8, settled (12)": (FULL_RESNET8_TEST,),
+}
+OPTIMIZERS = ("adam", "sgd")
+RULE = "ours_midpoint"  # the default
+METHODS = ("midpoint", "fixed cut", "progress", "progress in steps")
+#: Training images of the design states: "progress in steps" reads a state of another data
+#: size at the design epoch with as many optimizer steps (8,000 images: epoch x 2).
+DESIGN_TRAIN = FULL.train
+
+
+def rows_of(setups: tuple[Setup, ...]) -> list[dict]:
+    """The default rule's rows over ``setups``, each with its setup's training-set size."""
+    out = []
+    for setup in setups:
+        rows, _ = pooled_rows(C.RESULTS_DIR, (setup,))
+        out += [{**r, "train": setup.train} for r in rows[RULE]]
+    return out
+
+
+def pick_offset(row: dict) -> float | None:
+    return None if row["pick"] is None else math.log10(row["pick"] / row["running_lr"])
+
+
+def calibrate(rows: list[dict]) -> dict[str, dict[str, dict[str, Any]]]:
+    """{optimizer: {horizon: {"slope", "intercept", "cut"}}} from the calibration rows."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for opt in OPTIMIZERS:
+        out[opt] = {}
+        for h in HORIZONS:
+            pts = [
+                (math.log10(r["epoch"]), r["oracle"][h])
+                for r in rows
+                if r["optimizer"] == opt and r["oracle"][h] is not None
+            ]
+            xs, ys = (np.array(v) for v in zip(*pts, strict=True))
+            slope, intercept = np.polyfit(xs, ys, 1)
+            out[opt][h] = {
+                "slope": float(slope),
+                "intercept": float(intercept),
+                "cut": float(np.median(ys)),
+                "states": len(pts),
+            }
+    return out
+
+
+def predictions(row: dict, fit: dict[str, dict[str, dict[str, Any]]], h: str) -> dict:
+    """Each method's offset for one state and horizon (None: the rule declined)."""
+    f = fit[row["optimizer"]][h]
+    return {
+        "midpoint": pick_offset(row),
+        "fixed cut": f["cut"],
+        "progress": f["intercept"] + f["slope"] * math.log10(row["epoch"]),
+        "progress in steps": f["intercept"]
+        + f["slope"] * math.log10(row["epoch"] * row["train"] / DESIGN_TRAIN),
+    }
+
+
+def scores(rows: list[dict], fit: dict[str, dict[str, dict[str, Any]]]) -> dict[str, Any]:
+    """Per horizon and method: median |e| (with its 95% bootstrap interval), p90 |e|, median
+    signed e and answered states; and the rank correlation of epoch and oracle offset."""
+    from scipy.stats import spearmanr
+
+    out: dict[str, Any] = {"states": len(rows)}
+    for h in HORIZONS:
+        errs: dict[str, list[float]] = {m: [] for m in METHODS}
+        closer = answered = 0  # states where the progress rule is closer than the pick
+        for r in rows:
+            if r["oracle"][h] is None:
+                continue
+            pred = predictions(r, fit, h)
+            for m, p in pred.items():
+                if p is not None:
+                    errs[m].append(p - r["oracle"][h])
+            if pred["midpoint"] is not None:
+                answered += 1
+                closer += abs(pred["progress"] - r["oracle"][h]) < abs(
+                    pred["midpoint"] - r["oracle"][h]
+                )
+        out[h] = {
+            m: {
+                "n": len(e),
+                "median_abs": quantile([abs(v) for v in e], 0.5),
+                "median_abs_ci": bootstrap_ci([abs(v) for v in e]),
+                "p90_abs": quantile([abs(v) for v in e], 0.9),
+                "bias": quantile(e, 0.5),
+            }
+            for m, e in errs.items()
+        } | {"progress_closer": [closer, answered]}
+        rho = {}
+        for opt in OPTIMIZERS:
+            pts = [
+                (r["epoch"], r["oracle"][h])
+                for r in rows
+                if r["optimizer"] == opt and r["oracle"][h] is not None
+            ]
+            rho[opt] = float(spearmanr(*zip(*pts, strict=True))[0]) if len(pts) > 2 else None
+        out[h]["epoch_rho"] = rho
+    return out
+
+
+def lines(fit: dict, result: dict[str, dict[str, Any]]) -> list[str]:
+    out = ["calibrated on the 24 design states: offset = a + b log10(epoch); fixed cut = median"]
+    for opt in OPTIMIZERS:
+        for h in HORIZONS:
+            f = fit[opt][h]
+            out.append(
+                f"  {opt:4s} {h:4s}: a {f['intercept']:+.2f}, b {f['slope']:+.2f};"
+                f" cut {f['cut']:+.2f} ({f['states']} states)"
+            )
+    out.append("\nmedian |e| [95% CI] / p90 / bias, decades, against the mean oracle")
+    for label, res in result.items():
+        for h in HORIZONS:
+            cells = []
+            for m in METHODS:
+                s = res[h][m]
+                ci = s["median_abs_ci"] or [math.nan, math.nan]
+                cells.append(
+                    f"{m} {s['median_abs']:.2f} [{ci[0]:.2f}-{ci[1]:.2f}] / {s['p90_abs']:.2f}"
+                    f" / {s['bias']:+.2f} (n {s['n']})"
+                )
+            rho = ", ".join(f"{o} {v:+.2f}" for o, v in res[h]["epoch_rho"].items())
+            closer, answered = res[h]["progress_closer"]
+            out.append(
+                f"{label:28s} {h:4s} "
+                + " | ".join(cells)
+                + f" | rho(epoch) {rho} | progress closer than midpoint in {closer} of {answered}"
+            )
+    return out
+
+
+def plot(fit: dict, groups: dict[str, list[dict]], path: Path) -> Path:
+    """Oracle offset against epoch, per optimizer and horizon: every population's states, the
+    progress rule's line (calibrated on the design states) and the default's median pick."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(11, 7), layout="constrained")
+    FigureCanvasAgg(fig)
+    markers = dict(zip(groups, "o^sDv", strict=False))
+    for i, h in enumerate(HORIZONS):
+        for j, opt in enumerate(OPTIMIZERS):
+            ax = fig.add_subplot(2, 2, i * 2 + j + 1)
+            for label, rows in groups.items():
+                pts = [
+                    (r["epoch"], r["oracle"][h])
+                    for r in rows
+                    if r["optimizer"] == opt and r["oracle"][h] is not None
+                ]
+                if pts:
+                    xs, ys = zip(*pts, strict=True)
+                    jitter = np.random.default_rng(0).uniform(-0.15, 0.15, len(xs))
+                    ax.scatter(
+                        np.array(xs) + jitter,
+                        ys,
+                        s=14,
+                        alpha=0.6,
+                        marker=markers[label],
+                        label=label,
+                    )
+            epochs = sorted(
+                {r["epoch"] for rows in groups.values() for r in rows if r["optimizer"] == opt}
+            )
+            grid = np.linspace(min(epochs), max(epochs), 50)
+            f = fit[opt][h]
+            ax.plot(
+                grid,
+                f["intercept"] + f["slope"] * np.log10(grid),
+                color="black",
+                label="progress rule (design states)",
+            )
+            picks = [
+                (e, float(np.median(v)))
+                for e in epochs
+                if (
+                    v := [
+                        p
+                        for rows in groups.values()
+                        for r in rows
+                        if r["optimizer"] == opt
+                        and r["epoch"] == e
+                        and (p := pick_offset(r)) is not None
+                    ]
+                )
+            ]
+            ax.plot(
+                *zip(*picks, strict=True),
+                color="tab:red",
+                linestyle="--",
+                marker="x",
+                label="midpoint pick, median",
+            )
+            ax.axhline(0, color="grey", linewidth=0.6)
+            ax.set_title(f"{opt}, oracle at {h}", fontsize=9)
+            ax.set_xlabel("epoch of the state", fontsize=8)
+            ax.set_ylabel("log10(best lr / running lr)", fontsize=8)
+            ax.tick_params(labelsize=7)
+            ax.grid(True, alpha=0.3)
+            if i == 0 and j == 0:
+                ax.legend(fontsize=6, loc="lower left")
+    fig.suptitle(
+        "the oracle's best LR falls with training progress; the range-test pick does not",
+        fontsize=10,
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png", dpi=100)
+    return path
+
+
+def main() -> int:
+    parser = C.base_parser(__doc__.splitlines()[0], quick=False)
+    args = parser.parse_args()
+    t0 = time.perf_counter()
+    design = rows_of(CALIBRATION)
+    if not design:
+        print("no cached curves of the design states in benchmarks/results", flush=True)
+        return 1
+    fit = calibrate(design)
+    held_out = {label: rows_of(setups) for label, setups in VALIDATION.items()}
+    pooled = [r for rows in held_out.values() for r in rows]
+    groups = {"design (24, in sample)": design} | held_out
+    result = {label: scores(rows, fit) for label, rows in groups.items() if rows}
+    result[f"all held-out ({len(pooled)})"] = scores(pooled, fit)
+    print("\n".join(lines(fit, result)), flush=True)
+    out = C.write_result(
+        "progress_rule",
+        {"seconds": time.perf_counter() - t0, "fit": fit, "populations": result},
+        args.out,
+    )
+    print(f"plot: {plot(fit, groups, out.with_name(f'{out.stem}.png'))}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
