@@ -352,3 +352,41 @@ def test_pick_offsets_reads_every_population_from_the_committed_caches() -> None
     assert [g["all"]["n"] for g in got.values()] == [60, 12, 12, 12]
     for groups in got.values():  # the optimizers split each population
         assert groups["adam"]["n"] + groups["sgd"]["n"] == groups["all"]["n"]
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize(
+    ("patience", "max_epochs", "kept"),
+    [
+        # an LR that learns nothing: epoch 2 is no better than epoch 1, and patience 0 fires
+        (0, 3, 2),
+        # patience 1 needs two bad epochs: 2 and 3
+        (1, 4, 3),
+        # a detector that never fires by the last epoch keeps no state
+        (5, 2, None),
+    ],
+)
+def test_plateau_setup_keeps_the_state_where_the_detector_first_fires(
+    real_cifar_dir: Path, tmp_path: Path, patience: int, max_epochs: int, kept: int | None
+) -> None:
+    import torch
+
+    from trainables.device import select_device
+
+    setup_ = dataclasses.replace(
+        oracle.QUICK, runs=(("sgd", 1e-9, (max_epochs,)),), plateau_patience=patience
+    )
+    assert setup_.key()["plateau_patience"] == patience
+    torch.set_num_threads(1)
+    device = select_device("cpu", cpus_assigned=1)
+    splits = oracle.load_setup_splits(setup_, str(real_cifar_dir))
+    info = oracle.make_states(setup_, splits, device, tmp_path, (0, 1))
+    want = [] if kept is None else [f"sgd-s0-e{kept}"]
+    assert sorted(info) == want
+    assert sorted(p.stem for p in tmp_path.glob("*.pt")) == want
+    if kept is not None:
+        assert info[want[0]]["epoch"] == kept
+        stamp = (tmp_path / f"{want[0]}.pt").stat().st_mtime_ns
+        # a second call reads the cache: nothing is trained or written again
+        assert oracle.make_states(setup_, splits, device, tmp_path, (0, 1)) == info
+        assert (tmp_path / f"{want[0]}.pt").stat().st_mtime_ns == stamp
