@@ -31,6 +31,7 @@ from _oracle_analysis import HORIZONS, bootstrap_ci, quantile
 from oracle import (
     FULL,
     FULL_8K,
+    FULL_PLATEAU,
     FULL_RESNET8_TEST,
     FULL_TEST,
     FULL_TEST2,
@@ -47,6 +48,13 @@ VALIDATION: dict[str, tuple[Setup, ...]] = {
     "seed_cnn, weight decay (12)": (FULL_WD,),
     "ResNet-8, settled (12)": (FULL_RESNET8_TEST,),
 }
+#: The states where the policy acts (each run's first plateau, epochs 11-30), scored apart:
+#: the rule was fitted on epochs 2-10 / 3-14 and is read there by a reading fixed before those
+#: states were trained (``oracle.FULL_PLATEAU``).
+PLATEAU: dict[str, tuple[Setup, ...]] = {"seed_cnn, first plateau": (FULL_PLATEAU,)}
+#: That reading: the rule extends to them if its median |error| is at most this at both
+#: horizons and it is closer than the default's pick in more than half the states it answered.
+EXTENDS_WITHIN = 0.2
 OPTIMIZERS = ("adam", "sgd")
 RULE = "ours_midpoint"  # the default
 METHODS = ("midpoint", "fixed cut", "progress", "progress in steps")
@@ -145,6 +153,46 @@ def scores(rows: list[dict], fit: dict[str, dict[str, dict[str, Any]]]) -> dict[
     return out
 
 
+def loss_gains(
+    rows: list[dict], fit: dict[str, dict[str, dict[str, Any]]], setup_: Setup
+) -> dict[str, dict[str, float]]:
+    """Mean change of val loss against keeping the running LR, per horizon, at the oracle's
+    LR, the policy's applied LR, reduce_on_plateau's x 0.3 and the progress rule's LR, each
+    interpolated on every stream's oracle grid (nothing is trained at them)."""
+    from _oracle_analysis import loss_at
+    from oracle import load_curves
+
+    doc = load_curves(C.RESULTS_DIR / f"{setup_.name}_curves", setup_)["states"]
+    out: dict[str, dict[str, float]] = {}
+    for h in HORIZONS:
+        deltas: dict[str, list[float]] = {}
+        for r in rows:
+            f = fit[r["optimizer"]][h]
+            lrs = {
+                "oracle": r["oracle"][h],
+                "policy applied": math.log10(r["applied"] / r["running_lr"]),
+                "x 0.3 cut": math.log10(0.3),
+                "progress": f["intercept"] + f["slope"] * math.log10(r["epoch"]),
+            }
+            for points in doc[r["state"]]["oracle"].values():
+                keep = loss_at(points, h, 0.0)
+                for name, offset in lrs.items():
+                    at = None if offset is None else loss_at(points, h, offset)
+                    if keep is not None and at is not None:
+                        deltas.setdefault(name, []).append(at - keep)
+        out[h] = {name: float(np.mean(v)) for name, v in deltas.items()}
+    return out
+
+
+def extends(result: dict[str, Any]) -> bool:
+    """The reading fixed before the plateau states were trained (see ``EXTENDS_WITHIN``)."""
+    for h in HORIZONS:
+        closer, answered = result[h]["progress_closer"]
+        if result[h]["progress"]["median_abs"] > EXTENDS_WITHIN or 2 * closer <= answered:
+            return False
+    return True
+
+
 def lines(fit: dict, result: dict[str, dict[str, Any]]) -> list[str]:
     out = ["calibrated on the 24 design states: offset = a + b log10(epoch); fixed cut = median"]
     for opt in OPTIMIZERS:
@@ -172,6 +220,14 @@ def lines(fit: dict, result: dict[str, dict[str, Any]]) -> list[str]:
                 + " | ".join(cells)
                 + f" | rho(epoch) {rho} | progress closer than midpoint in {closer} of {answered}"
             )
+        if "extends" in res:
+            verdict = "extends to them" if res["extends"] else "holds only within its epochs"
+            out.append(
+                f"{label}: by the reading fixed before they were trained, the rule {verdict}"
+            )
+            for h, gains in res["loss_vs_keeping"].items():
+                cells = ", ".join(f"{n} {v:+.3f}" for n, v in gains.items())
+                out.append(f"  mean val loss change against keeping the running LR, {h}: {cells}")
     return out
 
 
@@ -183,7 +239,7 @@ def plot(fit: dict, groups: dict[str, list[dict]], path: Path) -> Path:
 
     fig = Figure(figsize=(11, 7), layout="constrained")
     FigureCanvasAgg(fig)
-    markers = dict(zip(groups, "o^sDv", strict=False))
+    markers = dict(zip(groups, "o^sDvP", strict=False))
     for i, h in enumerate(HORIZONS):
         for j, opt in enumerate(OPTIMIZERS):
             ax = fig.add_subplot(2, 2, i * 2 + j + 1)
@@ -267,6 +323,14 @@ def main() -> int:
     groups = {"design (24, in sample)": design} | held_out
     result = {label: scores(rows, fit) for label, rows in groups.items() if rows}
     result[f"all held-out ({len(pooled)})"] = scores(pooled, fit)
+    plateau = {label: rows_of(setups) for label, setups in PLATEAU.items()}
+    for label, rows in plateau.items():
+        if rows:
+            groups[label] = rows
+            result[label] = scores(rows, fit) | {
+                "extends": extends(scores(rows, fit)),
+                "loss_vs_keeping": loss_gains(rows, fit, PLATEAU[label][0]),
+            }
     print("\n".join(lines(fit, result)), flush=True)
     out = C.write_result(
         "progress_rule",

@@ -99,8 +99,11 @@ def test_the_committed_result_is_what_the_committed_caches_give() -> None:
             assert fit[opt][h] == pytest.approx(committed["fit"][opt][h])
     sizes = [len(progress_rule.rows_of(s)) for s in progress_rule.VALIDATION.values()]
     assert sizes == [36, 12, 12, 12]
-    for label, setups in progress_rule.VALIDATION.items():
+    assert [len(progress_rule.rows_of(s)) for s in progress_rule.PLATEAU.values()] == [10]
+    for label, setups in (progress_rule.VALIDATION | progress_rule.PLATEAU).items():
         got = progress_rule.scores(progress_rule.rows_of(setups), fit)
+        if label in progress_rule.PLATEAU:  # the reading fixed before they were trained
+            assert progress_rule.extends(got) is committed["populations"][label]["extends"]
         for h in HORIZONS:
             for m in progress_rule.METHODS:
                 want = committed["populations"][label][h][m]
@@ -137,3 +140,26 @@ def test_two_batch_estimate_recovers_the_gradient_and_its_noise(
 def test_two_batch_estimate_names_batch_sizes_it_cannot_use(small: int, big: int) -> None:
     with pytest.raises(ValueError, match=f"got {small} and {big}"):
         noise_scale.two_batch_estimate(1.0, 0.5, small, big)
+
+
+def _result(median: tuple[float, float], closer: tuple[int, int], answered: int) -> dict:
+    return {
+        h: {"progress": {"median_abs": m}, "progress_closer": [c, answered]}
+        for h, m, c in zip(HORIZONS, median, closer, strict=True)
+    }
+
+
+@pytest.mark.parametrize(
+    ("median", "closer", "answered", "verdict"),
+    [
+        ((0.15, 0.2), (7, 7), 12, True),  # 0.2 itself is within
+        ((0.15, 0.21), (7, 7), 12, False),  # one horizon past 0.2
+        ((0.1, 0.1), (6, 7), 12, False),  # closer in exactly half is not more than half
+        ((0.1, 0.1), (7, 7), 12, True),
+        ((0.1, 0.1), (0, 0), 0, False),  # no state answered: nothing to be closer than
+    ],
+)
+def test_the_plateau_reading_needs_both_horizons_within_and_a_majority_closer(
+    median: tuple[float, float], closer: tuple[int, int], answered: int, verdict: bool
+) -> None:
+    assert progress_rule.extends(_result(median, closer, answered)) is verdict
