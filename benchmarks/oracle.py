@@ -246,7 +246,7 @@ FULL_RESNET8_TEST = dataclasses.replace(
 #: epoch 11-28. These are constant-LR runs on 5,000 images kept where the policy's detector
 #: (patience 3, its threshold) first fires on val loss, by epoch 30 -- the state of a range-test
 #: run's first test -- Adam 1e-3 and SGD 0.02 + momentum, seeds 18-23, which no oracle state
-#: used; two streams. Fixed before any of its states was trained (2026-12-01, 18:45 UTC), the
+#: used; two streams. Fixed before any of its states was trained (2026-12-01, 18:34 UTC), the
 #: reading (``benchmarks/progress_rule.py``, nothing refitted): the progress rule fitted on the
 #: 24 design states (offset a + b log10(epoch) per optimizer, benchmarks/results/
 #: progress_rule.json) extends to the states where the policy acts if, against the mean oracle
