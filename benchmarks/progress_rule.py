@@ -15,6 +15,11 @@ mean oracle of the other well-set populations: 36 fresh seed_cnn states (seeds 4
 the epoch and the optimizer, never the curve: it measures how much of the oracle a schedule
 knows, not a range test. Nothing is trained.
 
+The states where the policy acts are scored apart (``oracle.FULL_PLATEAU``: each constant-LR
+run's first plateau, 5,000 images), by a reading fixed before they were trained
+(``EXTENDS_WITHIN``), with the validation loss each LR gains there against keeping the running
+LR: the oracle's, the policy's applied LR, reduce_on_plateau's x 0.3 and the progress rule's.
+
     .venv/bin/python benchmarks/progress_rule.py     # ~15 s
 """
 
@@ -48,7 +53,7 @@ VALIDATION: dict[str, tuple[Setup, ...]] = {
     "seed_cnn, weight decay (12)": (FULL_WD,),
     "ResNet-8, settled (12)": (FULL_RESNET8_TEST,),
 }
-#: The states where the policy acts (each run's first plateau, epochs 11-30), scored apart:
+#: The states where the policy acts (each run's first plateau, by epoch 30), scored apart:
 #: the rule was fitted on epochs 2-10 / 3-14 and is read there by a reading fixed before those
 #: states were trained (``oracle.FULL_PLATEAU``).
 PLATEAU: dict[str, tuple[Setup, ...]] = {"seed_cnn, first plateau": (FULL_PLATEAU,)}
