@@ -31,13 +31,6 @@ from typing import Any
 import _common as C
 from _oracle_analysis import HORIZONS
 from oracle import (
-    FULL,
-    FULL_8K,
-    FULL_RESNET8_TEST,
-    FULL_TEST,
-    FULL_TEST2,
-    FULL_TEST3,
-    FULL_WD,
     Setup,
     _shard,
     load_curves,
@@ -46,16 +39,10 @@ from oracle import (
     make_states,
     make_trial,
 )
+from progress_rule import CALIBRATION, VALIDATION
 
-SETUPS: tuple[Setup, ...] = (
-    FULL,
-    FULL_TEST,
-    FULL_TEST2,
-    FULL_TEST3,
-    FULL_8K,
-    FULL_WD,
-    FULL_RESNET8_TEST,
-)
+#: The well-set populations ``benchmarks/progress_rule.py`` scores (its epoch is read beside).
+SETUPS: tuple[Setup, ...] = (*CALIBRATION, *(s for setups in VALIDATION.values() for s in setups))
 #: Training batches per measurement: half an epoch of the 4,000-image states.
 NUM_BATCHES = 40
 CACHE = C.RESULTS_DIR / "noise_scale_states"  # one JSON per state

@@ -172,12 +172,11 @@ def loss_gains(
     for h in HORIZONS:
         deltas: dict[str, list[float]] = {}
         for r in rows:
-            f = fit[r["optimizer"]][h]
             lrs = {
                 "oracle": r["oracle"][h],
                 "policy applied": math.log10(r["applied"] / r["running_lr"]),
                 "x 0.3 cut": math.log10(0.3),
-                "progress": f["intercept"] + f["slope"] * math.log10(r["epoch"]),
+                "progress": predictions(r, fit, h)["progress"],
             }
             for points in doc[r["state"]]["oracle"].values():
                 keep = loss_at(points, h, 0.0)
@@ -332,8 +331,9 @@ def main() -> int:
     for label, rows in plateau.items():
         if rows:
             groups[label] = rows
-            result[label] = scores(rows, fit) | {
-                "extends": extends(scores(rows, fit)),
+            scored = scores(rows, fit)
+            result[label] = scored | {
+                "extends": extends(scored),
                 "loss_vs_keeping": loss_gains(rows, fit, PLATEAU[label][0]),
             }
     print("\n".join(lines(fit, result)), flush=True)
