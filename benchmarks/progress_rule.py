@@ -60,6 +60,8 @@ PLATEAU: dict[str, tuple[Setup, ...]] = {"seed_cnn, first plateau": (FULL_PLATEA
 #: That reading: the rule extends to them if its median |error| is at most this at both
 #: horizons and it is closer than the default's pick in more than half the states it answered.
 EXTENDS_WITHIN = 0.2
+#: The accuracy the range test's pick is asked for: median |error| at most this, at both horizons.
+TARGET = 0.2
 OPTIMIZERS = ("adam", "sgd")
 RULE = "ours_midpoint"  # the default
 METHODS = ("midpoint", "fixed cut", "progress", "progress in steps")
@@ -120,7 +122,7 @@ def scores(rows: list[dict], fit: dict[str, dict[str, dict[str, Any]]]) -> dict[
     signed e and answered states; and the rank correlation of epoch and oracle offset."""
     from scipy.stats import spearmanr
 
-    out: dict[str, Any] = {"states": len(rows)}
+    out: dict[str, Any] = {"states": len(rows), "horizon_gap": horizon_gap(rows)}
     for h in HORIZONS:
         errs: dict[str, list[float]] = {m: [] for m in METHODS}
         closer = answered = 0  # states where the progress rule is closer than the pick
@@ -156,6 +158,27 @@ def scores(rows: list[dict], fit: dict[str, dict[str, dict[str, Any]]]) -> dict[
             rho[opt] = float(spearmanr(*zip(*pts, strict=True))[0]) if len(pts) > 2 else None
         out[h]["epoch_rho"] = rho
     return out
+
+
+def horizon_gap(rows: list[dict]) -> dict[str, Any]:
+    """How far apart the two horizons' oracles lie in each state: a floor under any rule that
+    gives one LR per state. Its errors at the two horizons add up to at least the gap, so in a
+    state whose gap exceeds ``2 * TARGET`` no LR is within ``TARGET`` of both oracles; the LR
+    halfway between them, which only a rule knowing both could give, is gap / 2 from each."""
+    signed = [
+        r["oracle"]["half"] - r["oracle"]["2ep"]
+        for r in rows
+        if r["oracle"]["half"] is not None and r["oracle"]["2ep"] is not None
+    ]
+    gaps = [abs(g) for g in signed]
+    return {
+        "states": len(gaps),
+        "median": quantile(gaps, 0.5),
+        "p90": quantile(gaps, 0.9),
+        "median_half_minus_2ep": quantile(signed, 0.5),
+        "beyond_one_lr": sum(g > 2 * TARGET for g in gaps),
+        "halfway_median_abs": quantile([g / 2 for g in gaps], 0.5),
+    }
 
 
 def loss_gains(
@@ -224,6 +247,14 @@ def lines(fit: dict, result: dict[str, dict[str, Any]]) -> list[str]:
                 + " | ".join(cells)
                 + f" | rho(epoch) {rho} | progress closer than midpoint in {closer} of {answered}"
             )
+        gap = res["horizon_gap"]
+        out.append(
+            f"{label:28s} the two horizons' oracles lie a median {gap['median']:.2f} decade apart"
+            f" (p90 {gap['p90']:.2f}; half minus 2 epochs {gap['median_half_minus_2ep']:+.2f}):"
+            f" in {gap['beyond_one_lr']} of {gap['states']} states no one LR is within"
+            f" {TARGET} of both; the LR halfway between them is a median"
+            f" {gap['halfway_median_abs']:.2f} from each"
+        )
         if "extends" in res:
             verdict = "extends to them" if res["extends"] else "holds only within its epochs"
             out.append(

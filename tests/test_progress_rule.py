@@ -102,6 +102,7 @@ def test_the_committed_result_is_what_the_committed_caches_give() -> None:
     assert [len(progress_rule.rows_of(s)) for s in progress_rule.PLATEAU.values()] == [10]
     for label, setups in (progress_rule.VALIDATION | progress_rule.PLATEAU).items():
         got = progress_rule.scores(progress_rule.rows_of(setups), fit)
+        assert got["horizon_gap"] == pytest.approx(committed["populations"][label]["horizon_gap"])
         if label in progress_rule.PLATEAU:  # the reading fixed before they were trained
             assert progress_rule.extends(got) is committed["populations"][label]["extends"]
         for h in HORIZONS:
@@ -163,3 +164,30 @@ def test_the_plateau_reading_needs_both_horizons_within_and_a_majority_closer(
     median: tuple[float, float], closer: tuple[int, int], answered: int, verdict: bool
 ) -> None:
     assert progress_rule.extends(_result(median, closer, answered)) is verdict
+
+
+@pytest.mark.parametrize(
+    ("oracles", "median", "signed", "beyond", "halfway"),
+    [
+        # half minus 2 epochs: +0.5, -0.1, +0.3 -> gaps 0.5, 0.1, 0.3
+        ([(-1.0, -1.5), (-0.3, -0.2), (-0.6, -0.9)], 0.3, 0.3, 1, 0.15),
+        # a gap of exactly twice the target still leaves one LR within it of both
+        ([(0.0, -0.4), (0.0, -0.4)], 0.4, 0.4, 0, 0.2),
+        # a state without an oracle at one horizon has no gap
+        ([(0.0, None), (-0.2, -0.7)], 0.5, 0.5, 1, 0.25),
+    ],
+)
+def test_horizon_gap_bounds_any_one_lr_per_state(
+    oracles: list[tuple[float, float | None]],
+    median: float,
+    signed: float,
+    beyond: int,
+    halfway: float,
+) -> None:
+    rows = [{"oracle": {"half": half, "2ep": two}} for half, two in oracles]
+    got = progress_rule.horizon_gap(rows)
+    assert got["states"] == sum(two is not None for _, two in oracles)
+    assert got["median"] == pytest.approx(median)
+    assert got["median_half_minus_2ep"] == pytest.approx(signed)
+    assert got["beyond_one_lr"] == beyond
+    assert got["halfway_median_abs"] == pytest.approx(halfway)
