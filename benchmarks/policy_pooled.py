@@ -53,20 +53,18 @@ PATIENCE3 = (
     Arm("rule_decision_fresh", "midpoint_p3"),
     Arm("confirm_patience3_fresh", "range_test"),
 )
+#: reduce_on_plateau x 0.3 at patience 3: seeds 0-4 and 10-14.
+CUT_X03 = (
+    Arm("ablation_patience3_long", "reduce_on_plateau"),
+    Arm("confirm_patience3_fresh", "reduce_on_plateau"),
+)
 POOLS = (
     Pool(
         "default policy, patience 3 - constant",
         PATIENCE3,
         (*CONSTANT, Arm("confirm_patience3_fresh", "constant")),
     ),
-    Pool(
-        "default policy - reduce_on_plateau, p 3",
-        (PATIENCE3[0], PATIENCE3[2]),
-        (
-            Arm("ablation_patience3_long", "reduce_on_plateau"),
-            Arm("confirm_patience3_fresh", "reduce_on_plateau"),
-        ),
-    ),
+    Pool("default policy - reduce_on_plateau, p 3", (PATIENCE3[0], PATIENCE3[2]), CUT_X03),
     Pool(
         "default policy, patience 0 - constant",
         (
@@ -119,6 +117,19 @@ POOLS = (
         (Arm(RESNET8, "reduce_on_plateau"), Arm(RESNET8_FRESH, "reduce_on_plateau")),
     ),
 )
+#: Cutting harder at a plateau (plateau_cut, seeds 0-4 and 10-14; its arms pair with the
+#: committed ones by ``benchmarks/paired_prefix.py``): x 0.1 and x 0.04 against the x 0.3 cut
+#: and the default range-test policy on the same seeds and detector.
+HARDER_CUTS = tuple(
+    Pool(
+        f"reduce_on_plateau x {f} - {name}, p 3",
+        (Arm("plateau_cut", f"reduce_on_plateau_x{f}"),),
+        ref,
+    )
+    for f in ("0.1", "0.04")
+    for name, ref in (("x 0.3", CUT_X03), ("default policy", (PATIENCE3[0], PATIENCE3[2])))
+)
+POOLS = (*POOLS, *HARDER_CUTS)
 METRICS = ("final_test_acc", "best_val_acc")
 
 

@@ -92,3 +92,13 @@ def test_policy_pooled_agrees_with_each_sweeps_own_pairing(tmp_path: Path) -> No
     assert r8_all["diffs"][:5] == pytest.approx(
         [a - b for a, b in zip(settled, test_acc(RESNET8, "constant"), strict=True)]
     )
+
+    # the harder cuts: both pair with the same committed x 0.3 runs, so their two pools differ
+    # by the plateau_cut sweep's own pairs (x 0.04 - x 0.1), seed for seed
+    hard = {
+        f: pools[f"reduce_on_plateau x {f} - x 0.3, p 3"]["final_test_acc"] for f in ("0.1", "0.04")
+    }
+    seeds = [str(s) for s in (0, 1, 2, 3, 4, 10, 11, 12, 13, 14)]
+    assert hard["0.1"]["seeds"] == hard["0.04"]["seeds"] == seeds
+    between = [a - b for a, b in zip(hard["0.04"]["diffs"], hard["0.1"]["diffs"], strict=True)]
+    assert between == pytest.approx(own("plateau_cut")["reduce_on_plateau_x0.04"], abs=1e-12)
