@@ -7,7 +7,10 @@ on seeds 10-14, each time with the constant LR on the same seeds. The runs are e
 reproduces every seed), so the same spec on 10-15 seeds is one population; each sweep alone
 gives a 95% interval of 2-4 points. This pools the committed ``comparison.json`` files
 (nothing is trained) and reports, per trigger, the paired difference over all seeds with its
-95% t interval, as ``sweep compare`` does for one sweep.
+95% t interval, as ``sweep compare`` does for one sweep. The same pairing joins arms run later
+against committed ones: the ResNet-8 sweeps, and reduce_on_plateau at x 0.1 and x 0.04
+(``plateau_cut``) against the committed x 0.3 and range-test arms
+(``benchmarks/paired_prefix.py`` checks that such arms pair).
 
     .venv/bin/python benchmarks/policy_pooled.py     # < 1 s
 
