@@ -8,14 +8,16 @@ the committed arm would mix that change into the policy's effect. This reads bot
 the MLflow store (nothing is trained) and compares, per shared seed, every epoch both ran at
 the trial's first LR.
 
-    .venv/bin/python benchmarks/paired_prefix.py plateau-cut reduce_on_plateau_x0.1 \\
-        confirm-patience3-fresh reduce_on_plateau      # a few seconds; exit 1 if any differ
+    .venv/bin/python benchmarks/paired_prefix.py plateau-cut confirm-patience3-fresh \\
+        reduce_on_plateau reduce_on_plateau_x0.1 reduce_on_plateau_x0.04
+    # a few seconds: benchmarks/results/paired_prefix.json; exit 1 if an arm does not pair
 """
 
 from __future__ import annotations
 
-import argparse
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+
+import _common as C
 
 METRICS = ("train_loss", "val_loss", "val_acc")
 
@@ -75,36 +77,50 @@ def shared_prefix(
     return Prefix(seed, len(prefix), differing, changed[0] if changed else None)
 
 
+def check(new: dict, ref: dict) -> list[Prefix]:
+    """The shared prefix of every seed both arms ran, in seed order."""
+    return [shared_prefix(s, new[s], ref[s]) for s in sorted(set(new) & set(ref), key=int)]
+
+
+def pairs(prefixes: list[Prefix]) -> bool:
+    """The arms pair if they share a seed and every shared seed has an identical prefix."""
+    return bool(prefixes) and all(p.epochs and not p.differing for p in prefixes)
+
+
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = C.base_parser(__doc__.splitlines()[0], quick=False)
     parser.add_argument("experiment", help="the new sweep's name (its MLflow experiment)")
-    parser.add_argument("label", help="the new arm's policy label")
     parser.add_argument("reference_experiment", help="the earlier sweep's name")
     parser.add_argument("reference_label", help="the committed arm's policy label")
+    parser.add_argument("labels", nargs="+", help="the new arms' policy labels")
     parser.add_argument("--tracking-uri", default="sqlite:///mlflow.db")
     args = parser.parse_args()
-    new = arm_histories(args.tracking_uri, args.experiment, args.label)
     ref = arm_histories(args.tracking_uri, args.reference_experiment, args.reference_label)
-    seeds = sorted(set(new) & set(ref), key=int)
-    if not seeds:
-        print("error: the two arms share no seed", flush=True)
-        return 2
-    prefixes = [shared_prefix(s, new[s], ref[s]) for s in seeds]
-    for p in prefixes:
-        status = "identical" if p.differing == 0 and p.epochs else f"{p.differing} differ"
+    arms = {}
+    for label in args.labels:
+        prefixes = check(arm_histories(args.tracking_uri, args.experiment, label), ref)
+        for p in prefixes:
+            status = "identical" if p.differing == 0 and p.epochs else f"{p.differing} differ"
+            print(
+                f"{label} seed {p.seed:>3}: {p.epochs:2d} epochs at the first LR before either"
+                f" arm changed it (epoch {p.first_change}): {status}",
+                flush=True,
+            )
+        arms[label] = {"pair": pairs(prefixes), "seeds": [asdict(p) for p in prefixes]}
+        seeds = ", ".join(p.seed for p in prefixes) or "none shared"
         print(
-            f"seed {p.seed:>3}: {p.epochs:2d} epochs at the first LR before either arm changed it"
-            f" (epoch {p.first_change}): {status}",
+            f"{label} ({args.experiment}) and {args.reference_label}"
+            f" ({args.reference_experiment}): {'pair' if arms[label]['pair'] else 'do NOT pair'}"
+            f" (seeds: {seeds})",
             flush=True,
         )
-    exact = all(p.epochs and not p.differing for p in prefixes)
-    print(
-        f"{args.label} ({args.experiment}) and {args.reference_label}"
-        f" ({args.reference_experiment}): {'pair' if exact else 'do NOT pair'} on seeds"
-        f" {', '.join(seeds)}",
-        flush=True,
+    reference = {"experiment": args.reference_experiment, "label": args.reference_label}
+    C.write_result(
+        "paired_prefix",
+        {"experiment": args.experiment, "reference": reference, "arms": arms},
+        args.out,
     )
-    return 0 if exact else 1
+    return 0 if all(a["pair"] for a in arms.values()) else 1
 
 
 if __name__ == "__main__":

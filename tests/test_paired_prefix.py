@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -77,12 +78,21 @@ def test_paired_prefix_reads_both_arms_from_a_real_mlflow_store(
         _log_arm(client, new, "cut", seed, [1e-3, 1e-3, 1e-4])
         _log_arm(client, old, "keep", seed, [1e-3, 1e-3, 1e-3])
     _log_arm(client, old, "keep", 5, [1e-3])  # a seed the new arm did not run
-    argv = ["paired_prefix.py", "new", "cut", "old", "keep", "--tracking-uri", uri]
-    monkeypatch.setattr(sys, "argv", argv)
+    out = tmp_path / "paired.json"
+    argv = ["paired_prefix.py", "new", "old", "keep", "cut", "--tracking-uri", uri]
+    monkeypatch.setattr(sys, "argv", [*argv, "--out", str(out)])
     assert paired_prefix.main() == 0
-    out = capsys.readouterr().out
-    assert "seed   3:  2 epochs at the first LR before either arm changed it (epoch 3)" in out
-    assert "pair on seeds 3, 4" in out
-    monkeypatch.setattr(sys, "argv", [*argv[:4], "nothing", *argv[5:]])
+    printed = capsys.readouterr().out
+    assert (
+        "cut seed   3:  2 epochs at the first LR before either arm changed it (epoch 3)" in printed
+    )
+    assert "pair (seeds: 3, 4)" in printed
+    doc = json.loads(out.read_text())
+    assert doc["arms"]["cut"]["pair"] is True
+    assert [p["epochs"] for p in doc["arms"]["cut"]["seeds"]] == [2, 2]
+    # an arm that is not there is an error that names it, and nothing is written
+    out.unlink()
+    monkeypatch.setattr(sys, "argv", [*argv[:4], "nothing", *argv[5:], "--out", str(out)])
     with pytest.raises(SystemExit, match="no runs labelled 'nothing'"):
         paired_prefix.main()
+    assert not out.exists()
