@@ -34,9 +34,9 @@ class Prefix:
 
 
 def arm_histories(
-    tracking_uri: str, experiment: str, label: str
+    tracking_uri: str, experiment: str, label: str, keys: tuple[str, ...] = (*METRICS, "lr")
 ) -> dict[str, dict[str, dict[int, float]]]:
-    """Seed -> metric -> {epoch: value} of one arm's child runs (``lr`` included)."""
+    """Seed -> metric -> {epoch: value} of one arm's child runs, for the metrics ``keys``."""
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=tracking_uri)
@@ -57,7 +57,7 @@ def arm_histories(
             raise SystemExit(f"error: seed {seed} of {label!r} ran twice in {experiment!r}")
         out[seed] = {
             key: {m.step: m.value for m in client.get_metric_history(run.info.run_id, key)}
-            for key in (*METRICS, "lr")
+            for key in keys
         }
     return out
 
