@@ -14,7 +14,6 @@ and pairs each arm with the reference seed by seed. Nothing is trained.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import _common as C
@@ -85,13 +84,11 @@ def lines(result: dict[str, Any], reference: str) -> list[str]:
             if v["mean"] is None:
                 cells.append(f"{k} -")
                 continue
+            paired = Paired(v["n"], v["diff"], v["ci95"])  # formatted as ``sweep compare`` does
             diff = (
                 ""
-                if name == reference or v["diff"] is None
-                else (
-                    f" ({v['diff']:+.4f} ±{v['ci95'] if v['ci95'] is not None else math.nan:.4f},"
-                    f" lower in {v['lower']}/{v['n']})"
-                )
+                if name == reference
+                else f" ({paired.format_short()}, lower in {v['lower']}/{v['n']})"
             )
             cells.append(f"{k} {v['mean']:.4f}{diff}")
         out.append(f"{name:50s} " + " | ".join(cells))

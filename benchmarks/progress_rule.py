@@ -57,11 +57,11 @@ VALIDATION: dict[str, tuple[Setup, ...]] = {
 #: the rule was fitted on epochs 2-10 / 3-14 and is read there by a reading fixed before those
 #: states were trained (``oracle.FULL_PLATEAU``).
 PLATEAU: dict[str, tuple[Setup, ...]] = {"seed_cnn, first plateau": (FULL_PLATEAU,)}
-#: That reading: the rule extends to them if its median |error| is at most this at both
-#: horizons and it is closer than the default's pick in more than half the states it answered.
-EXTENDS_WITHIN = 0.2
 #: The accuracy the range test's pick is asked for: median |error| at most this, at both horizons.
 TARGET = 0.2
+#: That reading: the rule extends to them if its median |error| is within the target at both
+#: horizons and it is closer than the default's pick in more than half the states it answered.
+EXTENDS_WITHIN = TARGET
 OPTIMIZERS = ("adam", "sgd")
 RULE = "ours_midpoint"  # the default
 METHODS = ("midpoint", "fixed cut", "progress", "progress in steps")
