@@ -115,26 +115,42 @@ def lr_key(offset: float) -> str:
     return f"{round(offset, 3) + 0.0:+.3f}"
 
 
-def _val_loss(point: dict, horizon: str) -> float | None:
-    value = point.get(horizon, [None])[0]
+#: What the oracle grid records per LR and horizon: (validation loss, validation accuracy).
+LOSS, ACC = 0, 1
+#: A diverged run's validation accuracy (its outputs are NaN: one class, chance on CIFAR-10).
+DIVERGED_ACC = 0.1
+
+
+def _measured(point: dict, horizon: str, which: int = LOSS) -> float | None:
+    value = (point.get(horizon) or [None, None])[which]
     return None if value is None else float(value)
 
 
-def best_offset(points: dict[str, dict], horizon: str) -> float | None:
-    scored = [(v, float(k)) for k, p in points.items() if (v := _val_loss(p, horizon)) is not None]
+def _cost(point: dict, horizon: str, which: int) -> float | None:
+    """The measure as a cost, lower is better: the loss, or minus the accuracy."""
+    value = _measured(point, horizon, which)
+    return None if value is None else (-value if which == ACC else value)
+
+
+def best_offset(points: dict[str, dict], horizon: str, which: int = LOSS) -> float | None:
+    """The grid's best offset: lowest validation loss (``LOSS``) or highest accuracy (``ACC``)."""
+    scored = [
+        (v, float(k)) for k, p in points.items() if (v := _cost(p, horizon, which)) is not None
+    ]
     return min(scored)[1] if scored else None
 
 
-def oracle_offset(points: dict[str, dict], horizon: str) -> float | None:
-    """The vertex of a parabola (in log LR) through the validation losses within FIT_REACH of
-    the grid's best; the grid's best when there is no convex fit with the best inside."""
-    best = best_offset(points, horizon)
+def oracle_offset(points: dict[str, dict], horizon: str, which: int = LOSS) -> float | None:
+    """The vertex of a parabola (in log LR) through the validation losses (or accuracies)
+    within FIT_REACH of the grid's best; the grid's best when there is no fit with the best
+    inside that opens toward it."""
+    best = best_offset(points, horizon, which)
     if best is None:
         return None
     near = sorted(
         (float(k), v)
         for k, p in points.items()
-        if (v := _val_loss(p, horizon)) is not None and abs(float(k) - best) <= FIT_REACH + 1e-9
+        if (v := _cost(p, horizon, which)) is not None and abs(float(k) - best) <= FIT_REACH + 1e-9
     )
     xs = np.array([x for x, _ in near])
     ys = np.array([y for _, y in near])
@@ -145,11 +161,15 @@ def oracle_offset(points: dict[str, dict], horizon: str) -> float | None:
     return best
 
 
-def loss_at(points: dict[str, dict], horizon: str, offset: float) -> float | None:
-    """Validation loss at ``offset``: exact on a grid point, else linear in log LR between the
-    neighbouring grid points (the nearest end outside the grid); inf past a diverged point."""
+def loss_at(
+    points: dict[str, dict], horizon: str, offset: float, which: int = LOSS
+) -> float | None:
+    """Validation loss (or accuracy) at ``offset``: exact on a grid point, else linear in log LR
+    between the neighbouring grid points (the nearest end outside the grid); past a diverged
+    point the loss is inf and the accuracy ``DIVERGED_ACC``."""
+    diverged = DIVERGED_ACC if which == ACC else math.inf
     pts = sorted(
-        (float(k), v if (v := _val_loss(p, horizon)) is not None else math.inf)
+        (float(k), v if (v := _measured(p, horizon, which)) is not None else diverged)
         for k, p in points.items()
     )
     if not pts:
