@@ -157,6 +157,8 @@ def score_population(table: dict[str, list[dict]]) -> dict[str, Any]:
                 "vs_loss_oracle": _paired(rows, table["oracle_loss_other_streams"], h),
                 "from_loss_oracle": _errors(rows, h, "err_loss_oracle"),
                 "from_acc_oracle": _errors(rows, h, "err_acc_oracle"),
+                # the default rule's accuracy minus this rule's, state by state
+                "default_minus_this": _paired(table[SHOWN[0]], rows, h),
             }
     return out
 
@@ -224,6 +226,14 @@ def lines(name: str, states: int, facts: dict, scores: dict) -> list[str]:
                 f"       {rule:<27} {_pts(d['vs_keep']):<28} {_pts(d['vs_loss_oracle']):<28} "
                 f"{_dec(d['from_loss_oracle']):<16} {_dec(d['from_acc_oracle'])}"
             )
+    default = SHOWN[0]
+    for h in HORIZONS:
+        pairs = [
+            f"{rule} {_pts(s[h]['default_minus_this'])}"
+            for rule, s in scores.items()
+            if rule != default and s[h]["default_minus_this"]["states"]
+        ]
+        out.append(f"  {h}: {default} minus: " + "; ".join(pairs))
     return out
 
 

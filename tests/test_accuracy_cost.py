@@ -91,6 +91,11 @@ def test_scores_pair_each_rule_with_keeping_the_lr_and_with_the_oracle() -> None
         assert keep["vs_loss_oracle"]["mean_points"] == pytest.approx(-1.25)
         assert keep["vs_loss_oracle"]["worse_in"] == 2
         assert keep["from_loss_oracle"]["median_signed_decades"] == pytest.approx(0.5)
+        # the default minus keeping the LR, state by state, is its gain over keeping the LR
+        assert (
+            scores["baseline_keep_lr"][h]["default_minus_this"]
+            == scores["ours_midpoint"][h]["vs_keep"]
+        )
         oracle = scores["oracle_loss_other_streams"][h]
         assert oracle["vs_keep"]["mean_points"] == pytest.approx(1.25)
         assert oracle["vs_keep"]["better_in"] == 2
