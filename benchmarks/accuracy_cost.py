@@ -25,7 +25,7 @@ from typing import Any
 
 import _common as C
 import numpy as np
-from _oracle_analysis import ACC, HORIZONS, loss_at, oracle_offset, quantile, state_rows
+from _oracle_analysis import ACC, HORIZONS, LOSS, loss_at, oracle_offset, quantile, state_rows
 from oracle import (
     FULL_8K,
     FULL_PLATEAU,
@@ -64,7 +64,7 @@ SHOWN = (
     "baseline_keep_lr",
 )
 #: The oracles, found on the state's other streams and scored on stream 0.
-ORACLES = {"oracle_loss_other_streams": 0, "oracle_acc_other_streams": ACC}
+ORACLES = {"oracle_loss_other_streams": LOSS, "oracle_acc_other_streams": ACC}
 PROBE = "held_out_default"
 
 
@@ -112,7 +112,7 @@ def state_table(docs: Sequence[dict]) -> dict[str, list[dict]]:
                 row: dict[str, Any] = {"state": base["state"], "applied": offsets}
                 for h in HORIZONS:
                     o = offsets[h]
-                    loss_o, acc_o = mean_oracle(entry, h, 0), mean_oracle(entry, h, ACC)
+                    loss_o, acc_o = mean_oracle(entry, h, LOSS), mean_oracle(entry, h, ACC)
                     row[h] = {
                         "acc": None if o is None else acc_at(points, h, o),
                         "acc_running": acc_at(points, h, 0.0),
@@ -173,7 +173,7 @@ def oracle_facts(docs: Sequence[dict]) -> dict[str, Any]:
             for entry in doc["states"].values():
                 by = {
                     k: [oracle_offset(p, h, w) for p in entry["oracle"].values() if p]
-                    for k, w in (("loss", 0), ("acc", ACC))
+                    for k, w in (("loss", LOSS), ("acc", ACC))
                 }
                 if all(v and None not in v for v in by.values()):
                     apart.append(float(np.mean(by["acc"]) - np.mean(by["loss"])))
@@ -186,6 +186,27 @@ def oracle_facts(docs: Sequence[dict]) -> dict[str, Any]:
             "acc_minus_loss_oracle_median_abs_decades": quantile([abs(a) for a in apart], 0.5),
             "loss_oracle_stream_move_median_decades": quantile(moves["loss"], 0.5),
             "acc_oracle_stream_move_median_decades": quantile(moves["acc"], 0.5),
+        }
+    out["horizons"] = horizon_gaps(docs)
+    return out
+
+
+def horizon_gaps(docs: Sequence[dict]) -> dict[str, dict[str, float | None]]:
+    """By loss and by accuracy: the half-epoch oracle minus the 2-epoch one, per state (each
+    the mean over the state's streams), its median and median size."""
+    out = {}
+    for k, which in (("loss", LOSS), ("acc", ACC)):
+        gaps = [
+            half - two
+            for doc in docs
+            for entry in doc["states"].values()
+            if (half := mean_oracle(entry, "half", which)) is not None
+            and (two := mean_oracle(entry, "2ep", which)) is not None
+        ]
+        out[k] = {
+            "states": len(gaps),
+            "half_minus_2ep_median_decades": quantile(gaps, 0.5),
+            "half_minus_2ep_median_abs_decades": quantile([abs(g) for g in gaps], 0.5),
         }
     return out
 
@@ -215,6 +236,14 @@ def lines(name: str, states: int, facts: dict, scores: dict) -> list[str]:
                 f"{_opt(f['loss_oracle_stream_move_median_decades'])}, the accuracy oracle "
                 f"{_opt(f['acc_oracle_stream_move_median_decades'])}"
             )
+    out.append(
+        "  half-epoch oracle - 2-epoch oracle (median; |.|): "
+        + ", ".join(
+            f"by {k} {_signed(g['half_minus_2ep_median_decades'])} "
+            f"({_opt(g['half_minus_2ep_median_abs_decades'])})"
+            for k, g in facts["horizons"].items()
+        )
+    )
     head = (
         "vs keeping LR (pts)          vs loss oracle (pts)         |e| loss oracle  |e| acc oracle"
     )
@@ -239,6 +268,10 @@ def lines(name: str, states: int, facts: dict, scores: dict) -> list[str]:
 
 def _opt(x: float | None) -> str:
     return "-" if x is None else f"{x:.2f}"
+
+
+def _signed(x: float | None) -> str:
+    return "-" if x is None else f"{x:+.2f}"
 
 
 PLOTTED = (

@@ -133,3 +133,16 @@ def test_the_script_reads_the_committed_curves(tmp_path: Path) -> None:
     oracle = well["rules"]["oracle_loss_other_streams"]["2ep"]
     assert oracle["vs_loss_oracle"]["mean_points"] == pytest.approx(0.0)
     assert oracle["vs_keep"]["mean_points"] > 0
+
+
+def test_horizon_gaps_compare_the_two_horizons_by_loss_and_by_accuracy() -> None:
+    # by loss the half-epoch oracle lies 0.5 decade above the 2-epoch one, by accuracy 0.1
+    entry = state([(-1.0, -0.5)] * 2)
+    for points in entry["oracle"].values():
+        half = grid(-0.5, -0.4)
+        for key, point in points.items():
+            point["half"] = half[key]["half"]
+    gaps = AC.horizon_gaps([{"states": {"adam-s0-e2": entry}}])
+    assert gaps["loss"]["half_minus_2ep_median_decades"] == pytest.approx(0.5)
+    assert gaps["acc"]["half_minus_2ep_median_decades"] == pytest.approx(0.1)
+    assert gaps["acc"]["states"] == 1
