@@ -29,6 +29,7 @@ from _oracle_analysis import ACC, HORIZONS, LOSS, loss_at, oracle_offset, quanti
 from oracle import (
     FULL_8K,
     FULL_PLATEAU,
+    FULL_PLATEAU_TEST,
     FULL_RESNET8_TEST,
     FULL_WD,
     MISSET,
@@ -49,7 +50,18 @@ POPULATIONS: dict[str, tuple[Setup, ...]] = {
     "weight decay": (FULL_WD,),
     "ResNet-8": (FULL_RESNET8_TEST,),
     "first plateau": (FULL_PLATEAU,),
+    "first plateau, fresh": (FULL_PLATEAU_TEST,),
     "LR set badly": (MISSET, MISSET_VAL, MISSET_TEST, MISSET_TEST2),
+}
+#: The reading fixed before ``--setup full-plateau-test`` was trained (docs/range_test_oracle.md,
+#: "The plateau's accuracy reading on fresh seeds"): on its states, the 2-epoch accuracy oracle
+#: lies at least ``acc_above_loss`` decade above the loss oracle, and the half-epoch oracle at
+#: least ``loss_gap`` above the 2-epoch one by loss but within ``acc_gap`` of it by accuracy.
+PLATEAU_READING = {
+    "population": "first plateau, fresh",
+    "acc_above_loss": 0.2,
+    "loss_gap": 0.3,
+    "acc_gap": 0.2,
 }
 #: The rules shown: ours (their applied LR is the default policy's: limit x10, fallback
 #: below_divergence), the reference rules (applied as picked; the running LR when none), and
@@ -211,6 +223,26 @@ def horizon_gaps(docs: Sequence[dict]) -> dict[str, dict[str, float | None]]:
     return out
 
 
+def plateau_reading(facts: dict[str, Any]) -> dict[str, Any]:
+    """``PLATEAU_READING`` applied to one population's ``oracle_facts``."""
+    r = PLATEAU_READING
+    above = facts["2ep"]["acc_minus_loss_oracle_median_decades"]
+    by_loss = facts["horizons"]["loss"]["half_minus_2ep_median_decades"]
+    by_acc = facts["horizons"]["acc"]["half_minus_2ep_median_decades"]
+    checks = {
+        "acc_oracle_above_loss_oracle": above is not None and above >= r["acc_above_loss"],
+        "horizons_apart_by_loss": by_loss is not None and by_loss >= r["loss_gap"],
+        "horizons_together_by_acc": by_acc is not None and abs(by_acc) <= r["acc_gap"],
+    }
+    return {
+        "acc_minus_loss_oracle_2ep": above,
+        "half_minus_2ep_by_loss": by_loss,
+        "half_minus_2ep_by_acc": by_acc,
+        "checks": checks,
+        "holds": all(checks.values()),
+    }
+
+
 def _pts(d: dict[str, Any]) -> str:
     if d["mean_points"] is None:
         return "-"
@@ -344,7 +376,16 @@ def main() -> int:
         print("\n".join(text), flush=True)
     if not results:
         return 1
-    payload = {"seconds": time.perf_counter() - t0, "probe": PROBE, "populations": results}
+    payload: dict[str, Any] = {
+        "seconds": time.perf_counter() - t0,
+        "probe": PROBE,
+        "populations": results,
+    }
+    fresh = results.get(PLATEAU_READING["population"])
+    if fresh is not None:
+        payload["plateau_reading"] = reading = plateau_reading(fresh["oracles"])
+        verdict = "holds" if reading["holds"] else "does not hold"
+        print(f"\nthe plateau's accuracy reading on fresh seeds {verdict}: {reading}", flush=True)
     written = C.write_result("accuracy_cost", payload, args.out)
     print(f"wrote {plot(results, written.with_suffix('.png'))}", flush=True)
     return 0

@@ -146,3 +146,26 @@ def test_horizon_gaps_compare_the_two_horizons_by_loss_and_by_accuracy() -> None
     assert gaps["loss"]["half_minus_2ep_median_decades"] == pytest.approx(0.5)
     assert gaps["acc"]["half_minus_2ep_median_decades"] == pytest.approx(0.1)
     assert gaps["acc"]["states"] == 1
+
+
+@pytest.mark.parametrize(
+    ("above", "by_loss", "by_acc", "holds"),
+    [
+        (0.46, 0.51, 0.08, True),  # the first ten plateau states
+        (0.19, 0.51, 0.08, False),  # the accuracy oracle not far enough above
+        (0.46, 0.29, 0.08, False),  # the horizons close by loss too
+        (0.46, 0.51, -0.21, False),  # the horizons apart by accuracy too
+        (None, 0.51, 0.08, False),  # no state with both oracles
+    ],
+)
+def test_the_plateau_reading_fixed_before_the_fresh_states(
+    above: float | None, by_loss: float, by_acc: float, holds: bool
+) -> None:
+    facts = {
+        "2ep": {"acc_minus_loss_oracle_median_decades": above},
+        "horizons": {
+            "loss": {"half_minus_2ep_median_decades": by_loss},
+            "acc": {"half_minus_2ep_median_decades": by_acc},
+        },
+    }
+    assert AC.plateau_reading(facts)["holds"] is holds
