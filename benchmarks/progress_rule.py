@@ -37,6 +37,7 @@ from oracle import (
     FULL,
     FULL_8K,
     FULL_PLATEAU,
+    FULL_PLATEAU_TEST,
     FULL_RESNET8_TEST,
     FULL_TEST,
     FULL_TEST2,
@@ -55,8 +56,12 @@ VALIDATION: dict[str, tuple[Setup, ...]] = {
 }
 #: The states where the policy acts (each run's first plateau, by epoch 30), scored apart:
 #: the rule was fitted on epochs 2-10 / 3-14 and is read there by a reading fixed before those
-#: states were trained (``oracle.FULL_PLATEAU``).
-PLATEAU: dict[str, tuple[Setup, ...]] = {"seed_cnn, first plateau": (FULL_PLATEAU,)}
+#: states were trained (``oracle.FULL_PLATEAU``; ``FULL_PLATEAU_TEST``, trained later, is
+#: read by the same reading).
+PLATEAU: dict[str, tuple[Setup, ...]] = {
+    "seed_cnn, first plateau": (FULL_PLATEAU,),
+    "seed_cnn, first plateau, fresh": (FULL_PLATEAU_TEST,),
+}
 #: The accuracy the range test's pick is asked for: median |error| at most this, at both horizons.
 TARGET = 0.2
 #: That reading: the rule extends to them if its median |error| is within the target at both
@@ -274,7 +279,7 @@ def plot(fit: dict, groups: dict[str, list[dict]], path: Path) -> Path:
 
     fig = Figure(figsize=(11, 7), layout="constrained")
     FigureCanvasAgg(fig)
-    markers = dict(zip(groups, "o^sDvP", strict=False))
+    markers = dict(zip(groups, "o^sDvPX", strict=False))
     for i, h in enumerate(HORIZONS):
         for j, opt in enumerate(OPTIMIZERS):
             ax = fig.add_subplot(2, 2, i * 2 + j + 1)
