@@ -444,11 +444,13 @@ def stream_count(doc: dict) -> int:
     return max((len(e["oracle"]) for e in doc["states"].values()), default=0)
 
 
-def stream_oracles(entry: dict, horizon: str) -> list[float | None]:
-    """The oracle LR (offset) of each of the state's data streams, stream 0 first."""
+def stream_oracles(entry: dict, horizon: str, which: int = LOSS) -> list[float | None]:
+    """The oracle LR (offset) of each of the state's data streams, stream 0 first: by
+    validation loss, or by accuracy (``ACC``)."""
     streams = sorted(entry["oracle"], key=int)
     return [
-        oracle_offset(entry["oracle"][s], horizon) if entry["oracle"][s] else None for s in streams
+        oracle_offset(entry["oracle"][s], horizon, which) if entry["oracle"][s] else None
+        for s in streams
     ]
 
 

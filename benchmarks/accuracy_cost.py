@@ -25,7 +25,15 @@ from typing import Any
 
 import _common as C
 import numpy as np
-from _oracle_analysis import ACC, HORIZONS, LOSS, loss_at, oracle_offset, quantile, state_rows
+from _oracle_analysis import (
+    ACC,
+    HORIZONS,
+    LOSS,
+    loss_at,
+    quantile,
+    state_rows,
+    stream_oracles,
+)
 from oracle import (
     FULL_8K,
     FULL_PLATEAU,
@@ -84,22 +92,19 @@ def acc_at(points: dict[str, dict], horizon: str, offset: float) -> float | None
     return loss_at(points, horizon, offset, which=ACC)
 
 
-def other_stream_oracle(entry: dict, horizon: str, which: int) -> float | None:
-    """The mean oracle offset (by loss or by accuracy) of the state's streams other than 0."""
-    found = [
-        oracle_offset(entry["oracle"][s], horizon, which)
-        for s in sorted(entry["oracle"], key=int)
-        if s != "0" and entry["oracle"][s]
-    ]
+def _mean(found: Sequence[float | None]) -> float | None:
     kept = [o for o in found if o is not None]
     return float(np.mean(kept)) if kept else None
+
+
+def other_stream_oracle(entry: dict, horizon: str, which: int) -> float | None:
+    """The mean oracle offset (by loss or by accuracy) of the state's streams other than 0."""
+    return _mean(stream_oracles(entry, horizon, which)[1:])
 
 
 def mean_oracle(entry: dict, horizon: str, which: int) -> float | None:
     """The mean oracle offset (by loss or by accuracy) over all the state's streams."""
-    found = [oracle_offset(p, horizon, which) for p in entry["oracle"].values() if p]
-    kept = [o for o in found if o is not None]
-    return float(np.mean(kept)) if kept else None
+    return _mean(stream_oracles(entry, horizon, which))
 
 
 def state_table(docs: Sequence[dict]) -> dict[str, list[dict]]:
@@ -120,14 +125,16 @@ def state_table(docs: Sequence[dict]) -> dict[str, list[dict]]:
             }
             for name, which in ORACLES.items():
                 applied[name] = {h: other_stream_oracle(entry, h, which) for h in HORIZONS}
+            # the state's own facts, the same for every rule
+            running = {h: acc_at(points, h, 0.0) for h in HORIZONS}
+            oracle = {(h, w): mean_oracle(entry, h, w) for h in HORIZONS for w in (LOSS, ACC)}
             for name, offsets in applied.items():
                 row: dict[str, Any] = {"state": base["state"], "applied": offsets}
                 for h in HORIZONS:
-                    o = offsets[h]
-                    loss_o, acc_o = mean_oracle(entry, h, LOSS), mean_oracle(entry, h, ACC)
+                    o, loss_o, acc_o = offsets[h], oracle[h, LOSS], oracle[h, ACC]
                     row[h] = {
                         "acc": None if o is None else acc_at(points, h, o),
-                        "acc_running": acc_at(points, h, 0.0),
+                        "acc_running": running[h],
                         "err_loss_oracle": None if o is None or loss_o is None else o - loss_o,
                         "err_acc_oracle": None if o is None or acc_o is None else o - acc_o,
                     }
@@ -184,13 +191,13 @@ def oracle_facts(docs: Sequence[dict]) -> dict[str, Any]:
         for doc in docs:
             for entry in doc["states"].values():
                 by = {
-                    k: [oracle_offset(p, h, w) for p in entry["oracle"].values() if p]
+                    k: [o for o in stream_oracles(entry, h, w) if o is not None]
                     for k, w in (("loss", LOSS), ("acc", ACC))
                 }
-                if all(v and None not in v for v in by.values()):
+                if all(by.values()):
                     apart.append(float(np.mean(by["acc"]) - np.mean(by["loss"])))
                 for k, found in by.items():
-                    if len(found) >= 2 and None not in found:
+                    if len(found) >= 2:
                         moves[k].append(abs(found[0] - found[1]))
         out[h] = {
             "states": len(apart),
