@@ -439,6 +439,39 @@ def paired(rows_a: list[dict], rows_b: list[dict]) -> dict[str, dict]:
     return out
 
 
+def declined(rows: dict[str, list[dict]], others: Sequence[str], ours: str = DEFAULT_RULE) -> dict:
+    """What a "no suggestion" costs: on the curves ``ours`` declines (the policy's fallback is
+    applied), per horizon, the median |error| of ours' applied LR and of each other rule's
+    (its pick, or the running LR where it declines too), and in how many of those states ours
+    is closer, farther, level. A declined curve with a real descent is counted apart."""
+    mine = [r for r in rows[ours] if r["pick"] is None]
+    out: dict[str, Any] = {
+        "states": len(rows[ours]),
+        "declined": len(mine),
+        "declined_real_descents": sum(bool(r["real_descent"]) for r in mine),
+    }
+    for name in others:
+        by_state = {r["state"]: r for r in rows[name]}
+        theirs = [by_state[r["state"]] for r in mine]
+        entry: dict[str, Any] = {"answered": sum(t["pick"] is not None for t in theirs)}
+        for h in HORIZONS:
+            pairs = [
+                (abs(a["applied_err"][h]), abs(b["applied_err"][h]))
+                for a, b in zip(mine, theirs, strict=True)
+                if a["applied_err"][h] is not None and b["applied_err"][h] is not None
+            ]
+            ea, eb = [p[0] for p in pairs], [p[1] for p in pairs]
+            entry[h] = {
+                "states": len(pairs),
+                "ours_median_abs": quantile(ea, 0.5),
+                "theirs_median_abs": quantile(eb, 0.5),
+                "ours_closer_in": sum(a < b for a, b in pairs),
+                "ours_farther_in": sum(a > b for a, b in pairs),
+            }
+        out[name] = entry
+    return out
+
+
 def stream_count(doc: dict) -> int:
     """The most data streams any state's oracle has (1 + its independent repeats)."""
     return max((len(e["oracle"]) for e in doc["states"].values()), default=0)

@@ -34,33 +34,11 @@ from _oracle_analysis import (
     state_rows,
     stream_oracles,
 )
-from oracle import (
-    FULL_8K,
-    FULL_PLATEAU,
-    FULL_PLATEAU_TEST,
-    FULL_RESNET8_TEST,
-    FULL_WD,
-    MISSET,
-    MISSET_TEST,
-    MISSET_TEST2,
-    MISSET_VAL,
-    Setup,
-    load_curves,
-)
-from oracle_pooled import WELL_SET
+from oracle import load_curves
+from oracle_pooled import POPULATIONS
 
 from sweep.stats import Paired
 
-#: The oracle populations, each read with the default 20-step held-out probe.
-POPULATIONS: dict[str, tuple[Setup, ...]] = {
-    "well-set (seed_cnn, 4k)": WELL_SET,
-    "8k images": (FULL_8K,),
-    "weight decay": (FULL_WD,),
-    "ResNet-8": (FULL_RESNET8_TEST,),
-    "first plateau": (FULL_PLATEAU,),
-    "first plateau, fresh": (FULL_PLATEAU_TEST,),
-    "LR set badly": (MISSET, MISSET_VAL, MISSET_TEST, MISSET_TEST2),
-}
 #: The reading fixed before ``--setup full-plateau-test`` was trained (docs/range_test_oracle.md,
 #: "The plateau's accuracy reading on fresh seeds"): on its states, the 2-epoch accuracy oracle
 #: lies at least ``acc_above_loss`` decade above the loss oracle, and the half-epoch oracle at

@@ -21,7 +21,10 @@ from pathlib import Path
 
 import _common as C
 from _oracle_analysis import (
+    DEFAULT_RULE,
+    HORIZONS,
     against_pooled,
+    declined,
     loss_noise_of,
     rule_names,
     score,
@@ -29,9 +32,37 @@ from _oracle_analysis import (
     state_rows,
     stream_count,
 )
-from oracle import FULL, FULL_TEST, FULL_TEST2, FULL_TEST3, Setup, load_curves
+from oracle import (
+    FULL,
+    FULL_8K,
+    FULL_PLATEAU,
+    FULL_PLATEAU_TEST,
+    FULL_RESNET8_TEST,
+    FULL_TEST,
+    FULL_TEST2,
+    FULL_TEST3,
+    FULL_WD,
+    MISSET,
+    MISSET_TEST,
+    MISSET_TEST2,
+    MISSET_VAL,
+    Setup,
+    load_curves,
+)
 
 WELL_SET = (FULL, FULL_TEST, FULL_TEST2, FULL_TEST3)
+#: Every oracle population, each read with the default 20-step held-out probe.
+POPULATIONS: dict[str, tuple[Setup, ...]] = {
+    "well-set (seed_cnn, 4k)": WELL_SET,
+    "8k images": (FULL_8K,),
+    "weight decay": (FULL_WD,),
+    "ResNet-8": (FULL_RESNET8_TEST,),
+    "first plateau": (FULL_PLATEAU,),
+    "first plateau, fresh": (FULL_PLATEAU_TEST,),
+    "LR set badly": (MISSET, MISSET_VAL, MISSET_TEST, MISSET_TEST2),
+}
+#: The rules that answer curves ours declines, compared there with ours' fallback.
+ANSWER_EVERY_CURVE = ("fastai_steep", "fastai_minimum", "fastai_valley", "torch_lr_finder")
 
 
 def pooled_rows(
@@ -51,6 +82,42 @@ def pooled_rows(
     return rows, states
 
 
+def declined_by_population(results_dir: Path) -> dict[str, dict]:
+    """Per population with cached curves: on the curves the default declines, its fallback
+    against the answers of the rules that answer every curve (``_oracle_analysis.declined``)."""
+    out = {}
+    for label, setups in POPULATIONS.items():
+        rows, _ = pooled_rows(results_dir, setups)
+        if rows[DEFAULT_RULE]:
+            out[label] = declined(rows, ANSWER_EVERY_CURVE)
+    return out
+
+
+def declined_lines(declines: dict[str, dict]) -> list[str]:
+    """A line per population and rule: where ours declines, ours' fallback against their pick."""
+    lines = ["\nwhere the default declines: its fallback's median |error| against each rule's"]
+    for label, d in declines.items():
+        lines.append(
+            f"  {label}: declined {d['declined']} of {d['states']}"
+            f" ({d['declined_real_descents']} with a real descent)"
+        )
+        for name in ANSWER_EVERY_CURVE if d["declined"] else ():
+            cells = []
+            for h in HORIZONS:
+                c = d[name][h]
+                cells.append(
+                    f"{h} {_num(c['ours_median_abs'])} vs {_num(c['theirs_median_abs'])}"
+                    f" (closer in {c['ours_closer_in']} of {c['states']})"
+                )
+            answered = f"answers {d[name]['answered']} of {d['declined']}"
+            lines.append(f"    vs {name:<16} {answered}: " + "; ".join(cells))
+    return lines
+
+
+def _num(x: float | None) -> str:
+    return "-" if x is None else f"{x:.2f}"
+
+
 def main() -> int:
     parser = C.base_parser(__doc__.splitlines()[0], quick=False)
     args = parser.parse_args()
@@ -68,9 +135,17 @@ def main() -> int:
     n = len(next(iter(rows.values())))
     print(f"{n} well-set states ({states}), each against its mean oracle")
     print("\n".join(score_lines(scores)), flush=True)
+    declines = declined_by_population(C.RESULTS_DIR)
+    print("\n".join(declined_lines(declines)), flush=True)
     C.write_result(
         "oracle_pooled",
-        {"seconds": time.perf_counter() - t0, "states": states, "noise": noise, "rules": scores},
+        {
+            "seconds": time.perf_counter() - t0,
+            "states": states,
+            "noise": noise,
+            "rules": scores,
+            "declined": declines,
+        },
         args.out,
     )
     return 0

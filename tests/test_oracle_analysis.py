@@ -7,7 +7,9 @@ parabola in log LR, so the grid's decisions and the pooled oracle are checked ex
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import subprocess
 import sys
 from pathlib import Path
 
@@ -22,6 +24,7 @@ from _oracle_analysis import (
     POLICIES,
     against_pooled,
     calibrated,
+    declined,
     fallback_scores,
     follows_oracle,
     lr_key,
@@ -286,6 +289,74 @@ def test_policies_are_scored_on_every_state_and_a_diverged_run_counts_as_worse()
         assert entry["states"] == 4  # a state with a pick is scored too
         assert two["worse"] == 2 and two["better"] == 2
         assert two["mean_delta_vs_running"] == math.inf
+
+
+def _answer(
+    state: str, pick: float | None, applied_err: float | None, descent: bool = False
+) -> dict:
+    return {
+        "state": state,
+        "pick": pick,
+        "real_descent": descent,
+        "applied_err": {h: applied_err for h in HORIZONS},
+    }
+
+
+@pytest.mark.parametrize(
+    ("ours", "theirs", "declined_", "closer", "farther", "answered"),
+    [
+        # ours declines s0 and s1 (fallback 0.5 off); they answer both, 0.8 and 0.2 off
+        ([("s0", None, 0.5), ("s1", None, -0.5), ("s2", 1e-3, 0.0)],
+         [("s0", 1e-3, 0.8), ("s1", 1e-3, 0.2), ("s2", 1e-3, 0.9)], 2, 1, 1, 2),
+        # they decline s1 too (and keep the LR, 0.5 off: level); s2 is ours' pick, not counted
+        ([("s0", None, 0.3), ("s1", None, 0.5), ("s2", 1e-3, 0.0)],
+         [("s0", 1e-3, -0.4), ("s1", None, -0.5), ("s2", 1e-3, 5.0)], 2, 1, 0, 1),
+        # nothing declined: nothing compared
+        ([("s0", 1e-3, 0.1)], [("s0", 1e-3, 0.9)], 0, 0, 0, 0),
+    ],
+)  # fmt: skip
+def test_a_declined_curve_compares_the_fallback_with_their_answer(
+    ours: list, theirs: list, declined_: int, closer: int, farther: int, answered: int
+) -> None:
+    rows = {"ours": [_answer(*r) for r in ours], "theirs": [_answer(*r) for r in reversed(theirs)]}
+    got = declined(rows, ["theirs"], ours="ours")
+    assert (got["states"], got["declined"], got["declined_real_descents"]) == (
+        len(ours),
+        declined_,
+        0,
+    )
+    assert got["theirs"]["answered"] == answered
+    for h in HORIZONS:
+        assert got["theirs"][h]["states"] == declined_
+        assert got["theirs"][h]["ours_closer_in"] == closer
+        assert got["theirs"][h]["ours_farther_in"] == farther
+
+
+def test_a_declined_real_descent_is_counted_apart() -> None:
+    rows = {"ours": [_answer("s0", None, 0.1, descent=True), _answer("s1", None, 0.1)]}
+    rows["theirs"] = [_answer("s0", 1e-3, 0.2), _answer("s1", 1e-3, 0.2)]
+    got = declined(rows, ["theirs"], ours="ours")
+    assert got["declined_real_descents"] == 1
+    assert got["theirs"]["2ep"]["ours_median_abs"] == pytest.approx(0.1)
+    assert got["theirs"]["2ep"]["theirs_median_abs"] == pytest.approx(0.2)
+
+
+def test_the_pooled_script_compares_declines_on_every_population(tmp_path: Path) -> None:
+    """On the committed curves: every population is read, the well-set one has its 60 states,
+    and no declined curve of the default had a real descent on the well-set states."""
+    import oracle_pooled
+
+    out = tmp_path / "pooled.json"
+    proc = subprocess.run(
+        [sys.executable, str(Path(oracle_pooled.__file__)), "--out", str(out)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(out.read_text())
+    assert set(doc["declined"]) == set(oracle_pooled.POPULATIONS)
+    well = doc["declined"]["well-set (seed_cnn, 4k)"]
+    assert well["states"] == 60 and well["declined_real_descents"] == 0
+    assert set(oracle_pooled.ANSWER_EVERY_CURVE) <= set(well)
 
 
 def test_every_scored_policy_setting_is_trained() -> None:
