@@ -699,7 +699,7 @@ def table(result: dict) -> str:
     for name, by_h in result["against_each_stream"].items():
         cells = [
             f"{h} "
-            + " / ".join(_num(d[f"median_abs_decades_vs_{k}"]) for k in keys)
+            + " / ".join(num(d[f"median_abs_decades_vs_{k}"]) for k in keys)
             + f" ({d['states']} states)"
             for h, d in by_h.items()
         ]
@@ -711,7 +711,7 @@ def _delta_line(name: str, width: int, scores: dict) -> str:
     """One line of delta_scores: per horizon mean and median delta, (worse/better), |e|."""
     cells = [
         f"{h} {_delta(d['mean_delta_vs_running'])} {_delta(d['median_delta_vs_running'])}"
-        f" ({d['worse']}/{d['better']}) {_num(d['applied_median_abs_decades'])}"
+        f" ({d['worse']}/{d['better']}) {num(d['applied_median_abs_decades'])}"
         for h in HORIZONS
         if (d := scores[h])
     ]
@@ -733,11 +733,11 @@ def score_lines(rules: dict[str, dict]) -> list[str]:
         for h in HORIZONS:
             d = s[h]
             ci = d["median_abs_ci95"]
-            interval = f" ({_num(ci[0])}-{_num(ci[1])})" if ci else ""
+            interval = f" ({num(ci[0])}-{num(ci[1])})" if ci else ""
             line += (
-                f"{_num(d['median_abs_decades']) + interval:>22}{_num(d['p90_abs_decades']):>6}"
-                f"{_num(d['median_signed_decades']):>7}{_pct(d['worse_than_running']):>7}"
-                f"{_num((d['follows_oracle'] or {}).get('spearman')):>6}"
+                f"{num(d['median_abs_decades']) + interval:>22}{num(d['p90_abs_decades']):>6}"
+                f"{num(d['median_signed_decades']):>7}{_pct(d['worse_than_running']):>7}"
+                f"{num((d['follows_oracle'] or {}).get('spearman')):>6}"
             )
         lines.append(line)
     return lines
@@ -753,7 +753,7 @@ def _paired_cell(horizon: str, d: dict) -> str:
     )
 
 
-def _num(x: float | None) -> str:
+def num(x: float | None) -> str:
     return "-" if x is None else f"{x:+.2f}" if x < 0 else f"{x:.2f}"
 
 
@@ -801,8 +801,8 @@ def plot_scatter(
         ax.set_ylim(ylim)
         s = result["rules"][name][horizon]
         ax.set_title(
-            f"{name}\nmedian |e| {_num(s['median_abs_decades'])}, bias "
-            f"{_num(s['median_signed_decades'])}",
+            f"{name}\nmedian |e| {num(s['median_abs_decades'])}, bias "
+            f"{num(s['median_signed_decades'])}",
             fontsize=8,
         )
         ax.set_xlabel(f"{oracle} ({horizon}), log10(lr / running)", fontsize=7)

@@ -8,6 +8,10 @@ scores every rule over all of them, each state against the mean oracle of its ow
 with the oracle noise of the four-stream run. A description of what the rules did, not a
 choice: each default was fixed before the states that decided it were trained.
 
+It also reads every oracle population (``POPULATIONS``) for what a "no suggestion" costs: on
+the curves the default declines, its fallback's distance from the oracle against the answers
+of the rules that answer every curve (fastai's, torch-lr-finder's).
+
     .venv/bin/python benchmarks/oracle.py --analyse-only   # first, for the oracle noise
     .venv/bin/python benchmarks/oracle_pooled.py           # ~30 s
 """
@@ -26,6 +30,7 @@ from _oracle_analysis import (
     against_pooled,
     declined,
     loss_noise_of,
+    num,
     rule_names,
     score,
     score_lines,
@@ -106,16 +111,12 @@ def declined_lines(declines: dict[str, dict]) -> list[str]:
             for h in HORIZONS:
                 c = d[name][h]
                 cells.append(
-                    f"{h} {_num(c['ours_median_abs'])} vs {_num(c['theirs_median_abs'])}"
+                    f"{h} {num(c['ours_median_abs'])} vs {num(c['theirs_median_abs'])}"
                     f" (closer in {c['ours_closer_in']} of {c['states']})"
                 )
             answered = f"answers {d[name]['answered']} of {d['declined']}"
             lines.append(f"    vs {name:<16} {answered}: " + "; ".join(cells))
     return lines
-
-
-def _num(x: float | None) -> str:
-    return "-" if x is None else f"{x:.2f}"
 
 
 def main() -> int:
