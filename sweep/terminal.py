@@ -116,15 +116,22 @@ class EventLines(Callback):
 
 
 def range_test_line(event: dict[str, Any]) -> str:
-    """``epoch 4 range test: lr 0.001 -> 0.0003 (range test suggested 3e-4 (midpoint))``."""
-    decision = next(
+    """``epoch 4 range test: lr 0.001 -> 0.0003 (range test suggested 3e-4 (midpoint))``.
+
+    The decision is every part of the event's reason from the suggestion (or its absence) on,
+    the fallback, a limit or the divergence guard included, but not the closing ``lr a -> b``.
+    """
+    parts = str(event.get("reason", "")).split("; ")
+    start = next(
         (
-            part
-            for part in str(event.get("reason", "")).split("; ")
+            i
+            for i, part in enumerate(parts)
             if part.startswith(("range test suggested", "no suggestion"))
         ),
-        "",
+        len(parts),
     )
+    end = len(parts) - 1 if " -> " in parts[-1] and parts[-1].startswith("lr ") else len(parts)
+    decision = "; ".join(parts[start:end])
     old, new = event.get("old_lr"), event.get("new_lr")
     lrs = f"lr {old:.3g} -> {new:.3g}" if isinstance(old, float) and isinstance(new, float) else ""
     return f"epoch {event.get('epoch')} range test: {lrs}" + (f" ({decision})" if decision else "")
