@@ -3,14 +3,17 @@
 The long comparisons (docs/performance.md, 6b: seed CNN + Adam 1e-3, 30 epochs on 5,000
 CIFAR-10 images) ran today's default policy -- ``rule: midpoint``, ``fallback:
 below_divergence``, ``max_change: 10`` -- on seeds 0-4, again on seeds 5-9 and, at patience 3,
-on seeds 10-14, each time with the constant LR on the same seeds. The runs are exact (a rerun
-reproduces every seed), so the same spec on 10-15 seeds is one population; each sweep alone
+on seeds 10-14, each time with the constant LR on the same seeds. The runs are exact on one
+machine (a rerun reproduces every seed; on another CPU it does not, docs/performance.md 6b, "Ten
+more seeds"), so the same spec on 10-15 seeds is one population; each sweep alone
 gives a 95% interval of 2-4 points. This pools the committed ``comparison.json`` files
 (nothing is trained) and reports, per trigger, the paired difference over all seeds with its
 95% t interval, as ``sweep compare`` does for one sweep. The same pairing joins arms run later
 against committed ones: the ResNet-8 sweeps, and reduce_on_plateau at x 0.1 and x 0.04
 (``plateau_cut``) against the committed x 0.3 and range-test arms
-(``benchmarks/paired_prefix.py`` checks that such arms pair).
+(``benchmarks/paired_prefix.py`` checks that such arms pair), and ten more seeds (15-24) of the
+default policy and the x 0.3 cut, whose rerun of seed 14 must reproduce the committed one
+exactly before they are pooled with it.
 
     .venv/bin/python benchmarks/policy_pooled.py     # < 1 s
 
@@ -34,10 +37,12 @@ from sweep.stats import Paired, Stat
 
 @dataclass(frozen=True)
 class Arm:
-    """One policy's runs in one committed comparison: ``results/<folder>/comparison.json``."""
+    """One policy's runs in one committed comparison: ``results/<folder>/comparison.json``;
+    only the ``seeds`` given, when given."""
 
     folder: str
     label: str
+    seeds: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -133,6 +138,30 @@ HARDER_CUTS = tuple(
     for name, ref in (("x 0.3", CUT_X03), ("default policy", (PATIENCE3[0], PATIENCE3[2])))
 )
 POOLS = (*POOLS, *HARDER_CUTS)
+#: Ten more seeds (15-24) of the default policy and the x 0.3 cut (confirm_patience3_more), read
+#: alone and pooled with seeds 0-4 and 10-14; its seed 14 reruns confirm_patience3_fresh's.
+MORE = "confirm_patience3_more"
+MORE_SEEDS = tuple(range(15, 25))
+MORE_ARMS = (
+    Arm(MORE, "range_test", MORE_SEEDS),
+    Arm(MORE, "reduce_on_plateau", MORE_SEEDS),
+)
+POOLS = (
+    *POOLS,
+    Pool("default policy - reduce_on_plateau, p 3, seeds 15-24", MORE_ARMS[:1], MORE_ARMS[1:]),
+    Pool(
+        "default policy - reduce_on_plateau, p 3, 20 seeds on two CPUs",
+        (PATIENCE3[0], PATIENCE3[2], MORE_ARMS[0]),
+        (*CUT_X03, MORE_ARMS[1]),
+    ),
+)
+#: Reruns that must reproduce a committed run exactly: (the rerun, the committed arm).
+REPRODUCED = tuple(
+    (Arm(MORE, label, (14,)), Arm("confirm_patience3_fresh", label, (14,)))
+    for label in ("range_test", "reduce_on_plateau")
+)
+#: Within this many points either way, the 20-seed interval calls the two level.
+LEVEL_WITHIN = 0.5
 METRICS = ("final_test_acc", "best_val_acc")
 
 
@@ -151,6 +180,8 @@ def arm_values(results: Path, arms: tuple[Arm, ...], metric: str) -> dict[str, f
         if not runs:
             raise ValueError(f"{path}: no runs labelled {arm.label!r}")
         for run in runs:
+            if arm.seeds is not None and int(run["seed"]) not in arm.seeds:
+                continue
             seed = str(run["seed"])
             if seed in values:
                 raise ValueError(f"{path}: seed {seed} of {arm.label!r} is already pooled")
@@ -180,6 +211,46 @@ def pooled(results: Path, pool: Pool) -> dict[str, Any]:
     return out
 
 
+def reproduction(
+    results: Path, reruns: tuple[tuple[Arm, Arm], ...] = REPRODUCED
+) -> list[dict[str, Any]]:
+    """Each rerun against its committed run, per metric and seed: both values and whether they
+    are equal (exact runs reproduce to the last logged digit)."""
+    out = []
+    for rerun, committed in reruns:
+        for metric in METRICS:
+            new, old = (
+                arm_values(results, (rerun,), metric),
+                arm_values(results, (committed,), metric),
+            )
+            for seed in sorted(set(new) | set(old), key=int):
+                a, b = new.get(seed), old.get(seed)
+                out.append(
+                    {
+                        "arm": rerun.label,
+                        "metric": metric,
+                        "seed": seed,
+                        "rerun": a,
+                        "committed": b,
+                        "equal": a is not None and a == b,
+                    }
+                )
+    return out
+
+
+def level_reading(row: dict[str, Any], within: float = LEVEL_WITHIN) -> str:
+    """The reading of a policy - reference pool fixed before its seeds ran: level within
+    ``within`` points if the 95% interval of the final test_acc lies inside (-within, +within);
+    a difference in its direction if the interval excludes 0; else neither shown."""
+    m = row["final_test_acc"]
+    lo, hi = 100 * (m["mean"] - m["ci95"]), 100 * (m["mean"] + m["ci95"])
+    if -within < lo and hi < within:
+        return f"level within {within:g} points"
+    if lo > 0 or hi < 0:
+        return "different: the policy " + ("higher" if lo > 0 else "lower")
+    return f"no difference shown, and not shown level to {within:g} points"
+
+
 def line(row: dict[str, Any]) -> str:
     parts = [f"{row['name']:<52}"]
     for metric in METRICS:
@@ -200,7 +271,25 @@ def main() -> int:
     print("paired seed by seed: mean difference [95% t interval], seeds where better:")
     for row in rows:
         print(line(row))
-    C.write_result("policy_pooled", {"seconds": time.perf_counter() - t0, "pools": rows}, args.out)
+    reproduced = reproduction(C.RESULTS_DIR)
+    for r in reproduced:
+        print(
+            f"rerun of seed {r['seed']}, {r['arm']}, {r['metric']}: {r['rerun']} against the"
+            f" committed {r['committed']}: {'equal' if r['equal'] else 'DIFFERENT'}"
+        )
+    pooled_20 = next(r for r in rows if r["name"] == POOLS[-1].name)
+    reading = level_reading(pooled_20) if all(r["equal"] for r in reproduced) else None
+    print(f"{pooled_20['name']}: {reading or 'not read: a rerun did not reproduce'}")
+    C.write_result(
+        "policy_pooled",
+        {
+            "seconds": time.perf_counter() - t0,
+            "pools": rows,
+            "reproduced": reproduced,
+            "level_reading": reading,
+        },
+        args.out,
+    )
     return 0
 
 

@@ -93,6 +93,18 @@ def test_policy_pooled_agrees_with_each_sweeps_own_pairing(tmp_path: Path) -> No
         [a - b for a, b in zip(settled, test_acc(RESNET8, "constant"), strict=True)]
     )
 
+    # ten more seeds: the pool over 15-24 is that sweep's own pairing without its rerun of
+    # seed 14, which did not reproduce on another CPU, so the 20-seed pool is not read
+    more = own("confirm_patience3_more")["range_test"]  # paired with reduce_on_plateau
+    alone = pools["default policy - reduce_on_plateau, p 3, seeds 15-24"]["final_test_acc"]
+    assert alone["seeds"] == [str(s) for s in range(15, 25)]
+    assert alone["diffs"] == pytest.approx(more[1:])
+    twenty = pools["default policy - reduce_on_plateau, p 3, 20 seeds on two CPUs"]
+    assert twenty["final_test_acc"]["n"] == 20
+    assert twenty["final_test_acc"]["diffs"][10:] == pytest.approx(more[1:])
+    doc = json.loads(out.read_text())
+    assert not all(r["equal"] for r in doc["reproduced"]) and doc["level_reading"] is None
+
     # the harder cuts: both pair with the same committed x 0.3 runs, so their two pools differ
     # by the plateau_cut sweep's own pairs (x 0.04 - x 0.1), seed for seed
     hard = {
