@@ -556,6 +556,28 @@ def save_entry(curves_dir: Path, sid: str, entry: dict) -> None:
     os.replace(tmp, path)
 
 
+def stale_states(cached: dict[str, dict], info: dict[str, dict]) -> list[str]:
+    """The cached states of the runs trained now that are not the states trained now: the
+    validation loss and accuracy recorded with their curves differ, or (a plateau setup) the
+    run kept another epoch. Training is exact on one machine, not across CPUs
+    (docs/performance.md 6b, "Ten more seeds"), so a cache made elsewhere must not be
+    extended from states retrained here."""
+
+    def run(entry: dict) -> tuple:
+        return entry["optimizer"], entry["seed"], entry["running_lr"]
+
+    runs_now = {run(meta) for meta in info.values()}
+    return sorted(
+        sid
+        for sid, old in cached.items()
+        if run(old) in runs_now
+        and (
+            (meta := info.get(sid)) is None
+            or (old.get("val_loss"), old.get("val_acc")) != (meta["val_loss"], meta["val_acc"])
+        )
+    )
+
+
 def compute(args: Any, setup_: Setup, curves_dir: Path, states_dir: Path) -> None:
     import torch
 
@@ -567,6 +589,14 @@ def compute(args: Any, setup_: Setup, curves_dir: Path, states_dir: Path) -> Non
     splits = load_setup_splits(setup_, args.data_dir)
     cached = load_curves(curves_dir, setup_)["states"]
     info = make_states(setup_, splits, device, states_dir, args.shard)
+    stale = stale_states(cached, info)
+    if stale:
+        raise SystemExit(
+            f"error: {len(stale)} state(s) trained here differ from the ones {curves_dir} was"
+            f" measured from ({', '.join(stale[:3])}{', ...' if len(stale) > 3 else ''}): the"
+            " cache comes from another machine; read it with --analyse-only, or move"
+            f" {curves_dir} aside to measure this setup again here"
+        )
     entries = {
         sid: cached.get(sid) or {"setup": setup_.key(), **meta, "oracle": {}, "range_tests": {}}
         for sid, meta in info.items()

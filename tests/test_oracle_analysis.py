@@ -63,6 +63,35 @@ class Grid:
         return {"lr": 10**offset, "half": [loss, 0.5], "2ep": [loss, 0.5]}
 
 
+def _meta(opt: str, seed: int, epoch: int, val_loss: float) -> dict:
+    return {"optimizer": opt, "seed": seed, "epoch": epoch, "running_lr": 1e-3,
+            "val_loss": val_loss, "val_acc": 0.5}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("cached", "now", "stale"),
+    [
+        # the same states: nothing stale
+        ({"a-e2": ("adam", 0, 2, 1.5)}, {"a-e2": ("adam", 0, 2, 1.5)}, []),
+        # retrained on another CPU: another val loss
+        ({"a-e2": ("adam", 0, 2, 1.5)}, {"a-e2": ("adam", 0, 2, 1.49)}, ["a-e2"]),
+        # a plateau setup whose detector now fires at another epoch: the cached state is stale
+        ({"a-e22": ("adam", 0, 22, 1.1)}, {"a-e25": ("adam", 0, 25, 1.0)}, ["a-e22"]),
+        # another shard's run, not trained now: not judged
+        ({"s-e3": ("sgd", 1, 3, 1.7)}, {"a-e2": ("adam", 0, 2, 1.5)}, []),
+        # nothing cached yet
+        ({}, {"a-e2": ("adam", 0, 2, 1.5)}, []),
+    ],
+)
+def test_a_cache_from_another_machine_is_not_extended(
+    cached: dict, now: dict, stale: list[str]
+) -> None:
+    got = oracle.stale_states(
+        {k: _meta(*v) for k, v in cached.items()}, {k: _meta(*v) for k, v in now.items()}
+    )
+    assert got == stale
+
+
 def test_a_resumed_grid_trains_nothing_new() -> None:
     train, points = Grid(), dict[str, dict]()
     oracle.run_grid(points, train, oracle.COARSE, oracle.REFINE, lambda: None)
