@@ -13,7 +13,8 @@ against committed ones: the ResNet-8 sweeps, and reduce_on_plateau at x 0.1 and 
 (``plateau_cut``) against the committed x 0.3 and range-test arms
 (``benchmarks/paired_prefix.py`` checks that such arms pair), and ten more seeds (15-24) of the
 default policy and the x 0.3 cut, whose rerun of seed 14 must reproduce the committed one
-exactly before they are pooled with it.
+exactly for the 20-seed pool to be read (it did not, on another CPU: that pool is printed, but
+outside its reading).
 
     .venv/bin/python benchmarks/policy_pooled.py     # < 1 s
 
