@@ -43,7 +43,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -558,10 +558,10 @@ def save_entry(curves_dir: Path, sid: str, entry: dict) -> None:
 
 def stale_states(cached: dict[str, dict], info: dict[str, dict]) -> list[str]:
     """The cached states of the runs trained now that are not the states trained now: the
-    validation loss and accuracy recorded with their curves differ, or (a plateau setup) the
-    run kept another epoch. Training is exact on one machine, not across CPUs
+    validation loss recorded with their curves differs (beyond float noise), or (a plateau
+    setup) the run kept another epoch. Training is exact on one machine, not across CPUs
     (docs/performance.md 6b, "Ten more seeds"), so a cache made elsewhere must not be
-    extended from states retrained here."""
+    extended, or measured further, from states retrained here."""
 
     def run(entry: dict) -> tuple:
         return entry["optimizer"], entry["seed"], entry["running_lr"]
@@ -573,8 +573,17 @@ def stale_states(cached: dict[str, dict], info: dict[str, dict]) -> list[str]:
         if run(old) in runs_now
         and (
             (meta := info.get(sid)) is None
-            or (old.get("val_loss"), old.get("val_acc")) != (meta["val_loss"], meta["val_acc"])
+            or not math.isclose(old["val_loss"], meta["val_loss"], rel_tol=1e-4)
         )
+    )
+
+
+def stale_message(stale: Sequence[str], curves_dir: Path) -> str:
+    """One line naming the ``stale_states`` of ``curves_dir``."""
+    named = ", ".join(stale[:3]) + (", ..." if len(stale) > 3 else "")
+    return (
+        f"error: {len(stale)} state(s) trained here differ from the ones {curves_dir} was"
+        f" measured from ({named}): the cache comes from another machine"
     )
 
 
@@ -592,10 +601,8 @@ def compute(args: Any, setup_: Setup, curves_dir: Path, states_dir: Path) -> Non
     stale = stale_states(cached, info)
     if stale:
         raise SystemExit(
-            f"error: {len(stale)} state(s) trained here differ from the ones {curves_dir} was"
-            f" measured from ({', '.join(stale[:3])}{', ...' if len(stale) > 3 else ''}): the"
-            " cache comes from another machine; read it with --analyse-only, or move"
-            f" {curves_dir} aside to measure this setup again here"
+            stale_message(stale, curves_dir)
+            + f"; read it with --analyse-only, or move {curves_dir} aside to measure it again here"
         )
     entries = {
         sid: cached.get(sid) or {"setup": setup_.key(), **meta, "oracle": {}, "range_tests": {}}

@@ -73,6 +73,8 @@ def _meta(opt: str, seed: int, epoch: int, val_loss: float) -> dict:
     [
         # the same states: nothing stale
         ({"a-e2": ("adam", 0, 2, 1.5)}, {"a-e2": ("adam", 0, 2, 1.5)}, []),
+        # float noise in the recorded loss is the same state
+        ({"a-e2": ("adam", 0, 2, 1.5)}, {"a-e2": ("adam", 0, 2, 1.5000001)}, []),
         # retrained on another CPU: another val loss
         ({"a-e2": ("adam", 0, 2, 1.5)}, {"a-e2": ("adam", 0, 2, 1.49)}, ["a-e2"]),
         # a plateau setup whose detector now fires at another epoch: the cached state is stale
