@@ -30,6 +30,7 @@ from _oracle_analysis import (
     HORIZONS,
     LOSS,
     loss_at,
+    num,
     quantile,
     state_rows,
     stream_oracles,
@@ -250,14 +251,14 @@ def lines(name: str, states: int, facts: dict, scores: dict) -> list[str]:
                 f"{f['acc_minus_loss_oracle_median_decades']:+.2f}"
                 f" decade (median; |.| {f['acc_minus_loss_oracle_median_abs_decades']:.2f});"
                 f" between streams the loss oracle moves "
-                f"{_opt(f['loss_oracle_stream_move_median_decades'])}, the accuracy oracle "
-                f"{_opt(f['acc_oracle_stream_move_median_decades'])}"
+                f"{num(f['loss_oracle_stream_move_median_decades'])}, the accuracy oracle "
+                f"{num(f['acc_oracle_stream_move_median_decades'])}"
             )
     out.append(
         "  half-epoch oracle - 2-epoch oracle (median; |.|): "
         + ", ".join(
             f"by {k} {_signed(g['half_minus_2ep_median_decades'])} "
-            f"({_opt(g['half_minus_2ep_median_abs_decades'])})"
+            f"({num(g['half_minus_2ep_median_abs_decades'])})"
             for k, g in facts["horizons"].items()
         )
     )
@@ -281,10 +282,6 @@ def lines(name: str, states: int, facts: dict, scores: dict) -> list[str]:
         ]
         out.append(f"  {h}: {default} minus: " + "; ".join(pairs))
     return out
-
-
-def _opt(x: float | None) -> str:
-    return "-" if x is None else f"{x:.2f}"
 
 
 def _signed(x: float | None) -> str:
