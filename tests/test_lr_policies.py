@@ -384,6 +384,64 @@ def test_max_change_limits_one_tests_move(
         assert f"{says} {fmt(old)}" in decision.why
 
 
+@pytest.mark.parametrize(
+    ("max_raise", "old_over_pick", "at_chance", "expected_over_pick", "says"),
+    [
+        (None, 1e-1, False, 1.0, None),  # off: the pick, a decade up
+        (1.0, 1e-1, False, 1e-1, "not raised at a plateau (max_raise 1)"),  # kept
+        (2.0, 1e-1, False, 2e-1, "raised at most x 2 at a plateau (max_raise)"),
+        (1.0, 10.0, False, 1.0, None),  # a cut is never limited by it
+        (1.0, 1e-1, True, 1.0, None),  # at chance: the raise a too-low LR needs
+        (1.0, 1.0, False, 1.0, None),  # the pick is the running LR: nothing to limit
+    ],
+)
+def test_max_raise_limits_a_raise_unless_at_chance(
+    max_raise: float | None,
+    old_over_pick: float,
+    at_chance: bool,
+    expected_over_pick: float,
+    says: str | None,
+) -> None:
+    result, pick = _u_curve_pick()
+    old = pick * old_over_pick
+    policy = make_rtp(min_lr=1e-9, max_lr=1e3, max_change=None, max_raise=max_raise)
+    decision = policy.decide(result, old, at_chance=at_chance)
+    assert decision.suggested_lr == pytest.approx(pick)  # the raw pick is reported unchanged
+    assert decision.new_lr == pytest.approx(pick * expected_over_pick)
+    assert (says is None) == ("at a plateau" not in decision.why)
+    if says is not None:
+        assert says in decision.why
+
+
+def test_max_raise_limits_the_fallback_too() -> None:
+    # no descent; the loss diverged from ~1e-1, so below_divergence falls back to ~1e-2, a raise
+    # from 1e-3 that max_raise 1 refuses
+    result = _no_descent_curve(1e-1)
+    free = make_rtp(min_lr=1e-6, max_change=None).decide(result, 1e-3)
+    assert free.suggested_lr is None and free.new_lr > 1e-3
+    kept = make_rtp(min_lr=1e-6, max_change=None, max_raise=1.0).decide(result, 1e-3)
+    assert kept.new_lr == pytest.approx(1e-3) and "not raised" in kept.why
+
+
+def test_max_raise_reads_the_plateau_at_chance_from_the_metric() -> None:
+    """Through end_epoch: the same curve is raised at chance (val loss 2.30 of ln 10 = 2.303)
+    and kept at a learning plateau (val loss 1.2)."""
+    for metric, raised in ((2.30, True), (1.2, False)):
+        policy = make_rtp(
+            base_lr=1e-5,
+            min_lr=1e-6,
+            max_lr=1.0,
+            max_change=None,
+            max_raise=1.0,
+            chance_level=math.log(10),
+        )
+        assert policy.end_epoch(0, metric, probe=FakeProbe("u")) == []
+        events = policy.end_epoch(1, metric, probe=FakeProbe("u"))
+        test = next(e for e in events if e.kind == "range_test")
+        assert (test.new_lr > 1e-5) == raised, (metric, test.reason)
+        assert ("not_learning" in [e.kind for e in events]) == raised
+
+
 def test_max_change_never_overrides_the_bounds_or_the_divergence_guard() -> None:
     # the running LR (1e-3) lies where the curve diverged (from ~1e-4): keeping it within x 10
     # would still train in the diverging part, so the LR goes to 0.1 x the divergence LR

@@ -166,6 +166,11 @@ BAD: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
         "policies[0].params.max_change: must be > 1 or null, got 1",
     ),
     (
+        "max-raise-below-one",
+        setter("policies", 0, "params", "max_raise", value=0.5),
+        "policies[0].params.max_raise: must be >= 1 or null, got 0.5",
+    ),
+    (
         "anchor-above-one",
         setter("policies", 0, "params", "anchor", value=3),
         "policies[0].params.anchor: must be in (0, 1] or null, got 3",

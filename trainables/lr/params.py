@@ -118,11 +118,13 @@ class RangeTestParams(_PlateauParams):
     """On a plateau, a short LR range test from a snapshot; the rule's pick, or the
     ``fallback`` when the curve has no usable descent; ``max_change`` (None: no limit) bounds
     one test's move to that factor either way (10, chosen with ``benchmarks/oracle.py`` on
-    badly set LRs it had not seen). ``anchor`` (None: off) moves the pick ``pull`` decades
-    toward ``anchor`` x the running LR, never past it. ``beta`` None fits the smoothing to the
-    test's length and noise. The default rule, ``midpoint``, was chosen end to end: on seeds 5-9,
-    by a rule fixed before the sweep ran (ce8ec29), it beat ``steepest`` by 1.25 points of
-    test_acc over 10 pairs (docs/performance.md 6b; the oracle alone had favoured ``steepest``)."""
+    badly set LRs it had not seen); ``max_raise`` (None: only ``max_change``) bounds a raise
+    to that factor (1: never raise) unless the plateau is at chance. ``anchor`` (None: off)
+    moves the pick ``pull`` decades toward ``anchor`` x the running LR, never past it.
+    ``beta`` None fits the smoothing to the test's length and noise. The default rule,
+    ``midpoint``, was chosen end to end: on seeds 5-9, by a rule fixed before the sweep ran
+    (ce8ec29), it beat ``steepest`` by 1.25 points of test_acc over 10 pairs
+    (docs/performance.md 6b; the oracle alone had favoured ``steepest``)."""
 
     name: Literal["range_test_on_plateau"] = "range_test_on_plateau"
     patience: int = Field(3, ge=0)
@@ -136,6 +138,7 @@ class RangeTestParams(_PlateauParams):
     factor: float = Field(0.1, gt=0, lt=1)
     fallback: Fallback = "below_divergence"
     max_change: float | None = Field(10.0, gt=1)
+    max_raise: float | None = Field(None, ge=1)
     anchor: float | None = Field(None, gt=0, le=1)
     pull: float = Field(0.25, gt=0, le=2)
     beta: float | None = Field(None, ge=BETA_RANGE[0], lt=BETA_RANGE[1])

@@ -211,13 +211,17 @@ class _PlateauPolicy(LRPolicy):
             f"plateau: {self.metric_name} did not improve for {self.detector.patience + 1} "
             f"epochs (best {fmt(self.detector.best)})"
         )
-        events = [self._on_plateau(epoch, plateau, probe)]
-        if self._at_chance(metric):
+        at_chance = self._at_chance(metric)
+        events = [self._on_plateau(epoch, plateau, probe, at_chance)]
+        if at_chance:
             events.append(self._not_learning(epoch, plateau, metric))
         return events
 
     @abstractmethod
-    def _on_plateau(self, epoch: int, plateau: str, probe: RangeProbe | None) -> PolicyEvent: ...
+    def _on_plateau(
+        self, epoch: int, plateau: str, probe: RangeProbe | None, at_chance: bool
+    ) -> PolicyEvent:
+        """The LR decision at a plateau; ``at_chance``: the metric is no better than chance."""
 
     def _at_chance(self, metric: float) -> bool:
         margin = self.params.chance_margin
@@ -270,7 +274,9 @@ class ReduceOnPlateauLR(_PlateauPolicy):
     def min_lr(self) -> float:
         return self.params.min_lr
 
-    def _on_plateau(self, epoch: int, plateau: str, probe: RangeProbe | None) -> PolicyEvent:
+    def _on_plateau(
+        self, epoch: int, plateau: str, probe: RangeProbe | None, at_chance: bool
+    ) -> PolicyEvent:
         old = self._lr
         new = max(old * self.factor, self.min_lr)
         if old - new > REDUCE_EPS:
@@ -294,7 +300,9 @@ class RangeTestOnPlateauLR(_PlateauPolicy):
     ``anchor`` (None: off) moves the pick ``pull`` decades toward ``anchor`` x the old LR, never
     past it: a small disagreement with the cut a plateau usually wants is ignored, a large one
     is kept. ``max_change`` (None: no limit) keeps the new LR within that factor of the old one,
-    either way. The new LR is then clamped to ``[min_lr, max_lr]``; the detector's cooldown
+    either way; ``max_raise`` (None: off) keeps it at most that factor above the old one (1:
+    never raise), except at a plateau at chance, where a run held by an LR far too low needs the
+    raise. The new LR is then clamped to ``[min_lr, max_lr]``; the detector's cooldown
     then applies.
     ``beta=None`` fits the smoothing to the test's length and noise (``suggest.auto_beta``). The
     default rule, ``midpoint`` (halfway, in log LR, between the steepest point and the smoothed
@@ -311,7 +319,7 @@ class RangeTestOnPlateauLR(_PlateauPolicy):
         super().__init__(**kwargs)
         p = self.params
         self.measure, self.rule, self.factor, self.beta = p.measure, p.rule, p.factor, p.beta
-        self.fallback, self.max_change = p.fallback, p.max_change
+        self.fallback, self.max_change, self.max_raise = p.fallback, p.max_change, p.max_raise
         self.anchor, self.pull = p.anchor, p.pull
         self.min_lr, self.max_lr, self.num_steps = p.min_lr, p.max_lr, p.num_steps
         self.epoch_fraction, self.min_steps = p.epoch_fraction, p.min_steps
@@ -329,12 +337,15 @@ class RangeTestOnPlateauLR(_PlateauPolicy):
                 "end_epoch(epoch, metric, probe=...) built around run_range_test"
             )
 
-    def decide(self, result: RangeTestResult, old_lr: float) -> RangeTestDecision:
+    def decide(
+        self, result: RangeTestResult, old_lr: float, *, at_chance: bool = False
+    ) -> RangeTestDecision:
         """The LR to continue with after the range test ``result``, from ``old_lr``.
 
         The rule's pick (moved toward ``anchor`` x ``old_lr`` when set) when the curve has a
-        usable descent, else the fallback's LR; kept
-        within ``max_change`` of ``old_lr``, clamped to ``[min_lr, max_lr]``, and never inside
+        usable descent, else the fallback's LR; kept within ``max_change`` of ``old_lr``, at
+        most ``max_raise`` x ``old_lr`` unless ``at_chance`` (the plateau's metric is no better
+        than chance), clamped to ``[min_lr, max_lr]``, and never inside
         the curve's diverging part (that guard wins over the limit). A pure function of
         the curve and the policy's settings (benchmarks call it on recorded curves).
         """
@@ -358,6 +369,13 @@ class RangeTestOnPlateauLR(_PlateauPolicy):
             new = min(max(new, low), high)
             if new != target:
                 decision += f", kept within a factor {self.max_change:g} of {fmt(old_lr)}"
+        if self.max_raise is not None and not at_chance and new > old_lr * self.max_raise:
+            new = old_lr * self.max_raise
+            decision += (
+                ", not raised at a plateau (max_raise 1)"
+                if self.max_raise == 1
+                else f", raised at most x {self.max_raise:g} at a plateau (max_raise)"
+            )
         limited, new = new, min(max(new, self.min_lr), self.max_lr)
         if new != limited:
             decision += f", clamped to [{fmt(self.min_lr)}, {fmt(self.max_lr)}]"
@@ -382,14 +400,16 @@ class RangeTestOnPlateauLR(_PlateauPolicy):
             return old_lr, "the same lr"
         return below, f"{self.factor:g} x {fmt(diverge_lr)}, where the loss began to diverge"
 
-    def _on_plateau(self, epoch: int, plateau: str, probe: RangeProbe | None) -> PolicyEvent:
+    def _on_plateau(
+        self, epoch: int, plateau: str, probe: RangeProbe | None, at_chance: bool
+    ) -> PolicyEvent:
         assert probe is not None  # checked before the detector stepped
         n = self.probe_steps()
         result = probe(self.min_lr, self.max_lr, n, self.measure)
         if not isinstance(result, RangeTestResult):
             raise TypeError(f"the range-test probe returned {type(result).__name__}, not a result")
         old = self._lr
-        decision = self.decide(result, old)
+        decision = self.decide(result, old, at_chance=at_chance)
         suggested, new = decision.suggested_lr, decision.new_lr
         self._lr = new
         self._num_range_tests += 1
