@@ -1,0 +1,80 @@
+"""benchmarks/no_raise.py: counting raises, and the reading fixed before its sweep, on made-up
+runs."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import no_raise as NR
+
+
+@pytest.mark.parametrize(
+    ("applied", "expected"),
+    [
+        ([], 0),
+        ([4.8e-4, 1e-3], 1),  # a cut, then back up to the start
+        ([1.44e-3], 1),  # a raise at the first test
+        ([4.8e-4, 4.8e-4, 2.3e-4], 0),  # kept, then cut: no raise
+        ([1e-3], 0),  # kept at the start LR
+        ([1.6e-4, 4.8e-4, 2.3e-4, 1.4e-4, 1.6e-4], 2),
+    ],
+)
+def test_raises_counts_tests_that_moved_the_lr_up(applied: list[float], expected: int) -> None:
+    assert NR.raises(applied, 1e-3) == expected
+
+
+@pytest.mark.parametrize(
+    ("mean", "ci95", "reading"),
+    [
+        (0.004, 0.003, "max_raise 1 is better: the default becomes max_raise 1"),
+        (0.004, 0.004, "no difference shown: the default stays max_raise null"),  # touches 0
+        (-0.004, 0.003, "max_raise 1 is worse"),
+        (0.0, 0.0, "no difference shown: the default stays max_raise null"),  # every pair equal
+        (None, None, "not read: fewer than 2 paired seeds"),
+    ],
+)
+def test_h1_reading(mean: float | None, ci95: float | None, reading: str) -> None:
+    assert NR.h1_reading(mean, ci95) == reading
+
+
+def _run(policy: str, seed: int, acc: float, lrs: list[float]) -> dict[str, Any]:
+    return {"policy": policy, "seed": str(seed), "final_test_acc": acc, "range_test_lrs": lrs}
+
+
+def test_the_reading_of_a_made_up_sweep() -> None:
+    runs = [
+        _run(NR.DEFAULT, 15, 0.6475, [4.8e-4, 1e-3]),  # the committed values: R holds
+        _run(NR.NO_RAISE, 15, 0.66, [4.8e-4, 4.8e-4]),
+        _run(NR.DEFAULT, 19, 0.6379, [1.44e-3]),
+        _run(NR.NO_RAISE, 19, 0.65, [1e-3]),
+        _run(NR.DEFAULT, 30, 0.65, [4.8e-4]),  # no raise: the arms must end equal
+        _run(NR.NO_RAISE, 30, 0.65, [4.8e-4]),
+        _run(NR.DEFAULT, 31, 0.64, [4.8e-4, 7e-4]),  # a raise: max_raise 1 +2 points
+        _run(NR.NO_RAISE, 31, 0.66, [4.8e-4, 4.8e-4]),
+        _run(NR.DEFAULT, 32, 0.66, []),  # no raise, yet the arms differ: a determinism failure
+        _run(NR.NO_RAISE, 32, 0.661, []),
+    ]
+    read = NR.reading(runs)
+    assert read["R_reproduced"] is True
+    assert read["D_determinism_failures"] == ["32"]
+    h1 = read["H1"]
+    assert h1["seeds"] == ["30", "31", "32"]  # the origin seeds are left out of H1
+    assert h1["n"] == 3 and h1["better"] == 2 and h1["worse"] == 0
+    assert h1["mean"] == pytest.approx((0 + 0.02 + 0.001) / 3)
+    assert read["seeds_where_the_default_raised"]["seeds"] == ["31"]
+    runs[0] = _run(NR.DEFAULT, 15, 0.6476, [4.8e-4, 1e-3])  # off by 1e-4: not reproduced
+    assert NR.reading(runs)["R_reproduced"] is False
+
+
+def test_committed_runs_count_their_raises() -> None:
+    committed = NR.committed_tests(NR.C.RESULTS_DIR)
+    assert 0 < committed["raised"] < committed["tests"]
+    assert {"sweep": "confirm_patience3_more", "arm": "range_test", "seed": "19"} in committed[
+        "runs_with_a_raise"
+    ]
