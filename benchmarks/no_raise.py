@@ -5,14 +5,19 @@ Two parts, nothing trained:
 1. Every committed end-to-end run of the range-test policy at the well-set LR (seed CNN + Adam
    1e-3, 30 epochs on 5,000 images): each test's move, from the LRs the tests applied
    (``range_test_lrs``; the running LR only changes at a test), and how many tests raised it.
-2. The reading of ``benchmarks/specs/no_raise.yaml`` (fixed in that file before it ran): the
-   default policy against the same with ``max_raise: 1`` (a test never raises the LR unless the
-   plateau is at chance), paired final test_acc. R: its seeds 15 and 19 rerun the committed
+2. The readings of ``benchmarks/specs/no_raise.yaml`` and ``no_raise_low_lr.yaml`` (each fixed
+   in its file before it ran). The first: the default policy against the same with
+   ``max_raise: 1`` (a test never raises the LR unless the plateau is at chance), paired final
+   test_acc. R: its seeds 15 and 19 rerun the committed
    ones exactly; D: the arms end equal on every seed where the default raised nothing (they
    made the same decisions); H1, on the fresh seeds 30-49: ``max_raise: 1`` is better if the
-   95% t interval lies above 0, worse if below, else no difference is shown.
+   95% t interval lies above 0, worse if below, else no difference is shown. The second, at
+   Adam 3e-4 (an LR set too low, where a raise may be the rescue) on seeds 0-4: D, and H:
+   ``max_raise: 1`` costs the rescue if the interval lies below 0.
 
     python -m sweep compare no-raise --reference range_test --out benchmarks/results/no_raise
+    python -m sweep compare no-raise-low-lr --reference range_test \
+        --out benchmarks/results/no_raise_low_lr
     .venv/bin/python benchmarks/no_raise.py      # < 1 s
 """
 
@@ -42,7 +47,8 @@ WELL_SET = {
     "confirm_patience3_more": ("range_test",),
 }
 START_LR = 1e-3
-SWEEP = "no_raise"
+SWEEP, LOW_SWEEP = "no_raise", "no_raise_low_lr"
+LOW_START_LR = 3e-4
 DEFAULT, NO_RAISE = "range_test", "range_test_no_raise"
 #: The seeds the question came from (their committed runs, and the rerun that must match them).
 ORIGIN = {"15": 0.6475, "19": 0.6379}
@@ -87,7 +93,8 @@ def committed_tests(results: Path) -> dict[str, Any]:
 
 
 def h1_reading(mean: float | None, ci95: float | None) -> str:
-    """H1, fixed before the sweep ran: from the 95% t interval of no_raise - default."""
+    """H1 of no_raise.yaml, fixed before the sweep ran: from the 95% t interval of
+    no_raise - default on the fresh seeds."""
     if mean is None or ci95 is None:
         return "not read: fewer than 2 paired seeds"
     if mean - ci95 > 0:
@@ -97,63 +104,124 @@ def h1_reading(mean: float | None, ci95: float | None) -> str:
     return "no difference shown: the default stays max_raise null"
 
 
-def reading(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """R, D and H1 of the no_raise sweep from its runs (``comparison.json``'s ``runs``)."""
+def low_lr_reading(mean: float | None, ci95: float | None) -> str:
+    """H of no_raise_low_lr.yaml, fixed before the sweep ran (Adam 3e-4, seeds 0-4)."""
+    if mean is None or ci95 is None:
+        return "not read: fewer than 2 paired seeds"
+    if mean + ci95 < 0:
+        return "max_raise 1 costs the rescue"
+    if mean - ci95 > 0:
+        return "max_raise 1 helps here too"
+    return "no difference shown"
+
+
+def pairs(runs: Sequence[dict[str, Any]], start_lr: float) -> list[dict[str, Any]]:
+    """Per seed both arms ran: final test_acc of each, no_raise - default, the default's
+    raises, each arm's applied LRs and whether a plateau was at chance (``not_learning``)."""
     by = {(r["policy"], str(r["seed"])): r for r in runs}
-    seeds = sorted({s for _, s in by}, key=int)
     rows = []
-    for seed in seeds:
+    for seed in sorted({s for _, s in by}, key=int):
         a, b = by.get((DEFAULT, seed)), by.get((NO_RAISE, seed))
         if a is None or b is None:
             continue
-        n = raises(a["range_test_lrs"], START_LR)
         rows.append(
             {
                 "seed": seed,
                 "default": a["final_test_acc"],
                 "no_raise": b["final_test_acc"],
                 "diff": b["final_test_acc"] - a["final_test_acc"],
-                "default_raises": n,
+                "default_raises": raises(a["range_test_lrs"], start_lr),
                 "default_lrs": a["range_test_lrs"],
                 "no_raise_lrs": b["range_test_lrs"],
+                "at_chance": bool(a.get("not_learning")) or bool(b.get("not_learning")),
             }
         )
-    origin = [r for r in rows if r["seed"] in ORIGIN]
-    reproduced = len(origin) == len(ORIGIN) and all(
-        r["default"] == ORIGIN[r["seed"]] for r in origin
-    )
-    same = [
+    return rows
+
+
+def determinism_failures(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """Seeds where the default raised nothing, yet the arms did not end equal (D)."""
+    return [
         r["seed"]
         for r in rows
         if r["default_raises"] == 0 and (r["diff"] != 0 or r["default_lrs"] != r["no_raise_lrs"])
     ]
-    fresh = [r for r in rows if r["seed"] in FRESH]
-    paired = Paired.of([(r["no_raise"], r["default"]) for r in fresh])
-    raised = [r for r in fresh if r["default_raises"]]
-    on_raised = Paired.of([(r["no_raise"], r["default"]) for r in raised]) if raised else None
+
+
+def summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """no_raise - default over ``rows``, and over the seeds where the default raised."""
+    paired = Paired.of([(r["no_raise"], r["default"]) for r in rows])
+    raised = [r for r in rows if r["default_raises"]]
+    on_raised = Paired.of([(r["no_raise"], r["default"]) for r in raised])
     return {
-        "rows": rows,
-        "R_reproduced": reproduced,
-        "D_determinism_failures": same,
-        "H1": {
-            "seeds": [r["seed"] for r in fresh],
-            "n": paired.n,
-            "mean": paired.mean,
-            "ci95": paired.ci95,
-            "better": paired.better,
-            "worse": sum(d < 0 for d in paired.diffs),
-            "reading": h1_reading(paired.mean, paired.ci95),
-        },
-        "seeds_where_the_default_raised": {
-            "seeds": [r["seed"] for r in raised],
-            "mean": on_raised.mean if on_raised else None,
-            "better": on_raised.better if on_raised else 0,
-        },
+        "seeds": [r["seed"] for r in rows],
+        "n": paired.n,
+        "mean": paired.mean,
+        "ci95": paired.ci95,
+        "better": paired.better,
+        "worse": sum(d < 0 for d in paired.diffs),
+        "raised_on": [r["seed"] for r in raised],
+        "raises": sum(r["default_raises"] for r in rows),
+        "mean_where_raised": on_raised.mean,
+        "better_where_raised": on_raised.better,
     }
 
 
-def pts(x: float) -> str:
-    return f"{100 * x:+.2f}"
+def reading(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """R, D and H1 of the no_raise sweep from its runs (``comparison.json``'s ``runs``)."""
+    rows = pairs(runs, START_LR)
+    origin = [r for r in rows if r["seed"] in ORIGIN]
+    reproduced = len(origin) == len(ORIGIN) and all(
+        r["default"] == ORIGIN[r["seed"]] for r in origin
+    )
+    h1 = summary([r for r in rows if r["seed"] in FRESH])
+    h1["reading"] = h1_reading(h1["mean"], h1["ci95"])
+    return {
+        "rows": rows,
+        "R_reproduced": reproduced,
+        "origin": summary(origin),
+        "D_determinism_failures": determinism_failures(rows),
+        "H1": h1,
+    }
+
+
+def low_lr(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """D and H of the no_raise_low_lr sweep (Adam 3e-4) from its runs."""
+    rows = pairs(runs, LOW_START_LR)
+    h = summary(rows)
+    h["reading"] = low_lr_reading(h["mean"], h["ci95"])
+    return {"rows": rows, "D_determinism_failures": determinism_failures(rows), "H": h}
+
+
+def pts(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:+.2f}"
+
+
+def interval(h: dict[str, Any]) -> str:
+    """``mean [lo, hi]`` in points, from a :func:`summary`."""
+    if h["ci95"] is None:
+        return f"{pts(h['mean'])} pts"
+    return f"{pts(h['mean'])} pts [{pts(h['mean'] - h['ci95'])}, {pts(h['mean'] + h['ci95'])}]"
+
+
+def show(name: str, read: dict[str, Any], key: str) -> None:
+    for r in read["rows"]:
+        chance = ", at chance" if r["at_chance"] else ""
+        print(
+            f"  seed {r['seed']:>2}: default {r['default']:.4f} ({r['default_raises']} raises"
+            f"{chance}), max_raise 1 {r['no_raise']:.4f}, {pts(r['diff'])} pts"
+        )
+    h = read[key]
+    print(f"  D (arms equal where nothing was raised): failures {read['D_determinism_failures']}")
+    print(
+        f"  {key}, {name}: max_raise 1 - default {interval(h)}, better {h['better']}, worse"
+        f" {h['worse']} of {h['n']}: {h['reading']}"
+    )
+    print(
+        f"  the default raised {h['raises']} times, on seeds {', '.join(h['raised_on']) or '-'};"
+        f" there max_raise 1 {pts(h['mean_where_raised'])} pts, better on"
+        f" {h['better_where_raised']}"
+    )
 
 
 def main() -> int:
@@ -167,30 +235,24 @@ def main() -> int:
         f" one), in {len(committed['runs_with_a_raise'])} runs"
     )
     payload: dict[str, Any] = {"committed": committed}
-    path = C.RESULTS_DIR / SWEEP / "comparison.json"
-    if path.exists():
-        read = reading(json.loads(path.read_text())["runs"])
-        for r in read["rows"]:
+    for folder, read_it, key, name in (
+        (SWEEP, reading, "H1", "Adam 1e-3, seeds 30-49"),
+        (LOW_SWEEP, low_lr, "H", "Adam 3e-4, seeds 0-4"),
+    ):
+        path = C.RESULTS_DIR / folder / "comparison.json"
+        if not path.exists():
+            print(f"{path} is missing: run its sweep and `sweep compare` (benchmarks/specs/)")
+            continue
+        read = read_it(json.loads(path.read_text())["runs"])
+        print(f"{folder}:")
+        if "R_reproduced" in read:
+            o = read["origin"]
             print(
-                f"seed {r['seed']:>2}: default {r['default']:.4f} ({r['default_raises']} raises),"
-                f" max_raise 1 {r['no_raise']:.4f}, {pts(r['diff'])} pts"
+                f"  R (seeds 15, 19 rerun the committed runs exactly): {read['R_reproduced']};"
+                f" there max_raise 1 - default {interval(o)}"
             )
-        h1, on = read["H1"], read["seeds_where_the_default_raised"]
-        print(f"R (seeds 15, 19 rerun exactly): {read['R_reproduced']}")
-        print(f"D (arms equal where nothing was raised): failures {read['D_determinism_failures']}")
-        print(
-            f"H1, seeds 30-49: max_raise 1 - default {pts(h1['mean'])} pts"
-            f" [{pts(h1['mean'] - h1['ci95'])}, {pts(h1['mean'] + h1['ci95'])}],"
-            f" better {h1['better']}, worse {h1['worse']} of {h1['n']}: {h1['reading']}"
-        )
-        if on["seeds"]:
-            print(
-                f"  the default raised on seeds {', '.join(on['seeds'])}: there max_raise 1"
-                f" {pts(on['mean'])} pts, better on {on['better']}"
-            )
-        payload["sweep"] = read
-    else:
-        print(f"{path} is missing: run the sweep and `sweep compare` first (this file's docstring)")
+        show(name, read, key)
+        payload[folder] = read
     payload["seconds"] = time.perf_counter() - t0
     C.write_result("no_raise", payload, args.out)
     return 0

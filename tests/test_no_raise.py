@@ -67,9 +67,35 @@ def test_the_reading_of_a_made_up_sweep() -> None:
     assert h1["seeds"] == ["30", "31", "32"]  # the origin seeds are left out of H1
     assert h1["n"] == 3 and h1["better"] == 2 and h1["worse"] == 0
     assert h1["mean"] == pytest.approx((0 + 0.02 + 0.001) / 3)
-    assert read["seeds_where_the_default_raised"]["seeds"] == ["31"]
+    assert h1["raised_on"] == ["31"] and h1["mean_where_raised"] == pytest.approx(0.02)
+    assert read["origin"]["raised_on"] == ["15", "19"] and read["origin"]["better"] == 2
     runs[0] = _run(NR.DEFAULT, 15, 0.6476, [4.8e-4, 1e-3])  # off by 1e-4: not reproduced
     assert NR.reading(runs)["R_reproduced"] is False
+
+
+@pytest.mark.parametrize(
+    ("mean", "ci95", "reading"),
+    [
+        (-0.01, 0.005, "max_raise 1 costs the rescue"),
+        (0.01, 0.005, "max_raise 1 helps here too"),
+        (0.0, 0.0, "no difference shown"),  # nothing raised: the arms end equal
+        (-0.01, 0.02, "no difference shown"),
+    ],
+)
+def test_low_lr_reading(mean: float, ci95: float, reading: str) -> None:
+    assert NR.low_lr_reading(mean, ci95) == reading
+
+
+def test_the_low_lr_reading_counts_raises_from_its_own_start_lr() -> None:
+    runs = [
+        _run(NR.DEFAULT, 0, 0.60, [1e-3]),  # up from 3e-4: a raise (from 1e-3 it would not be)
+        _run(NR.NO_RAISE, 0, 0.58, [3e-4]),
+        _run(NR.DEFAULT, 1, 0.61, [1e-4]),
+        _run(NR.NO_RAISE, 1, 0.61, [1e-4]),
+    ]
+    read = NR.low_lr(runs)
+    assert read["H"]["raised_on"] == ["0"] and read["D_determinism_failures"] == []
+    assert read["H"]["mean"] == pytest.approx(-0.01)
 
 
 def test_committed_runs_count_their_raises() -> None:
