@@ -3,8 +3,9 @@
 Two parts, nothing trained:
 
 1. Every committed end-to-end run of the range-test policy at the well-set LR (seed CNN + Adam
-   1e-3, 30 epochs on 5,000 images): each test's move, from the LRs the tests applied
-   (``range_test_lrs``; the running LR only changes at a test), and how many tests raised it.
+   1e-3, 30 epochs on 5,000 images), at patience 0 and, for today's default, at patience 3:
+   each test's move, from the LRs the tests applied (``range_test_lrs``; the running LR only
+   changes at a test), and how many tests raised it.
 2. The readings of ``benchmarks/specs/no_raise.yaml`` and ``no_raise_low_lr.yaml`` (each fixed
    in its file before it ran). The first: the default policy against the same with
    ``max_raise: 1`` (a test never raises the LR unless the plateau is at chance), paired final
@@ -33,19 +34,27 @@ import _common as C
 
 from sweep.stats import Paired
 
-#: Committed sweeps of the range-test policy at Adam 1e-3 (seed CNN, 5,000 images, 30 epochs):
-#: folder -> the labels of their range-test arms.
-WELL_SET = {
-    "policy_compare_long": ("range_test_on_plateau",),
-    "ablation_rule_long": ("range_test_midpoint", "range_test_steepest"),
-    "ablation_fallback_long": ("range_test_below_divergence", "range_test_cut"),
-    "ablation_max_change_long": ("range_test_x10", "range_test_unlimited"),
-    "ablation_patience3_long": ("range_test_on_plateau",),
-    "ablation_fallback_patience3_long": ("range_test_below_divergence", "range_test_cut"),
-    "rule_decision_fresh": ("midpoint_p0", "midpoint_p3", "steepest_p0", "steepest_p3"),
-    "confirm_patience3_fresh": ("range_test",),
-    "confirm_patience3_more": ("range_test",),
-}
+#: Committed range-test arms at Adam 1e-3 (seed CNN, 5,000 images, 30 epochs): (folder, label,
+#: the seeds read; None: all). Patience 0 (a test at every stall) ...
+PATIENCE0 = (
+    ("policy_compare_long", "range_test_on_plateau", None),
+    ("ablation_rule_long", "range_test_midpoint", None),
+    ("ablation_rule_long", "range_test_steepest", None),
+    ("ablation_fallback_long", "range_test_below_divergence", None),
+    ("ablation_fallback_long", "range_test_cut", None),
+    ("ablation_max_change_long", "range_test_x10", None),
+    ("ablation_max_change_long", "range_test_unlimited", None),
+    ("rule_decision_fresh", "midpoint_p0", None),
+    ("rule_decision_fresh", "steepest_p0", None),
+)
+#: ... and today's default policy at patience 3, each seed once: 0-24 and 30-49.
+DEFAULT_P3 = (
+    ("ablation_fallback_patience3_long", "range_test_below_divergence", None),
+    ("rule_decision_fresh", "midpoint_p3", None),
+    ("confirm_patience3_fresh", "range_test", None),
+    ("confirm_patience3_more", "range_test", tuple(str(s) for s in range(15, 25))),
+    ("no_raise", "range_test", tuple(str(s) for s in range(30, 50))),
+)
 START_LR = 1e-3
 SWEEP, LOW_SWEEP = "no_raise", "no_raise_low_lr"
 LOW_START_LR = 3e-4
@@ -69,22 +78,25 @@ def raises(applied: Sequence[float], start_lr: float, rel: float = 1e-9) -> int:
     return sum(new > old * (1 + rel) for old, new in moves(applied, start_lr))
 
 
-def committed_tests(results: Path) -> dict[str, Any]:
-    """Tests and raises over every committed well-set range-test run, and the runs with one."""
-    tests = raised = first = 0
+def committed_tests(
+    results: Path, arms: Sequence[tuple[str, str, tuple[str, ...] | None]]
+) -> dict[str, Any]:
+    """Tests and raises over the committed runs of ``arms``, and the runs with a raise."""
+    runs = tests = raised = first = 0
     runs_with: list[dict[str, Any]] = []
-    for folder, labels in WELL_SET.items():
+    for folder, label, seeds in arms:
         doc = json.loads((results / folder / "comparison.json").read_text())
         for run in doc["runs"]:
-            if (run.get("label") or run["policy"]) not in labels:
+            if run["policy"] != label or (seeds is not None and str(run["seed"]) not in seeds):
                 continue
             applied = run["range_test_lrs"]
             n = raises(applied, START_LR)
-            tests, raised = tests + len(applied), raised + n
+            runs, tests, raised = runs + 1, tests + len(applied), raised + n
             first += raises(applied[:1], START_LR)
             if n:
-                runs_with.append({"sweep": folder, "arm": run["policy"], "seed": run["seed"]})
+                runs_with.append({"sweep": folder, "arm": label, "seed": str(run["seed"])})
     return {
+        "runs": runs,
         "tests": tests,
         "raised": raised,
         "raised_at_a_first_test": first,
@@ -228,12 +240,14 @@ def main() -> int:
     parser = C.base_parser(__doc__.splitlines()[0], quick=False)
     args = parser.parse_args()
     t0 = time.perf_counter()
-    committed = committed_tests(C.RESULTS_DIR)
-    print(
-        f"committed well-set runs: {committed['raised']} of {committed['tests']} tests raised the"
-        f" LR ({committed['raised_at_a_first_test']} at a run's first test, the rest at a later"
-        f" one), in {len(committed['runs_with_a_raise'])} runs"
-    )
+    committed = {}
+    for name, arms in (("patience 0", PATIENCE0), ("patience 3, default", DEFAULT_P3)):
+        c = committed[name] = committed_tests(C.RESULTS_DIR, arms)
+        print(
+            f"committed runs at Adam 1e-3, {name}: {c['raised']} of {c['tests']} tests raised the"
+            f" LR ({c['raised_at_a_first_test']} at a run's first test), in"
+            f" {len(c['runs_with_a_raise'])} of {c['runs']} runs"
+        )
     payload: dict[str, Any] = {"committed": committed}
     for folder, read_it, key, name in (
         (SWEEP, reading, "H1", "Adam 1e-3, seeds 30-49"),

@@ -99,8 +99,8 @@ def test_the_low_lr_reading_counts_raises_from_its_own_start_lr() -> None:
 
 
 def test_committed_runs_count_their_raises() -> None:
-    committed = NR.committed_tests(NR.C.RESULTS_DIR)
-    assert 0 < committed["raised"] < committed["tests"]
-    assert {"sweep": "confirm_patience3_more", "arm": "range_test", "seed": "19"} in committed[
-        "runs_with_a_raise"
-    ]
+    p0 = NR.committed_tests(NR.C.RESULTS_DIR, NR.PATIENCE0)
+    p3 = NR.committed_tests(NR.C.RESULTS_DIR, NR.DEFAULT_P3)
+    assert 0 < p0["raised"] < p0["tests"] and p3["runs"] == 45  # seeds 0-24 and 30-49, once
+    assert [r["seed"] for r in p3["runs_with_a_raise"]] == ["15", "19"]
+    assert p3["raised_at_a_first_test"] == 1  # seed 19: 1e-3 -> 1.44e-3 at its only test
