@@ -413,6 +413,18 @@ def test_max_raise_limits_a_raise_unless_at_chance(
         assert says in decision.why
 
 
+def test_max_raise_says_why_once_when_max_change_would_also_bind() -> None:
+    result, pick = _u_curve_pick()
+    policy = make_rtp(min_lr=1e-9, max_lr=1e3, max_change=10.0, max_raise=1.0)
+    decision = policy.decide(result, pick / 1e3)  # the pick is 1,000 x the running LR
+    assert decision.new_lr == pytest.approx(pick / 1e3)
+    assert "not raised at a plateau" in decision.why and "kept within" not in decision.why
+    wider = make_rtp(min_lr=1e-9, max_lr=1e3, max_change=10.0, max_raise=100.0)
+    decision = wider.decide(result, pick / 1e3)  # max_raise 100 lets max_change bind
+    assert decision.new_lr == pytest.approx(pick / 1e2)
+    assert "raised at most x 100" in decision.why and "kept within a factor 10" in decision.why
+
+
 def test_max_raise_limits_the_fallback_too() -> None:
     # no descent; the loss diverged from ~1e-1, so below_divergence falls back to ~1e-2, a raise
     # from 1e-3 that max_raise 1 refuses

@@ -364,18 +364,18 @@ class RangeTestOnPlateauLR(_PlateauPolicy):
             target, how = self._fallback(old_lr, curve.diverge_lr)
             decision = f"no suggestion ({curve.reason}); fell back to {how}"
         new = target
-        if self.max_change is not None:
-            low, high = old_lr / self.max_change, old_lr * self.max_change
-            new = min(max(new, low), high)
-            if new != target:
-                decision += f", kept within a factor {self.max_change:g} of {fmt(old_lr)}"
         if self.max_raise is not None and not at_chance and new > old_lr * self.max_raise:
-            new = old_lr * self.max_raise
+            new = old_lr * self.max_raise  # before max_change: the tighter bound says why
             decision += (
                 ", not raised at a plateau (max_raise 1)"
                 if self.max_raise == 1
                 else f", raised at most x {self.max_raise:g} at a plateau (max_raise)"
             )
+        if self.max_change is not None:
+            low, high = old_lr / self.max_change, old_lr * self.max_change
+            limited, new = new, min(max(new, low), high)
+            if new != limited:
+                decision += f", kept within a factor {self.max_change:g} of {fmt(old_lr)}"
         limited, new = new, min(max(new, self.min_lr), self.max_lr)
         if new != limited:
             decision += f", clamped to [{fmt(self.min_lr)}, {fmt(self.max_lr)}]"
