@@ -6,19 +6,23 @@ Two parts, nothing trained:
    1e-3, 30 epochs on 5,000 images), at patience 0 and, for today's default, at patience 3:
    each test's move, from the LRs the tests applied (``range_test_lrs``; the running LR only
    changes at a test), and how many tests raised it.
-2. The readings of ``benchmarks/specs/no_raise.yaml`` and ``no_raise_low_lr.yaml`` (each fixed
-   in its file before it ran). The first: the default policy against the same with
-   ``max_raise: 1`` (a test never raises the LR unless the plateau is at chance), paired final
-   test_acc. R: its seeds 15 and 19 rerun the committed
-   ones exactly; D: the arms end equal on every seed where the default raised nothing (they
-   made the same decisions); H1, on the fresh seeds 30-49: ``max_raise: 1`` is better if the
-   95% t interval lies above 0, worse if below, else no difference is shown. The second, at
-   Adam 3e-4 (an LR set too low, where a raise may be the rescue) on seeds 0-4: D, and H:
-   ``max_raise: 1`` costs the rescue if the interval lies below 0.
+2. The readings of ``benchmarks/specs/no_raise.yaml``, ``no_raise_low_lr.yaml`` and
+   ``no_raise_patience0.yaml`` (each fixed in its file before it ran): the default policy
+   against the same with ``max_raise: 1`` (a test never raises the LR unless the plateau is at
+   chance), paired final test_acc. The first, at Adam 1e-3: R, its seeds 15 and 19 rerun the
+   committed ones exactly; D, the arms end equal on every seed where the default raised
+   nothing (they made the same decisions); H1, on the fresh seeds 30-49, ``max_raise: 1`` is
+   better if the 95% t interval lies above 0, worse if below, else no difference is shown. The
+   second, at Adam 3e-4 (an LR set too low, where a raise may be the rescue), seeds 0-4: D, and
+   H: ``max_raise: 1`` costs the rescue if the interval lies below 0. The third, with a test
+   at every stall (patience 0), where raises are common, seeds 50-59: better if the interval
+   lies above 0, worse if below.
 
     python -m sweep compare no-raise --reference range_test --out benchmarks/results/no_raise
     python -m sweep compare no-raise-low-lr --reference range_test \
         --out benchmarks/results/no_raise_low_lr
+    python -m sweep compare no-raise-patience0 --reference range_test \
+        --out benchmarks/results/no_raise_patience0
     .venv/bin/python benchmarks/no_raise.py      # < 1 s
 """
 
@@ -56,7 +60,7 @@ DEFAULT_P3 = (
     ("no_raise", "range_test", tuple(str(s) for s in range(30, 50))),
 )
 START_LR = 1e-3
-SWEEP, LOW_SWEEP = "no_raise", "no_raise_low_lr"
+SWEEP, LOW_SWEEP, P0_SWEEP = "no_raise", "no_raise_low_lr", "no_raise_patience0"
 LOW_START_LR = 3e-4
 DEFAULT, NO_RAISE = "range_test", "range_test_no_raise"
 #: The seeds the question came from (their committed runs, and the rerun that must match them).
@@ -124,6 +128,17 @@ def low_lr_reading(mean: float | None, ci95: float | None) -> str:
         return "max_raise 1 costs the rescue"
     if mean - ci95 > 0:
         return "max_raise 1 helps here too"
+    return "no difference shown"
+
+
+def patience0_reading(mean: float | None, ci95: float | None) -> str:
+    """H of no_raise_patience0.yaml, fixed before the sweep ran (patience 0, seeds 50-59)."""
+    if mean is None or ci95 is None:
+        return "not read: fewer than 2 paired seeds"
+    if mean - ci95 > 0:
+        return "max_raise 1 is better at patience 0"
+    if mean + ci95 < 0:
+        return "max_raise 1 is worse at patience 0"
     return "no difference shown"
 
 
@@ -197,6 +212,17 @@ def reading(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def patience0(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """D and H of the no_raise_patience0 sweep (a test at every stall) from its runs; D does
+    not apply to a seed whose default raised, and every seed is expected to."""
+    rows = pairs(runs, START_LR)
+    h = summary(rows)
+    h["reading"] = patience0_reading(h["mean"], h["ci95"])
+    tests = [len(r["default_lrs"]) for r in rows]
+    h["default_tests"] = sum(tests)
+    return {"rows": rows, "D_determinism_failures": determinism_failures(rows), "H": h}
+
+
 def low_lr(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """D and H of the no_raise_low_lr sweep (Adam 3e-4) from its runs."""
     rows = pairs(runs, LOW_START_LR)
@@ -252,6 +278,7 @@ def main() -> int:
     for folder, read_it, key, name in (
         (SWEEP, reading, "H1", "Adam 1e-3, seeds 30-49"),
         (LOW_SWEEP, low_lr, "H", "Adam 3e-4, seeds 0-4"),
+        (P0_SWEEP, patience0, "H", "patience 0, seeds 50-59"),
     ):
         path = C.RESULTS_DIR / folder / "comparison.json"
         if not path.exists():

@@ -76,6 +76,19 @@ def test_the_reading_of_a_made_up_sweep() -> None:
 @pytest.mark.parametrize(
     ("mean", "ci95", "reading"),
     [
+        (0.01, 0.005, "max_raise 1 is better at patience 0"),
+        (-0.01, 0.005, "max_raise 1 is worse at patience 0"),
+        (0.01, 0.01, "no difference shown"),  # touches 0
+        (None, None, "not read: fewer than 2 paired seeds"),
+    ],
+)
+def test_patience0_reading(mean: float | None, ci95: float | None, reading: str) -> None:
+    assert NR.patience0_reading(mean, ci95) == reading
+
+
+@pytest.mark.parametrize(
+    ("mean", "ci95", "reading"),
+    [
         (-0.01, 0.005, "max_raise 1 costs the rescue"),
         (0.01, 0.005, "max_raise 1 helps here too"),
         (0.0, 0.0, "no difference shown"),  # nothing raised: the arms end equal
