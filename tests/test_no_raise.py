@@ -3,6 +3,7 @@ runs."""
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -117,3 +118,18 @@ def test_committed_runs_count_their_raises() -> None:
     assert 0 < p0["raised"] < p0["tests"] and p3["runs"] == 45  # seeds 0-24 and 30-49, once
     assert [r["seed"] for r in p3["runs_with_a_raise"]] == ["15", "19"]
     assert p3["raised_at_a_first_test"] == 1  # seed 19: 1e-3 -> 1.44e-3 at its only test
+
+
+def test_the_committed_sweeps_read_as_documented() -> None:
+    """The figures README and docs/performance.md 6b quote, from the committed comparisons."""
+    runs = {
+        name: json.loads((NR.C.RESULTS_DIR / name / "comparison.json").read_text())["runs"]
+        for name in (NR.SWEEP, NR.LOW_SWEEP, NR.P0_SWEEP)
+    }
+    first = NR.reading(runs[NR.SWEEP])
+    assert first["R_reproduced"] and first["D_determinism_failures"] == []
+    assert first["H1"]["n"] == 20 and first["H1"]["raises"] == 0 and first["H1"]["mean"] == 0
+    assert NR.low_lr(runs[NR.LOW_SWEEP])["H"]["raises"] == 0
+    p0 = NR.patience0(runs[NR.P0_SWEEP])["H"]
+    assert (p0["raises"], p0["default_tests"], p0["better"], p0["worse"]) == (13, 60, 3, 6)
+    assert round(100 * p0["mean"], 2) == -0.51 and p0["reading"] == "no difference shown"
