@@ -108,38 +108,28 @@ def committed_tests(
     }
 
 
-def h1_reading(mean: float | None, ci95: float | None) -> str:
-    """H1 of no_raise.yaml, fixed before the sweep ran: from the 95% t interval of
-    no_raise - default on the fresh seeds."""
+#: What each sweep's reading, fixed in its spec before it ran, says when the 95% t interval of
+#: no_raise - default lies above 0, below 0, or includes 0.
+H1_WORDS = (
+    "max_raise 1 is better: the default becomes max_raise 1",
+    "max_raise 1 is worse",
+    "no difference shown: the default stays max_raise null",
+)
+LOW_LR_WORDS = ("max_raise 1 helps here too", "max_raise 1 costs the rescue", "no difference shown")
+PATIENCE0_WORDS = (
+    "max_raise 1 is better at patience 0",
+    "max_raise 1 is worse at patience 0",
+    "no difference shown",
+)
+
+
+def interval_reading(mean: float | None, ci95: float | None, words: tuple[str, str, str]) -> str:
+    """``words``' first if the 95% t interval ``mean`` ± ``ci95`` lies above 0, its second if
+    below, its third if it includes 0."""
     if mean is None or ci95 is None:
         return "not read: fewer than 2 paired seeds"
-    if mean - ci95 > 0:
-        return "max_raise 1 is better: the default becomes max_raise 1"
-    if mean + ci95 < 0:
-        return "max_raise 1 is worse"
-    return "no difference shown: the default stays max_raise null"
-
-
-def low_lr_reading(mean: float | None, ci95: float | None) -> str:
-    """H of no_raise_low_lr.yaml, fixed before the sweep ran (Adam 3e-4, seeds 0-4)."""
-    if mean is None or ci95 is None:
-        return "not read: fewer than 2 paired seeds"
-    if mean + ci95 < 0:
-        return "max_raise 1 costs the rescue"
-    if mean - ci95 > 0:
-        return "max_raise 1 helps here too"
-    return "no difference shown"
-
-
-def patience0_reading(mean: float | None, ci95: float | None) -> str:
-    """H of no_raise_patience0.yaml, fixed before the sweep ran (patience 0, seeds 50-59)."""
-    if mean is None or ci95 is None:
-        return "not read: fewer than 2 paired seeds"
-    if mean - ci95 > 0:
-        return "max_raise 1 is better at patience 0"
-    if mean + ci95 < 0:
-        return "max_raise 1 is worse at patience 0"
-    return "no difference shown"
+    above, below, neither = words
+    return above if mean - ci95 > 0 else below if mean + ci95 < 0 else neither
 
 
 def pairs(runs: Sequence[dict[str, Any]], start_lr: float) -> list[dict[str, Any]]:
@@ -191,6 +181,7 @@ def summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "raises": sum(r["default_raises"] for r in rows),
         "mean_where_raised": on_raised.mean,
         "better_where_raised": on_raised.better,
+        "default_tests": sum(len(r["default_lrs"]) for r in rows),
     }
 
 
@@ -202,7 +193,7 @@ def reading(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
         r["default"] == ORIGIN[r["seed"]] for r in origin
     )
     h1 = summary([r for r in rows if r["seed"] in FRESH])
-    h1["reading"] = h1_reading(h1["mean"], h1["ci95"])
+    h1["reading"] = interval_reading(h1["mean"], h1["ci95"], H1_WORDS)
     return {
         "rows": rows,
         "R_reproduced": reproduced,
@@ -212,23 +203,24 @@ def reading(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def patience0(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """D and H of the no_raise_patience0 sweep (a test at every stall) from its runs; D does
-    not apply to a seed whose default raised, and every seed is expected to."""
-    rows = pairs(runs, START_LR)
+def sweep_reading(
+    runs: Sequence[dict[str, Any]], start_lr: float, words: tuple[str, str, str]
+) -> dict[str, Any]:
+    """D and H of a sweep read over all its seeds (no_raise_low_lr, no_raise_patience0)."""
+    rows = pairs(runs, start_lr)
     h = summary(rows)
-    h["reading"] = patience0_reading(h["mean"], h["ci95"])
-    tests = [len(r["default_lrs"]) for r in rows]
-    h["default_tests"] = sum(tests)
+    h["reading"] = interval_reading(h["mean"], h["ci95"], words)
     return {"rows": rows, "D_determinism_failures": determinism_failures(rows), "H": h}
 
 
 def low_lr(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """D and H of the no_raise_low_lr sweep (Adam 3e-4) from its runs."""
-    rows = pairs(runs, LOW_START_LR)
-    h = summary(rows)
-    h["reading"] = low_lr_reading(h["mean"], h["ci95"])
-    return {"rows": rows, "D_determinism_failures": determinism_failures(rows), "H": h}
+    """no_raise_low_lr.yaml (Adam 3e-4, seeds 0-4)."""
+    return sweep_reading(runs, LOW_START_LR, LOW_LR_WORDS)
+
+
+def patience0(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """no_raise_patience0.yaml (a test at every stall, seeds 50-59)."""
+    return sweep_reading(runs, START_LR, PATIENCE0_WORDS)
 
 
 def pts(x: float | None) -> str:

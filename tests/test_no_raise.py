@@ -31,17 +31,25 @@ def test_raises_counts_tests_that_moved_the_lr_up(applied: list[float], expected
 
 
 @pytest.mark.parametrize(
-    ("mean", "ci95", "reading"),
+    ("mean", "ci95", "words", "reading"),
     [
-        (0.004, 0.003, "max_raise 1 is better: the default becomes max_raise 1"),
-        (0.004, 0.004, "no difference shown: the default stays max_raise null"),  # touches 0
-        (-0.004, 0.003, "max_raise 1 is worse"),
-        (0.0, 0.0, "no difference shown: the default stays max_raise null"),  # every pair equal
-        (None, None, "not read: fewer than 2 paired seeds"),
+        (0.004, 0.003, NR.H1_WORDS, "max_raise 1 is better: the default becomes max_raise 1"),
+        (0.004, 0.004, NR.H1_WORDS, "no difference shown: the default stays max_raise null"),
+        (-0.004, 0.003, NR.H1_WORDS, "max_raise 1 is worse"),
+        (0.0, 0.0, NR.H1_WORDS, "no difference shown: the default stays max_raise null"),
+        (None, None, NR.H1_WORDS, "not read: fewer than 2 paired seeds"),
+        (-0.01, 0.005, NR.LOW_LR_WORDS, "max_raise 1 costs the rescue"),
+        (0.01, 0.005, NR.LOW_LR_WORDS, "max_raise 1 helps here too"),
+        (-0.01, 0.02, NR.LOW_LR_WORDS, "no difference shown"),
+        (0.01, 0.005, NR.PATIENCE0_WORDS, "max_raise 1 is better at patience 0"),
+        (-0.01, 0.005, NR.PATIENCE0_WORDS, "max_raise 1 is worse at patience 0"),
+        (0.01, 0.01, NR.PATIENCE0_WORDS, "no difference shown"),  # touches 0
     ],
 )
-def test_h1_reading(mean: float | None, ci95: float | None, reading: str) -> None:
-    assert NR.h1_reading(mean, ci95) == reading
+def test_interval_reading(
+    mean: float | None, ci95: float | None, words: tuple[str, str, str], reading: str
+) -> None:
+    assert NR.interval_reading(mean, ci95, words) == reading
 
 
 def _run(policy: str, seed: int, acc: float, lrs: list[float]) -> dict[str, Any]:
@@ -72,32 +80,6 @@ def test_the_reading_of_a_made_up_sweep() -> None:
     assert read["origin"]["raised_on"] == ["15", "19"] and read["origin"]["better"] == 2
     runs[0] = _run(NR.DEFAULT, 15, 0.6476, [4.8e-4, 1e-3])  # off by 1e-4: not reproduced
     assert NR.reading(runs)["R_reproduced"] is False
-
-
-@pytest.mark.parametrize(
-    ("mean", "ci95", "reading"),
-    [
-        (0.01, 0.005, "max_raise 1 is better at patience 0"),
-        (-0.01, 0.005, "max_raise 1 is worse at patience 0"),
-        (0.01, 0.01, "no difference shown"),  # touches 0
-        (None, None, "not read: fewer than 2 paired seeds"),
-    ],
-)
-def test_patience0_reading(mean: float | None, ci95: float | None, reading: str) -> None:
-    assert NR.patience0_reading(mean, ci95) == reading
-
-
-@pytest.mark.parametrize(
-    ("mean", "ci95", "reading"),
-    [
-        (-0.01, 0.005, "max_raise 1 costs the rescue"),
-        (0.01, 0.005, "max_raise 1 helps here too"),
-        (0.0, 0.0, "no difference shown"),  # nothing raised: the arms end equal
-        (-0.01, 0.02, "no difference shown"),
-    ],
-)
-def test_low_lr_reading(mean: float, ci95: float, reading: str) -> None:
-    assert NR.low_lr_reading(mean, ci95) == reading
 
 
 def test_the_low_lr_reading_counts_raises_from_its_own_start_lr() -> None:
