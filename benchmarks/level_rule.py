@@ -1,0 +1,297 @@
+"""Does the range-test curve carry where the oracle moves? Its level does: a rule on the curve's
+first loss, calibrated on the 24 design states, scored on 72 others, at the plateau and where
+the LR is set badly.
+
+``benchmarks/pick_offsets.py`` found that the curve's *shape* (where its loss falls steepest)
+gives the oracle's level for an optimizer but not its moves from state to state, and
+``benchmarks/progress_rule.py`` that the moves follow training progress (the epoch), which a
+curve was thought not to show. It does show one thing that falls with progress: its own level.
+The first point of the default test (the held-out batch's loss at 1e-6, where a step changes
+nothing) is that batch's loss at the state. Within every population it rank-correlates with the
+oracle about as well as the epoch does; the depth of the descent does not.
+
+The rule ``level``: per optimizer, offset = a + b * L (L the curve's first loss), fitted on the
+24 design states to the mean of the two horizons' mean-oracle offsets (one LR meant for both
+horizons; ``level, 2-epoch fit`` fits the 2-epoch oracle alone). Its LR is the running LR moved
+by that offset, kept below the curve's smoothed minimum (the largest LR whose step still
+helped), within ``max_change`` 10 of the running LR and, where that would lie in the curve's
+diverging part, x 0.1 of where it diverged, as the policy's ``decide`` does. ``level,
+absolute`` moves the design's running LR (Adam 1e-3, SGD 0.02) instead of the state's: the two
+coincide on every well-set population, not where the LR is set badly. ``applied + level``
+corrects the default policy's applied LR by c + d * L, fitted likewise. Every rule is scored
+with the oracle benchmark's own ``score`` against each state's mean oracle. Nothing is trained.
+
+The form was chosen on 2026-12-02 after the rank correlations of several curve features with
+the oracle had been looked at on the well-set and first-plateau populations (not on the badly
+set ones); the reading for the badly set states (``HOLDS_WHEN_SET_BADLY``) and the one-LR fit
+were fixed before any of these rules was scored on them.
+
+    .venv/bin/python benchmarks/level_rule.py     # ~20 s
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import _common as C
+import numpy as np
+from _oracle_analysis import HORIZONS, loss_noise_of, quantile, score, with_errors
+from oracle import FULL, Setup, load_curves
+from oracle_pooled import POPULATIONS, pooled_rows
+from progress_rule import CALIBRATION, OPTIMIZERS, PLATEAU, TARGET, VALIDATION
+
+DEFAULT = "ours_midpoint"
+#: Rules of the oracle benchmark scored beside the level rules.
+COMPARED = (
+    DEFAULT,
+    "torch_lr_finder",
+    "fastai_steep",
+    "fastai_valley",
+    "fastai_minimum",
+    "baseline_lr_x0.3",
+)
+#: The running LR of every design state, per optimizer (``level, absolute`` moves it).
+DESIGN_LR = {opt: lr for opt, lr, _ in FULL.runs}
+MAX_CHANGE = 10.0  # the policy's default
+FACTOR = 0.1  # below where the curve diverged, as the policy's default
+#: The reading fixed before the level rules were scored on the badly set states: a rule holds
+#: there if its applied LR's 2-epoch median |error| is no larger than the default policy's.
+HOLDS_WHEN_SET_BADLY = "applied 2-epoch median |e| <= the default policy's"
+BADLY_SET = {"LR set badly (48)": POPULATIONS["LR set badly"]}
+
+
+def level(entry: dict) -> float:
+    """The curve's level: its first loss (the held-out batch at the test's lowest LR)."""
+    return float(entry["range_tests"]["held_out_default"]["losses"][0])
+
+
+def load(setups: tuple[Setup, ...]) -> list[tuple[dict[str, list[dict]], dict]]:
+    """Per setup: every rule's rows against the mean oracle, and the cached curves."""
+    out = []
+    for setup in setups:
+        rows, _ = pooled_rows(C.RESULTS_DIR, (setup,))
+        out.append((rows, load_curves(C.RESULTS_DIR / f"{setup.name}_curves", setup)))
+    return out
+
+
+def target(row: dict, fit_to: str) -> float:
+    """The offset a rule is fitted to: one horizon's oracle, or the mean of both."""
+    if fit_to == "both":
+        return float(np.mean([row["oracle"][h] for h in HORIZONS]))
+    return float(row["oracle"][fit_to])
+
+
+def fit(
+    loaded: list[tuple[dict[str, list[dict]], dict]],
+    fit_to: str,
+    base: Callable[[dict], float] | None = None,
+) -> dict[str, list[float]]:
+    """{optimizer: [slope, intercept]} of (target offset - base offset) on the curve's level."""
+    pts: dict[str, list[tuple[float, float]]] = {opt: [] for opt in OPTIMIZERS}
+    for rows, doc in loaded:
+        for r in rows[DEFAULT]:
+            if all(r["oracle"][h] is not None for h in HORIZONS):
+                y = target(r, fit_to) - (base(r) if base else 0.0)
+                pts[r["optimizer"]].append((level(doc["states"][r["state"]]), y))
+    return {opt: [float(v) for v in np.polyfit(*zip(*p, strict=True), 1)] for opt, p in pts.items()}
+
+
+def applied_offset(row: dict) -> float:
+    return math.log10(row["applied"] / row["running_lr"])
+
+
+def guarded(row: dict, lr: float) -> float:
+    """``lr`` below the smoothed minimum, within MAX_CHANGE of the running LR, and out of the
+    diverging part, as the policy would apply it."""
+    if row["smoothed_min_lr"] is not None:
+        lr = min(lr, row["smoothed_min_lr"])
+    running = row["running_lr"]
+    lr = min(max(lr, running / MAX_CHANGE), running * MAX_CHANGE)
+    if row["diverge_lr"] is not None and lr >= row["diverge_lr"]:
+        lr = row["diverge_lr"] * FACTOR
+    return lr
+
+
+def level_rules(
+    design: list[tuple[dict[str, list[dict]], dict]],
+) -> tuple[dict[str, Callable[[dict, dict], float]], dict[str, Any]]:
+    """The level rules, each (row, curve entry) -> LR, fitted on ``design``; and their fits."""
+    one = fit(design, "both")
+    two = fit(design, "2ep")
+    corr = fit(design, "both", applied_offset)
+
+    def at(coef: list[float], lvl: float) -> float:
+        return coef[1] + coef[0] * lvl
+
+    rules: dict[str, Callable[[dict, dict], float]] = {
+        "level": lambda r, e: r["running_lr"] * 10 ** at(one[r["optimizer"]], level(e)),
+        "level, 2-epoch fit": lambda r, e: (
+            r["running_lr"] * 10 ** at(two[r["optimizer"]], level(e))
+        ),
+        "level, absolute": lambda r, e: (
+            DESIGN_LR[r["optimizer"]] * 10 ** at(one[r["optimizer"]], level(e))
+        ),
+        "applied + level": lambda r, e: r["applied"] * 10 ** at(corr[r["optimizer"]], level(e)),
+    }
+    return rules, {"level": one, "level, 2-epoch fit": two, "applied + level": corr}
+
+
+def rule_rows(
+    loaded: list[tuple[dict[str, list[dict]], dict]],
+    rules: dict[str, Callable[[dict, dict], float]],
+) -> dict[str, list[dict]]:
+    """Every compared rule's rows and each level rule's, scored like any rule of the oracle."""
+    out: dict[str, list[dict]] = {name: [] for name in (*COMPARED, *rules)}
+    for rows, doc in loaded:
+        for name in COMPARED:
+            out[name] += rows[name]
+        for r in rows[DEFAULT]:
+            entry = doc["states"][r["state"]]
+            for name, rule in rules.items():
+                lr = guarded(r, rule(r, entry))
+                row = {**r, "pick": lr, "applied": lr, "reason": name}
+                out[name].append(with_errors(row, entry["oracle"]["0"]))
+    return out
+
+
+def meets(s: dict[str, Any]) -> dict[str, bool]:
+    """The issue's targets for one rule's scores (median, bias, worse)."""
+    return {
+        "median_within_0.2_both": all(s[h]["median_abs_decades"] <= TARGET for h in HORIZONS),
+        "bias_2ep_within_0.1": abs(s["2ep"]["median_signed_decades"]) <= 0.1,
+        "worse_2ep_at_most_20pct": s["2ep"]["worse_than_running"] <= 0.2,
+    }
+
+
+def closer_than(ours: dict[str, Any], theirs: dict[str, Any]) -> dict[str, bool]:
+    """Is ``ours`` closer than ``theirs`` on every measure of the issue: median, p90 and
+    |bias| at both horizons, "none", and "worse" at both horizons (ties count as closer)."""
+    out = {"none": ours["no_suggestion"] <= theirs["no_suggestion"]}
+    for h in HORIZONS:
+        a, b = ours[h], theirs[h]
+        out[f"median {h}"] = a["median_abs_decades"] <= b["median_abs_decades"]
+        out[f"p90 {h}"] = a["p90_abs_decades"] <= b["p90_abs_decades"]
+        out[f"bias {h}"] = abs(a["median_signed_decades"]) <= abs(b["median_signed_decades"])
+        out[f"worse {h}"] = a["worse_than_running"] <= b["worse_than_running"]
+    return out
+
+
+def row_line(name: str, s: dict[str, Any]) -> str:
+    def n(v: float | None, fmt: str = ".2f") -> str:
+        return "-" if v is None else format(v, fmt)
+
+    h, t = s["half"], s["2ep"]
+    return (
+        f"  {name:22s} |e| {n(h['median_abs_decades'])} / {n(t['median_abs_decades'])}"
+        f"  p90 {n(h['p90_abs_decades'])} / {n(t['p90_abs_decades'])}"
+        f"  bias {n(h['median_signed_decades'], '+.2f')} / {n(t['median_signed_decades'], '+.2f')}"
+        f"  none {s['no_suggestion']:.0%}  worse {h['worse_than_running']:.0%} /"
+        f" {t['worse_than_running']:.0%}  applied |e| {n(h['applied_median_abs_decades'])} /"
+        f" {n(t['applied_median_abs_decades'])}"
+    )
+
+
+def plot(rules: dict[str, Any], groups: dict[str, list[tuple[dict, dict]]], path: Path) -> Path:
+    """Oracle offset (mean of the two horizons) against the curve's level, per optimizer: every
+    population's states and the ``level`` line fitted on the design states."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(11, 4.5), layout="constrained")
+    FigureCanvasAgg(fig)
+    markers = dict(zip(groups, "o^sDvPXh", strict=False))
+    for j, opt in enumerate(OPTIMIZERS):
+        ax = fig.add_subplot(1, 2, j + 1)
+        for label, loaded in groups.items():
+            pts = [
+                (level(doc["states"][r["state"]]), target(r, "both"))
+                for rows, doc in loaded
+                for r in rows[DEFAULT]
+                if r["optimizer"] == opt and all(r["oracle"][h] is not None for h in HORIZONS)
+            ]
+            if pts:
+                ax.scatter(
+                    *zip(*pts, strict=True), s=14, alpha=0.6, marker=markers[label], label=label
+                )
+        slope, intercept = rules["level"][opt]
+        xs = np.linspace(0.4, 2.3, 20)
+        ax.plot(xs, intercept + slope * xs, color="black", label="level rule (design states)")
+        ax.axhline(0, color="grey", linewidth=0.6)
+        ax.set_title(f"{opt}: best LR against the curve's first loss", fontsize=9)
+        ax.set_xlabel("range-test curve's first loss (held-out batch at the state)", fontsize=8)
+        ax.set_ylabel("log10(best lr / running lr), mean of both horizons", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(True, alpha=0.3)
+        if j == 0:
+            ax.legend(fontsize=6, loc="lower right")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png", dpi=100)
+    return path
+
+
+def main() -> int:
+    parser = C.base_parser(__doc__.splitlines()[0], quick=False)
+    args = parser.parse_args()
+    t0 = time.perf_counter()
+    source = C.RESULTS_DIR / "oracle.json"
+    if not source.is_file():
+        print(f"{source} is missing: run benchmarks/oracle.py --analyse-only first", flush=True)
+        return 1
+    import json
+
+    noise = loss_noise_of(json.loads(source.read_text())["main"]["oracle_noise"])
+    design = load(CALIBRATION)
+    rules, fits = level_rules(design)
+    held_out = [x for setups in VALIDATION.values() for x in load(setups)]
+    groups = {"design (24, in sample)": design, "held out (72)": held_out}
+    groups |= {f"{k} ({'10' if 'fresh' not in k else '12'})": load(v) for k, v in PLATEAU.items()}
+    groups |= {k: load(v) for k, v in BADLY_SET.items()}
+    result: dict[str, Any] = {}
+    lines = ["fitted on the 24 design states, offset = a + b * level:"]
+    lines += [f"  {name}: {c}" for name, c in fits.items()]
+    for label, loaded in groups.items():
+        scored = {name: score(rows, noise) for name, rows in rule_rows(loaded, rules).items()}
+        lines.append(f"\n{label}: half an epoch / 2 epochs, against the mean oracle")
+        lines += [row_line(name, s) for name, s in scored.items()]
+        entry: dict[str, Any] = {"scores": scored}
+        if label.startswith("held out"):
+            entry["targets"] = {name: meets(scored[name]) for name in rules}
+            entry["closer_than"] = {
+                other: closer_than(scored["level"], scored[other]) for other in COMPARED[1:5]
+            }
+            lines.append(f"  level meets: {entry['targets']['level']}")
+            for other, c in entry["closer_than"].items():
+                lost = ", ".join(k for k, ok in c.items() if not ok)
+                verdict = f"not on {lost}" if lost else "closer on every measure"
+                lines.append(f"  level vs {other}: {verdict}")
+        if label in BADLY_SET:
+            ref = scored[DEFAULT]["2ep"]["applied_median_abs_decades"]
+            entry["holds"] = {
+                name: scored[name]["2ep"]["applied_median_abs_decades"] <= ref for name in rules
+            }
+            lines.append(f"  holds ({HOLDS_WHEN_SET_BADLY}, default {ref:.2f}): {entry['holds']}")
+        result[label] = entry
+    levels = {
+        label: [level(doc["states"][r["state"]]) for rows, doc in loaded for r in rows[DEFAULT]]
+        for label, loaded in groups.items()
+    }
+    lines.append("\ncurve levels (first loss), min / median / max:")
+    lines += [
+        f"  {k}: {min(v):.2f} / {quantile(v, 0.5):.2f} / {max(v):.2f}" for k, v in levels.items()
+    ]
+    print("\n".join(lines), flush=True)
+    out = C.write_result(
+        "level_rule",
+        {"seconds": time.perf_counter() - t0, "fits": fits, "populations": result},
+        args.out,
+    )
+    print(f"plot: {plot(fits, groups, out.with_name(f'{out.stem}.png'))}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
