@@ -31,6 +31,7 @@ were fixed before any of these rules was scored on them.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable
@@ -40,7 +41,7 @@ from typing import Any
 import _common as C
 import numpy as np
 from _oracle_analysis import HORIZONS, loss_noise_of, quantile, score, with_errors
-from oracle import FULL, Setup, load_curves
+from oracle import FULL, FULL_TEST4, Setup, load_curves
 from oracle_pooled import POPULATIONS, pooled_rows
 from progress_rule import CALIBRATION, OPTIMIZERS, PLATEAU, TARGET, VALIDATION
 
@@ -61,7 +62,14 @@ FACTOR = 0.1  # below where the curve diverged, as the policy's default
 #: The reading fixed before the level rules were scored on the badly set states: a rule holds
 #: there if its applied LR's 2-epoch median |error| is no larger than the default policy's.
 HOLDS_WHEN_SET_BADLY = "applied 2-epoch median |e| <= the default policy's"
+#: The reading fixed before the fresh well-set states (``oracle.FULL_TEST4``) were trained.
+HOLDS_OUT_OF_SAMPLE = f"level's median |e| <= {TARGET} decade at both horizons"
+HELD_OUT = {"held out (72)": tuple(s for setups in VALIDATION.values() for s in setups)}
+FRESH = {"fresh well-set, seeds 30-31 (12)": (FULL_TEST4,)}
+PLATEAUS = {f"{k} ({'12' if 'fresh' in k else '10'})": v for k, v in PLATEAU.items()}
 BADLY_SET = {"LR set badly (48)": POPULATIONS["LR set badly"]}
+#: Every population scored, beside the design states the rules are fitted on.
+POPULATIONS_READ = HELD_OUT | FRESH | PLATEAUS | BADLY_SET
 
 
 def level(entry: dict) -> float:
@@ -167,6 +175,11 @@ def meets(s: dict[str, Any]) -> dict[str, bool]:
     }
 
 
+def holds_out_of_sample(s: dict[str, Any]) -> bool:
+    """The reading fixed before ``oracle.FULL_TEST4`` was trained (``HOLDS_OUT_OF_SAMPLE``)."""
+    return all(s[h]["median_abs_decades"] <= TARGET for h in HORIZONS)
+
+
 def closer_than(ours: dict[str, Any], theirs: dict[str, Any]) -> dict[str, bool]:
     """Is ``ours`` closer than ``theirs`` on every measure of the issue: median, p90 and
     |bias| at both horizons, "none", and "worse" at both horizons (ties count as closer)."""
@@ -233,6 +246,39 @@ def plot(rules: dict[str, Any], groups: dict[str, list[tuple[dict, dict]]], path
     return path
 
 
+def read(
+    label: str, loaded: list[tuple[dict[str, list[dict]], dict]], rules: dict, noise: dict
+) -> tuple[dict[str, Any], list[str]]:
+    """One population's scores, and the readings that apply to it, with its printed lines."""
+    scored = {name: score(rows, noise) for name, rows in rule_rows(loaded, rules).items()}
+    lines = [f"\n{label}: half an epoch / 2 epochs, against the mean oracle"]
+    lines += [row_line(name, s) for name, s in scored.items()]
+    entry: dict[str, Any] = {"scores": scored}
+    if label in HELD_OUT or label in FRESH:
+        entry["targets"] = {name: meets(scored[name]) for name in rules}
+        entry["closer_than"] = {
+            other: closer_than(scored["level"], scored[other]) for other in COMPARED[1:5]
+        }
+        lines.append(f"  level meets: {entry['targets']['level']}")
+        for other, c in entry["closer_than"].items():
+            lost = ", ".join(k for k, ok in c.items() if not ok)
+            verdict = f"not on {lost}" if lost else "closer on every measure"
+            lines.append(f"  level vs {other}: {verdict}")
+    if label in FRESH:
+        entry["holds_out_of_sample"] = holds_out_of_sample(scored["level"])
+        lines.append(
+            f"  by the reading fixed before these states were trained ({HOLDS_OUT_OF_SAMPLE}):"
+            f" {'holds' if entry['holds_out_of_sample'] else 'does not hold'}"
+        )
+    if label in BADLY_SET:
+        ref = scored[DEFAULT]["2ep"]["applied_median_abs_decades"]
+        entry["holds"] = {
+            name: scored[name]["2ep"]["applied_median_abs_decades"] <= ref for name in rules
+        }
+        lines.append(f"  holds ({HOLDS_WHEN_SET_BADLY}, default {ref:.2f}): {entry['holds']}")
+    return entry, lines
+
+
 def main() -> int:
     parser = C.base_parser(__doc__.splitlines()[0], quick=False)
     args = parser.parse_args()
@@ -241,40 +287,18 @@ def main() -> int:
     if not source.is_file():
         print(f"{source} is missing: run benchmarks/oracle.py --analyse-only first", flush=True)
         return 1
-    import json
-
     noise = loss_noise_of(json.loads(source.read_text())["main"]["oracle_noise"])
     design = load(CALIBRATION)
     rules, fits = level_rules(design)
-    held_out = [x for setups in VALIDATION.values() for x in load(setups)]
-    groups = {"design (24, in sample)": design, "held out (72)": held_out}
-    groups |= {f"{k} ({'10' if 'fresh' not in k else '12'})": load(v) for k, v in PLATEAU.items()}
-    groups |= {k: load(v) for k, v in BADLY_SET.items()}
+    groups = {"design (24, in sample)": design}
+    groups |= {label: load(setups) for label, setups in POPULATIONS_READ.items()}
+    groups = {k: v for k, v in groups.items() if any(rows[DEFAULT] for rows, _ in v)}
     result: dict[str, Any] = {}
-    lines = ["fitted on the 24 design states, offset = a + b * level:"]
+    lines = ["fitted on the 24 design states, offset = a + b * level (slope b, intercept a):"]
     lines += [f"  {name}: {c}" for name, c in fits.items()]
     for label, loaded in groups.items():
-        scored = {name: score(rows, noise) for name, rows in rule_rows(loaded, rules).items()}
-        lines.append(f"\n{label}: half an epoch / 2 epochs, against the mean oracle")
-        lines += [row_line(name, s) for name, s in scored.items()]
-        entry: dict[str, Any] = {"scores": scored}
-        if label.startswith("held out"):
-            entry["targets"] = {name: meets(scored[name]) for name in rules}
-            entry["closer_than"] = {
-                other: closer_than(scored["level"], scored[other]) for other in COMPARED[1:5]
-            }
-            lines.append(f"  level meets: {entry['targets']['level']}")
-            for other, c in entry["closer_than"].items():
-                lost = ", ".join(k for k, ok in c.items() if not ok)
-                verdict = f"not on {lost}" if lost else "closer on every measure"
-                lines.append(f"  level vs {other}: {verdict}")
-        if label in BADLY_SET:
-            ref = scored[DEFAULT]["2ep"]["applied_median_abs_decades"]
-            entry["holds"] = {
-                name: scored[name]["2ep"]["applied_median_abs_decades"] <= ref for name in rules
-            }
-            lines.append(f"  holds ({HOLDS_WHEN_SET_BADLY}, default {ref:.2f}): {entry['holds']}")
-        result[label] = entry
+        result[label], printed = read(label, loaded, rules, noise)
+        lines += printed
     levels = {
         label: [level(doc["states"][r["state"]]) for rows, doc in loaded for r in rows[DEFAULT]]
         for label, loaded in groups.items()
