@@ -68,8 +68,9 @@ HELD_OUT = {"held out (72)": tuple(s for setups in VALIDATION.values() for s in 
 FRESH = {"fresh well-set, seeds 30-31 (12)": (FULL_TEST4,)}
 PLATEAUS = {f"{k} ({'12' if 'fresh' in k else '10'})": v for k, v in PLATEAU.items()}
 BADLY_SET = {"LR set badly (48)": POPULATIONS["LR set badly"]}
-#: Every population scored, beside the design states the rules are fitted on.
-POPULATIONS_READ = HELD_OUT | FRESH | PLATEAUS | BADLY_SET
+#: Every population scored, beside the design states the rules are fitted on (the 72 held-out
+#: states pooled, then each of their populations alone).
+POPULATIONS_READ = HELD_OUT | VALIDATION | FRESH | PLATEAUS | BADLY_SET
 
 
 def level(entry: dict) -> float:
@@ -216,7 +217,8 @@ def plot(rules: dict[str, Any], groups: dict[str, list[tuple[dict, dict]]], path
 
     fig = Figure(figsize=(11, 4.5), layout="constrained")
     FigureCanvasAgg(fig)
-    markers = dict(zip(groups, "o^sDvPXh", strict=False))
+    groups = {k: v for k, v in groups.items() if k not in HELD_OUT}  # drawn one by one
+    markers = dict(zip(groups, "o^sDvPXh*p<>", strict=False))
     for j, opt in enumerate(OPTIMIZERS):
         ax = fig.add_subplot(1, 2, j + 1)
         for label, loaded in groups.items():
@@ -234,6 +236,7 @@ def plot(rules: dict[str, Any], groups: dict[str, list[tuple[dict, dict]]], path
         xs = np.linspace(0.4, 2.3, 20)
         ax.plot(xs, intercept + slope * xs, color="black", label="level rule (design states)")
         ax.axhline(0, color="grey", linewidth=0.6)
+        ax.set_ylim(-2.5, 1.8)  # a few badly set Adam states lie lower: training diverged
         ax.set_title(f"{opt}: best LR against the curve's first loss", fontsize=9)
         ax.set_xlabel("range-test curve's first loss (held-out batch at the state)", fontsize=8)
         ax.set_ylabel("log10(best lr / running lr), mean of both horizons", fontsize=8)
