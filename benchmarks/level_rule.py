@@ -41,7 +41,7 @@ from typing import Any
 import _common as C
 import numpy as np
 from _oracle_analysis import HORIZONS, loss_noise_of, quantile, score, with_errors
-from oracle import FULL, FULL_TEST4, Setup, load_curves
+from oracle import FULL, FULL_TEST4, MISSET_TEST3, Setup, load_curves
 from oracle_pooled import POPULATIONS, pooled_rows
 from progress_rule import CALIBRATION, OPTIMIZERS, PLATEAU, TARGET, VALIDATION
 
@@ -62,15 +62,22 @@ FACTOR = 0.1  # below where the curve diverged, as the policy's default
 #: The reading fixed before the level rules were scored on the badly set states: a rule holds
 #: there if its applied LR's 2-epoch median |error| is no larger than the default policy's.
 HOLDS_WHEN_SET_BADLY = "applied 2-epoch median |e| <= the default policy's"
+#: ``gated``: the default's applied LR where it lies more than this many decades above the
+#: running LR (the curve's shape says the LR is far too low), else ``level``.
+GATE = 0.3
+#: The reading fixed before ``oracle.MISSET_TEST3`` was trained: ``gated``'s applied 2-epoch
+#: median |e| no larger than the default's, and worse than keeping the LR in no more states.
+HOLDS_WHEN_SET_BADLY_FRESH = "gated: applied 2-epoch median |e| and worse count <= the default's"
 #: The reading fixed before the fresh well-set states (``oracle.FULL_TEST4``) were trained.
 HOLDS_OUT_OF_SAMPLE = f"level's median |e| <= {TARGET} decade at both horizons"
 HELD_OUT = {"held out (72)": tuple(s for setups in VALIDATION.values() for s in setups)}
 FRESH = {"fresh well-set, seeds 30-31 (12)": (FULL_TEST4,)}
 PLATEAUS = {f"{k} ({'12' if 'fresh' in k else '10'})": v for k, v in PLATEAU.items()}
 BADLY_SET = {"LR set badly (48)": POPULATIONS["LR set badly"]}
+BADLY_SET_FRESH = {"LR set badly, fresh seeds 12-13 (8)": (MISSET_TEST3,)}
 #: Every population scored, beside the design states the rules are fitted on (the 72 held-out
 #: states pooled, then each of their populations alone).
-POPULATIONS_READ = HELD_OUT | VALIDATION | FRESH | PLATEAUS | BADLY_SET
+POPULATIONS_READ = HELD_OUT | VALIDATION | FRESH | PLATEAUS | BADLY_SET | BADLY_SET_FRESH
 
 
 def level(entry: dict) -> float:
@@ -146,6 +153,8 @@ def level_rules(
         ),
         "applied + level": lambda r, e: r["applied"] * 10 ** at(corr[r["optimizer"]], level(e)),
     }
+    # set on the 48 badly set states seen; read on MISSET_TEST3 (oracle.py)
+    rules["gated"] = lambda r, e: r["applied"] if applied_offset(r) > GATE else rules["level"](r, e)
     return rules, {"level": one, "level, 2-epoch fit": two, "applied + level": corr}
 
 
@@ -279,7 +288,24 @@ def read(
             name: scored[name]["2ep"]["applied_median_abs_decades"] <= ref for name in rules
         }
         lines.append(f"  holds ({HOLDS_WHEN_SET_BADLY}, default {ref:.2f}): {entry['holds']}")
+    if label in BADLY_SET_FRESH:
+        entry["gated_holds"] = gated_holds(scored["gated"], scored[DEFAULT])
+        verdict = "holds" if entry["gated_holds"] else "does not hold"
+        lines.append(
+            "  by the reading fixed before these states were trained"
+            f" ({HOLDS_WHEN_SET_BADLY_FRESH}): {verdict}"
+        )
     return entry, lines
+
+
+def gated_holds(gated: dict[str, Any], default: dict[str, Any]) -> bool:
+    """The reading fixed before ``oracle.MISSET_TEST3`` was trained (2 epochs: the applied
+    LR's median |error| and the count of states worse than keeping the LR, each no larger)."""
+    g, d = gated["2ep"], default["2ep"]
+    return (
+        g["applied_median_abs_decades"] <= d["applied_median_abs_decades"]
+        and g["worse_than_running"] <= d["worse_than_running"]
+    )
 
 
 def main() -> int:
