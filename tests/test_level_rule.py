@@ -141,3 +141,29 @@ def test_the_committed_result_is_what_the_committed_caches_give() -> None:
         assert len([r for rows, _ in loaded for r in rows[level_rule.DEFAULT]]) == int(
             label.split("(")[1].rstrip(")")
         )
+
+
+@pytest.mark.parametrize(
+    ("gated", "default", "want"),
+    [
+        ((0.37, 0.08), (0.37, 0.08), True),  # as good on both counts
+        ((0.38, 0.08), (0.37, 0.25), False),  # farther from the oracle
+        ((0.20, 0.17), (0.37, 0.08), False),  # worse than keeping the LR more often
+    ],
+)
+def test_gated_holds_reads_median_and_worse_count_at_two_epochs(
+    gated: tuple[float, float], default: tuple[float, float], want: bool
+) -> None:
+    def s(median: float, worse: float) -> dict:
+        return {"2ep": {"applied_median_abs_decades": median, "worse_than_running": worse}}
+
+    assert level_rule.gated_holds(s(*gated), s(*default)) is want
+
+
+def test_gated_keeps_the_default_only_where_the_shape_says_raise() -> None:
+    rules, _ = level_rule.level_rules(_loaded(-1.1, 0.45, (0.9, 1.3, 1.8)))
+    entry = {"range_tests": {"held_out_default": {"losses": [1.0]}}}
+    raised = {"optimizer": "adam", "running_lr": 1e-4, "applied": 1e-3}  # +1 decade
+    kept = {"optimizer": "adam", "running_lr": 1e-3, "applied": 1.5e-3}  # +0.18: level
+    assert rules["gated"](raised, entry) == pytest.approx(1e-3)
+    assert rules["gated"](kept, entry) == pytest.approx(1e-3 * 10 ** (-1.1 + 0.45))
