@@ -74,7 +74,10 @@ HOLDS_WHEN_SET_BADLY = "applied 2-epoch median |e| <= the default policy's"
 GATE = 0.3
 #: The reading fixed before ``oracle.MISSET_TEST3`` was trained: ``gated``'s applied 2-epoch
 #: median |e| no larger than the default's, and worse than keeping the LR in no more states.
-HOLDS_WHEN_SET_BADLY_FRESH = "gated: applied 2-epoch median |e| and worse count <= the default's"
+HOLDS_WHEN_SET_BADLY_FRESH = "applied 2-epoch median |e| and worse count <= the default's"
+#: Rules whose smoothed-minimum bound applies only where the default's rule answered the curve,
+#: as the policy's bound does: looked at after MISSET_TEST3 (post hoc; no fresh set read them).
+GUARD_ON_PICK = frozenset({"level, guarded on a pick", "gated, guarded on a pick"})
 #: The reading fixed before the fresh well-set states (``oracle.FULL_TEST4``) were trained.
 HOLDS_OUT_OF_SAMPLE = f"level's median |e| <= {TARGET} decade at both horizons"
 HELD_OUT = {"held out (72)": tuple(s for setups in VALIDATION.values() for s in setups)}
@@ -127,10 +130,12 @@ def applied_offset(row: dict) -> float:
     return math.log10(row["applied"] / row["running_lr"])
 
 
-def guarded(row: dict, lr: float) -> float:
+def guarded(row: dict, lr: float, *, on_pick_only: bool = False) -> float:
     """``lr`` below the smoothed minimum, within MAX_CHANGE of the running LR, and out of the
-    diverging part, as the policy would apply it."""
-    if row["smoothed_min_lr"] is not None:
+    diverging part, as the policy would apply it. ``on_pick_only``: the smoothed-minimum bound
+    only where the default's rule answered the curve (the policy bounds a pick by it, never a
+    fallback); otherwise on every curve that has one."""
+    if row["smoothed_min_lr"] is not None and not (on_pick_only and row["pick"] is None):
         lr = min(lr, row["smoothed_min_lr"])
     running = row["running_lr"]
     lr = min(max(lr, running / MAX_CHANGE), running * MAX_CHANGE)
@@ -162,6 +167,9 @@ def level_rules(
     }
     # set on the 48 badly set states seen; read on MISSET_TEST3 (oracle.py)
     rules["gated"] = lambda r, e: r["applied"] if applied_offset(r) > GATE else rules["level"](r, e)
+    # the same two, guarded as the policy guards (GUARD_ON_PICK); post hoc, after MISSET_TEST3
+    rules["level, guarded on a pick"] = rules["level"]
+    rules["gated, guarded on a pick"] = rules["gated"]
     return rules, {"level": one, "level, 2-epoch fit": two, "applied + level": corr}
 
 
@@ -177,7 +185,7 @@ def rule_rows(
         for r in rows[DEFAULT]:
             entry = doc["states"][r["state"]]
             for name, rule in rules.items():
-                lr = guarded(r, rule(r, entry))
+                lr = guarded(r, rule(r, entry), on_pick_only=name in GUARD_ON_PICK)
                 row = {**r, "pick": lr, "applied": lr, "reason": name}
                 out[name].append(with_errors(row, entry["oracle"]["0"]))
     return out
@@ -300,8 +308,8 @@ def read(
         entry["gated_holds"] = gated_holds(scored["gated"], scored[DEFAULT])
         verdict = "holds" if entry["gated_holds"] else "does not hold"
         lines.append(
-            "  by the reading fixed before these states were trained"
-            f" ({HOLDS_WHEN_SET_BADLY_FRESH}): {verdict}"
+            "  by the reading fixed before these states were trained (gated:"
+            f" {HOLDS_WHEN_SET_BADLY_FRESH}): {verdict}"
         )
     return entry, lines
 

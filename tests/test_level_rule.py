@@ -167,3 +167,12 @@ def test_gated_keeps_the_default_only_where_the_shape_says_raise() -> None:
     kept = {"optimizer": "adam", "running_lr": 1e-3, "applied": 1.5e-3}  # +0.18: level
     assert rules["gated"](raised, entry) == pytest.approx(1e-3)
     assert rules["gated"](kept, entry) == pytest.approx(1e-3 * 10 ** (-1.1 + 0.45))
+
+
+@pytest.mark.parametrize(("pick", "want"), [(5e-4, 1e-3), (None, 2e-3)])
+def test_guarded_on_a_pick_only_leaves_a_declined_curve_unbounded_by_its_minimum(
+    pick: float | None, want: float
+) -> None:
+    row = {"running_lr": 1e-3, "smoothed_min_lr": 1e-3, "diverge_lr": None, "pick": pick}
+    assert level_rule.guarded(row, 2e-3, on_pick_only=True) == pytest.approx(want)
+    assert level_rule.guarded(row, 2e-3) == pytest.approx(1e-3)  # the benchmark's first guard
