@@ -38,7 +38,6 @@ loss knows").
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable
@@ -47,9 +46,9 @@ from typing import Any
 
 import _common as C
 import numpy as np
-from _oracle_analysis import HORIZONS, loss_noise_of, quantile, score, with_errors
-from oracle import FULL, FULL_TEST4, MISSET_TEST3, Setup, load_curves
-from oracle_pooled import POPULATIONS, pooled_rows
+from _oracle_analysis import HORIZONS, quantile, score, with_errors
+from oracle import FULL, FULL_TEST4, MISSET_TEST3, Setup
+from oracle_pooled import POPULATIONS, committed_loss_noise, setup_rows
 from progress_rule import CALIBRATION, OPTIMIZERS, PLATEAU, TARGET, VALIDATION
 
 DEFAULT = "ours_midpoint"
@@ -97,11 +96,7 @@ def level(entry: dict) -> float:
 
 def load(setups: tuple[Setup, ...]) -> list[tuple[dict[str, list[dict]], dict]]:
     """Per setup: every rule's rows against the mean oracle, and the cached curves."""
-    out = []
-    for setup in setups:
-        rows, _ = pooled_rows(C.RESULTS_DIR, (setup,))
-        out.append((rows, load_curves(C.RESULTS_DIR / f"{setup.name}_curves", setup)))
-    return out
+    return [setup_rows(C.RESULTS_DIR, setup)[:2] for setup in setups]
 
 
 def target(row: dict, fit_to: str) -> float:
@@ -192,7 +187,8 @@ def rule_rows(
 
 
 def meets(s: dict[str, Any]) -> dict[str, bool]:
-    """The issue's targets for one rule's scores (median, bias, worse)."""
+    """The pick's targets (docs/range_test_oracle.md, "Targets") for one rule's scores: median
+    |e| within 0.2 decade at both horizons, 2-epoch |bias| within 0.1, worse in at most 20%."""
     return {
         "median_within_0.2_both": all(s[h]["median_abs_decades"] <= TARGET for h in HORIZONS),
         "bias_2ep_within_0.1": abs(s["2ep"]["median_signed_decades"]) <= 0.1,
@@ -202,12 +198,12 @@ def meets(s: dict[str, Any]) -> dict[str, bool]:
 
 def holds_out_of_sample(s: dict[str, Any]) -> bool:
     """The reading fixed before ``oracle.FULL_TEST4`` was trained (``HOLDS_OUT_OF_SAMPLE``):
-    the issue's first target."""
+    the first of the pick's targets."""
     return meets(s)["median_within_0.2_both"]
 
 
 def closer_than(ours: dict[str, Any], theirs: dict[str, Any]) -> dict[str, bool]:
-    """Is ``ours`` closer than ``theirs`` on every measure of the issue: median, p90 and
+    """Is ``ours`` closer than ``theirs`` on every measure the targets name: median, p90 and
     |bias| at both horizons, "none", and "worse" at both horizons (ties count as closer)."""
     out = {"none": ours["no_suggestion"] <= theirs["no_suggestion"]}
     for h in HORIZONS:
@@ -328,11 +324,9 @@ def main() -> int:
     parser = C.base_parser(__doc__.splitlines()[0], quick=False)
     args = parser.parse_args()
     t0 = time.perf_counter()
-    source = C.RESULTS_DIR / "oracle.json"
-    if not source.is_file():
-        print(f"{source} is missing: run benchmarks/oracle.py --analyse-only first", flush=True)
+    noise = committed_loss_noise(C.RESULTS_DIR)
+    if noise is None:
         return 1
-    noise = loss_noise_of(json.loads(source.read_text())["main"]["oracle_noise"])
     design = load(CALIBRATION)
     rules, fits = level_rules(design)
     groups = {"design (24, in sample)": design}

@@ -281,7 +281,7 @@ FULL_PLATEAU_TEST = dataclasses.replace(
 #: a + b x the range-test curve's first loss, per optimizer, fitted on the 24 design states only
 #: (constants in benchmarks/results/level_rule.json, not refitted). The reading: against the
 #: mean oracle of the two streams, ``level`` holds out of sample if its median |error| is at
-#: most 0.2 decade at both horizons (the issue's first target); read beside it, not deciding:
+#: most 0.2 decade at both horizons (the first of the pick's targets); read beside it, not deciding:
 #: its 2-epoch bias and "worse" share, the default's figures, and fastai's and torch-lr-finder's.
 FULL_TEST4 = dataclasses.replace(
     FULL_TEST, seeds=(30, 31), replica_seeds=(30, 31), name="oracle_test4"

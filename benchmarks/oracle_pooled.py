@@ -70,6 +70,16 @@ POPULATIONS: dict[str, tuple[Setup, ...]] = {
 ANSWER_EVERY_CURVE = ("fastai_steep", "fastai_minimum", "fastai_valley", "torch_lr_finder")
 
 
+def setup_rows(results_dir: Path, setup: Setup) -> tuple[dict[str, list[dict]], dict, int]:
+    """One setup's rows per rule (default probe), errors against each state's mean oracle; its
+    cached curves (read once); and how many of its states have a default curve."""
+    doc = load_curves(results_dir / f"{setup.name}_curves", setup)
+    by_rule = state_rows(doc, "held_out_default")
+    streams = stream_count(doc)
+    pooled = {name: against_pooled(rows, doc, streams) for name, rows in by_rule.items()}
+    return pooled, doc, len(next(iter(by_rule.values()), []))
+
+
 def pooled_rows(
     results_dir: Path, setups: Sequence[Setup] = WELL_SET
 ) -> tuple[dict[str, list[dict]], dict[str, int]]:
@@ -78,13 +88,20 @@ def pooled_rows(
     rows: dict[str, list[dict]] = {name: [] for name in rule_names()}
     states: dict[str, int] = {}
     for setup in setups:
-        doc = load_curves(results_dir / f"{setup.name}_curves", setup)
-        by_rule = state_rows(doc, "held_out_default")
-        streams = stream_count(doc)
-        for name, setup_rows in by_rule.items():
-            rows[name] += against_pooled(setup_rows, doc, streams)
-        states[setup.name] = len(next(iter(by_rule.values()), []))
+        by_rule, _, states[setup.name] = setup_rows(results_dir, setup)
+        for name, setup_rows_of_rule in by_rule.items():
+            rows[name] += setup_rows_of_rule
     return rows, states
+
+
+def committed_loss_noise(results_dir: Path) -> dict[str, float] | None:
+    """The oracle's loss noise per horizon from the committed ``oracle.json`` (None, with a
+    line saying how to make it, when it is missing)."""
+    source = results_dir / "oracle.json"
+    if not source.is_file():
+        print(f"{source} is missing: run benchmarks/oracle.py --analyse-only first", flush=True)
+        return None
+    return loss_noise_of(json.loads(source.read_text())["main"]["oracle_noise"])
 
 
 def declined_by_population(results_dir: Path) -> dict[str, dict]:
@@ -123,11 +140,9 @@ def main() -> int:
     parser = C.base_parser(__doc__.splitlines()[0], quick=False)
     args = parser.parse_args()
     t0 = time.perf_counter()
-    source = C.RESULTS_DIR / "oracle.json"
-    if not source.is_file():
-        print(f"{source} is missing: run benchmarks/oracle.py --analyse-only first", flush=True)
+    noise = committed_loss_noise(C.RESULTS_DIR)
+    if noise is None:
         return 1
-    noise = loss_noise_of(json.loads(source.read_text())["main"]["oracle_noise"])
     rows, states = pooled_rows(C.RESULTS_DIR)
     if not any(rows.values()):
         print("no cached well-set curves in benchmarks/results", flush=True)

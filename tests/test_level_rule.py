@@ -98,7 +98,7 @@ def _scores(median: tuple[float, float], bias: tuple[float, float], **kw: Any) -
         ((0.1, 0.21), (0.5, 0.0), (0.9, 0.0), (False, True, True)),  # half-epoch bias: no target
     ],
 )
-def test_meets_reads_the_issues_three_targets(
+def test_meets_reads_the_picks_three_targets(
     median: tuple[float, float],
     bias: tuple[float, float],
     worse: tuple[float, float],
@@ -125,9 +125,8 @@ def test_the_committed_result_is_what_the_committed_caches_give() -> None:
     for name, per_opt in committed["fits"].items():
         for opt, coef in per_opt.items():
             assert fits[name][opt] == pytest.approx(coef), (name, opt)
-    noise = level_rule.loss_noise_of(
-        json.loads((level_rule.C.RESULTS_DIR / "oracle.json").read_text())["main"]["oracle_noise"]
-    )
+    noise = level_rule.committed_loss_noise(level_rule.C.RESULTS_DIR)
+    assert noise is not None
     for label in ("held out (72)", "LR set badly (48)"):
         loaded = level_rule.load(level_rule.POPULATIONS_READ[label])
         got, _ = level_rule.read(label, loaded, rules, noise)
