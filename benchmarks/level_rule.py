@@ -30,8 +30,11 @@ were fixed before any of these rules was scored on them. Two fresh sets were tra
 with its reading fixed first: 12 well-set states (``oracle.FULL_TEST4``: ``level`` holds, 0.09 /
 0.11 decade) and, for ``gated`` (set on the 48 badly set states seen), 8 badly set ones
 (``oracle.MISSET_TEST3``: it does not hold, 0.46 decade at 2 epochs against the default's 0.30).
-None of these rules is a policy setting (docs/range_test_oracle.md, "What the curve's first
-loss knows").
+``level on a pick`` (``level`` where the default rule picks an LR at most 0.3 decade above the
+running LR, else the default policy's applied LR) was set post hoc on all of these states and
+read on two more fresh sets by a reading fixed before they were trained (``oracle.FULL_TEST5``,
+12 well-set states; ``oracle.MISSET_TEST4``, 8 badly set ones). None of these rules is a policy
+setting (docs/range_test_oracle.md, "What the curve's first loss knows").
 
     .venv/bin/python benchmarks/level_rule.py     # ~10 s
 """
@@ -47,7 +50,7 @@ from typing import Any
 import _common as C
 import numpy as np
 from _oracle_analysis import HORIZONS, quantile, score, with_errors
-from oracle import FULL, FULL_TEST4, MISSET_TEST3, Setup
+from oracle import FULL, FULL_TEST4, FULL_TEST5, MISSET_TEST3, MISSET_TEST4, Setup
 from oracle_pooled import POPULATIONS, committed_loss_noise, setup_rows
 from progress_rule import CALIBRATION, OPTIMIZERS, PLATEAU, TARGET, VALIDATION
 
@@ -76,17 +79,36 @@ GATE = 0.3
 HOLDS_WHEN_SET_BADLY_FRESH = "applied 2-epoch median |e| and worse count <= the default's"
 #: Rules whose smoothed-minimum bound applies only where the default's rule answered the curve,
 #: as the policy's bound does: looked at after MISSET_TEST3 (post hoc; no fresh set read them).
-GUARD_ON_PICK = frozenset({"level, guarded on a pick", "gated, guarded on a pick"})
+GUARD_ON_PICK = frozenset(
+    {"level, guarded on a pick", "gated, guarded on a pick", "level on a pick"}
+)
+#: ``level on a pick``: ``level`` where the default rule picks an LR at most GATE decade above the
+#: running LR, else the default policy's applied LR (its fallback on a declined curve). Set post
+#: hoc on every state above; read on two fresh sets by the reading fixed before they were
+#: trained (``oracle.FULL_TEST5``: HOLDS_OUT_OF_SAMPLE; ``oracle.MISSET_TEST4``:
+#: HOLDS_WHEN_SET_BADLY_FRESH). Both must hold.
+ON_A_PICK = "level on a pick"
 #: The reading fixed before the fresh well-set states (``oracle.FULL_TEST4``) were trained.
 HOLDS_OUT_OF_SAMPLE = f"level's median |e| <= {TARGET} decade at both horizons"
 HELD_OUT = {"held out (72)": tuple(s for setups in VALIDATION.values() for s in setups)}
 FRESH = {"fresh well-set, seeds 30-31 (12)": (FULL_TEST4,)}
+FRESH5 = {"fresh well-set, seeds 32-33 (12)": (FULL_TEST5,)}
 PLATEAUS = {f"{k} ({'12' if 'fresh' in k else '10'})": v for k, v in PLATEAU.items()}
 BADLY_SET = {"LR set badly (48)": POPULATIONS["LR set badly"]}
 BADLY_SET_FRESH = {"LR set badly, fresh seeds 12-13 (8)": (MISSET_TEST3,)}
+BADLY_SET_FRESH4 = {"LR set badly, fresh seeds 14-15 (8)": (MISSET_TEST4,)}
 #: Every population scored, beside the design states the rules are fitted on (the 72 held-out
 #: states pooled, then each of their populations alone).
-POPULATIONS_READ = HELD_OUT | VALIDATION | FRESH | PLATEAUS | BADLY_SET | BADLY_SET_FRESH
+POPULATIONS_READ = (
+    HELD_OUT
+    | VALIDATION
+    | FRESH
+    | FRESH5
+    | PLATEAUS
+    | BADLY_SET
+    | BADLY_SET_FRESH
+    | BADLY_SET_FRESH4
+)
 
 
 def level(entry: dict) -> float:
@@ -139,6 +161,11 @@ def guarded(row: dict, lr: float, *, on_pick_only: bool = False) -> float:
     return lr
 
 
+def picks_at_most(row: dict, decades: float) -> bool:
+    """Did the default rule pick an LR, at most ``decades`` above the running LR?"""
+    return row["pick"] is not None and math.log10(row["pick"] / row["running_lr"]) <= decades
+
+
 def level_rules(
     design: list[tuple[dict[str, list[dict]], dict]],
 ) -> tuple[dict[str, Callable[[dict, dict], float]], dict[str, Any]]:
@@ -165,6 +192,7 @@ def level_rules(
     # the same two, guarded as the policy guards (GUARD_ON_PICK); post hoc, after MISSET_TEST3
     rules["level, guarded on a pick"] = rules["level"]
     rules["gated, guarded on a pick"] = rules["gated"]
+    rules[ON_A_PICK] = lambda r, e: rules["level"](r, e) if picks_at_most(r, GATE) else r["applied"]
     return rules, {"level": one, "level, 2-epoch fit": two, "applied + level": corr}
 
 
@@ -278,16 +306,17 @@ def read(
     lines = [f"\n{label}: half an epoch / 2 epochs, against the mean oracle"]
     lines += [row_line(name, s) for name, s in scored.items()]
     entry: dict[str, Any] = {"scores": scored}
-    if label in HELD_OUT or label in FRESH:
+    if label in HELD_OUT or label in FRESH or label in FRESH5:
         entry["targets"] = {name: meets(scored[name]) for name in rules}
-        entry["closer_than"] = {
-            other: closer_than(scored["level"], scored[other]) for other in COMPARED[1:5]
-        }
-        lines.append(f"  level meets: {entry['targets']['level']}")
-        for other, c in entry["closer_than"].items():
-            lost = ", ".join(k for k, ok in c.items() if not ok)
-            verdict = f"not on {lost}" if lost else "closer on every measure"
-            lines.append(f"  level vs {other}: {verdict}")
+        for ours, key in (("level", "closer_than"), (ON_A_PICK, "closer_than_on_a_pick")):
+            entry[key] = {
+                other: closer_than(scored[ours], scored[other]) for other in COMPARED[1:5]
+            }
+            lines.append(f"  {ours} meets: {entry['targets'][ours]}")
+            for other, c in entry[key].items():
+                lost = ", ".join(k for k, ok in c.items() if not ok)
+                verdict = f"not on {lost}" if lost else "closer on every measure"
+                lines.append(f"  {ours} vs {other}: {verdict}")
     if label in FRESH:
         entry["holds_out_of_sample"] = holds_out_of_sample(scored["level"])
         lines.append(
@@ -300,6 +329,20 @@ def read(
             name: scored[name]["2ep"]["applied_median_abs_decades"] <= ref for name in rules
         }
         lines.append(f"  holds ({HOLDS_WHEN_SET_BADLY}, default {ref:.2f}): {entry['holds']}")
+    if label in FRESH5:
+        entry["on_a_pick_holds"] = holds_out_of_sample(scored[ON_A_PICK])
+        verdict = "holds" if entry["on_a_pick_holds"] else "does not hold"
+        lines.append(
+            f"  by the reading fixed before these states were trained ({ON_A_PICK}:"
+            f" median |e| <= {TARGET} decade at both horizons): {verdict}"
+        )
+    if label in BADLY_SET_FRESH4:
+        entry["on_a_pick_holds"] = gated_holds(scored[ON_A_PICK], scored[DEFAULT])
+        verdict = "holds" if entry["on_a_pick_holds"] else "does not hold"
+        lines.append(
+            f"  by the reading fixed before these states were trained ({ON_A_PICK}:"
+            f" {HOLDS_WHEN_SET_BADLY_FRESH}): {verdict}"
+        )
     if label in BADLY_SET_FRESH:
         entry["gated_holds"] = gated_holds(scored["gated"], scored[DEFAULT])
         verdict = "holds" if entry["gated_holds"] else "does not hold"
@@ -311,8 +354,9 @@ def read(
 
 
 def gated_holds(gated: dict[str, Any], default: dict[str, Any]) -> bool:
-    """The reading fixed before ``oracle.MISSET_TEST3`` was trained (2 epochs: the applied
-    LR's median |error| and the count of states worse than keeping the LR, each no larger)."""
+    """The reading fixed before ``oracle.MISSET_TEST3`` was trained for ``gated``, and before
+    ``oracle.MISSET_TEST4`` for ``level on a pick`` (2 epochs: the applied LR's median |error|
+    and the count of states worse than keeping the LR, each no larger than the default's)."""
     g, d = gated["2ep"], default["2ep"]
     return (
         g["applied_median_abs_decades"] <= d["applied_median_abs_decades"]

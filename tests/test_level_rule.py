@@ -175,3 +175,33 @@ def test_guarded_on_a_pick_only_leaves_a_declined_curve_unbounded_by_its_minimum
     row = {"running_lr": 1e-3, "smoothed_min_lr": 1e-3, "diverge_lr": None, "pick": pick}
     assert level_rule.guarded(row, 2e-3, on_pick_only=True) == pytest.approx(want)
     assert level_rule.guarded(row, 2e-3) == pytest.approx(1e-3)  # the benchmark's first guard
+
+
+@pytest.mark.parametrize(
+    ("pick", "applied", "want_level"),
+    [
+        (5e-4, 5e-4, True),  # a cut: the level says how deep
+        (1.5e-3, 1.5e-3, True),  # +0.18 decade, within the gate
+        (1e-2, 1e-2, False),  # +1 decade: the shape says the LR is far too low
+        (None, 1e-4, False),  # a declined curve: the default's fallback
+    ],
+)
+def test_level_on_a_pick_reads_the_level_only_where_the_default_picks_within_the_gate(
+    pick: float | None, applied: float, want_level: bool
+) -> None:
+    rules, _ = level_rule.level_rules(_loaded(-1.1, 0.45, (0.9, 1.3, 1.8)))
+    entry = {"range_tests": {"held_out_default": {"losses": [1.0]}}}
+    row = {"optimizer": "adam", "running_lr": 1e-3, "applied": applied, "pick": pick}
+    want = 1e-3 * 10 ** (-1.1 + 0.45) if want_level else applied
+    assert rules[level_rule.ON_A_PICK](row, entry) == pytest.approx(want)
+    assert level_rule.ON_A_PICK in level_rule.GUARD_ON_PICK  # bounded as the policy bounds
+
+
+@pytest.mark.parametrize(
+    ("pick", "decades", "want"),
+    [(None, 0.3, False), (1e-3, 0.0, True), (1.9e-3, 0.3, True), (2.1e-3, 0.3, False)],
+)
+def test_picks_at_most_compares_the_pick_with_the_running_lr_in_decades(
+    pick: float | None, decades: float, want: bool
+) -> None:
+    assert level_rule.picks_at_most({"pick": pick, "running_lr": 1e-3}, decades) is want
