@@ -205,3 +205,27 @@ def test_picks_at_most_compares_the_pick_with_the_running_lr_in_decades(
     pick: float | None, decades: float, want: bool
 ) -> None:
     assert level_rule.picks_at_most({"pick": pick, "running_lr": 1e-3}, decades) is want
+
+
+def test_the_policy_option_applies_level_on_a_pick_exactly_on_every_cached_curve() -> None:
+    """``first_loss_intercept`` / ``first_loss_slope`` in the policy's own decide() give the
+    benchmark's ``level on a pick`` on every cached curve it is read on (well set, badly set)."""
+    from _oracle_analysis import our_pick
+
+    design = level_rule.load(level_rule.CALIBRATION)
+    rules, fits = level_rule.level_rules(design)
+    checked = 0
+    for label in ("held out (72)", "LR set badly (48)"):
+        for rows, doc in level_rule.load(level_rule.POPULATIONS_READ[label]):
+            for r in rows[level_rule.DEFAULT]:
+                entry = doc["states"][r["state"]]
+                slope, intercept = fits["level"][r["optimizer"]]
+                settings = {"first_loss_intercept": intercept, "first_loss_slope": slope}
+                curve_doc = entry["range_tests"]["held_out_default"]
+                _, applied = our_pick(curve_doc, None, r["running_lr"], settings)
+                want = level_rule.guarded(
+                    r, rules[level_rule.ON_A_PICK](r, entry), on_pick_only=True
+                )
+                assert applied == pytest.approx(want, rel=1e-9), (label, r["state"])
+                checked += 1
+    assert checked == 72 + 48

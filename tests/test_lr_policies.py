@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import math
@@ -30,7 +31,7 @@ from trainables.lr import (
     suggest_lr_with_reason,
 )
 from trainables.lr.params import MIN_RANGE_TEST_STEPS
-from trainables.lr.plateau import pull_toward
+from trainables.lr.plateau import first_loss_lr, pull_toward
 from trainables.lr.policy_base import fmt
 
 # -- fake probes -------------------------------------------------------------------------------
@@ -525,6 +526,60 @@ def test_anchor_never_overrides_the_limit_or_the_divergence_guard() -> None:
     assert decision.new_lr == pytest.approx(curve.diverge_lr * 0.1)
 
 
+@pytest.mark.parametrize(
+    ("old_over_pick", "first_loss", "expected_over_old", "says"),
+    [
+        (1.0, 1.0, 10 ** (-1.1 + 0.45), True),  # the pick keeps the LR: the fit sets the cut
+        (2.0, 2.0, 10 ** (-1.1 + 0.9), True),  # a pick 0.3 decade below the old LR
+        (1 / 1.9, 1.0, 10 ** (-1.1 + 0.45), True),  # +0.28 decade: within the gate
+        (1 / 10.0, 1.0, 10.0, False),  # +1 decade: the curve says the LR is far too low
+        (1.0, math.nan, 1.0, False),  # no first loss: the pick
+    ],
+)
+def test_the_first_loss_fit_replaces_a_pick_within_the_gate(
+    old_over_pick: float, first_loss: float, expected_over_old: float, says: bool
+) -> None:
+    result, pick = _u_curve_pick()
+    result = dataclasses.replace(result, losses=(first_loss, *result.losses[1:]))
+    old = pick * old_over_pick
+    fit = {"first_loss_intercept": -1.1, "first_loss_slope": 0.45}
+    decision = make_rtp(min_lr=1e-9, max_lr=1e3, max_change=None, **fit).decide(result, old)
+    assert decision.suggested_lr == pytest.approx(pick)  # the raw pick is reported unchanged
+    assert decision.new_lr == pytest.approx(old * expected_over_old)
+    assert ("by the curve's first loss" in decision.why) is says
+
+
+def test_the_first_loss_fit_stays_below_the_smoothed_minimum_and_leaves_a_decline_alone() -> None:
+    result, pick = _u_curve_pick()
+    curve = analyse_curve(result.lrs, result.losses)
+    smoothed_min = float(curve.lrs[curve.minimum])
+    # a fit that would raise the LR 2.5 decades: bounded by where the smoothed loss bottoms out
+    policy = make_rtp(
+        min_lr=1e-9,
+        max_lr=1e3,
+        max_change=None,
+        first_loss_intercept=2.5,
+        first_loss_slope=0.0,
+    )
+    assert policy.decide(result, pick).new_lr == pytest.approx(smoothed_min)
+    # no descent: the fallback decides, as without the fit
+    flat = _no_descent_curve(1e-1)
+    with_fit = policy.decide(flat, 1e-3)
+    without = make_rtp(min_lr=1e-9, max_lr=1e3, max_change=None).decide(flat, 1e-3)
+    assert with_fit.suggested_lr is None
+    assert with_fit.new_lr == pytest.approx(without.new_lr)
+
+
+@pytest.mark.parametrize(
+    ("old", "first", "intercept", "slope", "expected"),
+    [(1e-3, 1.0, -1.0, 0.5, 10**-3.5), (0.02, 2.0, -1.23, 0.42, 0.02 * 10**-0.39)],
+)
+def test_first_loss_lr(
+    old: float, first: float, intercept: float, slope: float, expected: float
+) -> None:
+    assert first_loss_lr(old, first, intercept, slope) == pytest.approx(expected)
+
+
 def test_event_carries_the_smoothing_and_the_measure() -> None:
     (event,) = plateau_now(make_rtp(num_steps=40), FakeProbe("u"))
     assert event.measure == "held_out"
@@ -842,6 +897,31 @@ def test_make_policy_unknown_name_and_param() -> None:
         ("range_test_on_plateau", {"beta": "auto"}, "beta: must be a number, got 'auto'"),
         ("range_test_on_plateau", {"rule": None}, "rule: null is not known"),
         ("range_test_on_plateau", {"max_lr": "1"}, "max_lr: must be a number, got '1'"),
+        (
+            "range_test_on_plateau",
+            {"first_loss_slope": 0.45},
+            "first_loss_slope: give both first_loss_intercept and first_loss_slope, or neither",
+        ),
+        (
+            "range_test_on_plateau",
+            {"first_loss_intercept": -1.1},
+            "first_loss_slope: give both first_loss_intercept and first_loss_slope, or neither",
+        ),
+        (
+            "range_test_on_plateau",
+            {"first_loss_intercept": -1.1, "first_loss_slope": 0.45, "measure": "train_batch"},
+            "first_loss_slope: needs measure: held_out (the calibration's), got 'train_batch'",
+        ),
+        (
+            "range_test_on_plateau",
+            {"first_loss_intercept": -1.1, "first_loss_slope": 0.45, "anchor": 0.3},
+            "anchor: set anchor or first_loss_slope, not both",
+        ),
+        (
+            "range_test_on_plateau",
+            {"first_loss_intercept": -4.0, "first_loss_slope": 0.45},
+            "first_loss_intercept: must be in [-3, 3] or null, got -4.0",
+        ),
     ],
 )
 def test_constructors_reject_bad_values(name: str, params: dict[str, Any], bad: str | None) -> None:

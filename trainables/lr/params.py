@@ -121,6 +121,11 @@ class RangeTestParams(_PlateauParams):
     badly set LRs it had not seen); ``max_raise`` (None: only ``max_change``) bounds a raise
     to that factor (1: never raise) unless the plateau is at chance. ``anchor`` (None: off)
     moves the pick ``pull`` decades toward ``anchor`` x the running LR, never past it.
+    ``first_loss_intercept`` and ``first_loss_slope`` (None: off; give both) replace a pick at
+    most 0.3 decade above the running LR by the running LR x 10^(intercept + slope x the
+    curve's first loss), kept below the curve's smoothed minimum: a calibration, fitted per
+    optimizer on CIFAR-10 seed_cnn states (``benchmarks/level_rule.py``: Adam -1.13, 0.45;
+    SGD with momentum -1.23, 0.42), of a held-out test from ``min_lr`` 1e-6.
     ``beta`` None fits the smoothing to the test's length and noise. The default rule,
     ``midpoint``, was chosen end to end: on seeds 5-9, by a rule fixed before the sweep ran
     (ce8ec29), it beat ``steepest`` by 1.25 points of test_acc over 10 pairs
@@ -141,6 +146,8 @@ class RangeTestParams(_PlateauParams):
     max_raise: float | None = Field(None, ge=1)
     anchor: float | None = Field(None, gt=0, le=1)
     pull: float = Field(0.25, gt=0, le=2)
+    first_loss_intercept: float | None = Field(None, ge=-3, le=3)
+    first_loss_slope: float | None = Field(None, ge=-3, le=3)
     beta: float | None = Field(None, ge=BETA_RANGE[0], lt=BETA_RANGE[1])
     measure: Measure = "held_out"
 
@@ -148,6 +155,21 @@ class RangeTestParams(_PlateauParams):
     def _range(self) -> RangeTestParams:
         if self.min_lr >= self.max_lr:
             raise keyed_error("min_lr", f"must be < max_lr ({self.max_lr:g}), got {self.min_lr:g}")
+        if (self.first_loss_intercept is None) != (self.first_loss_slope is None):
+            raise keyed_error(
+                "first_loss_slope",
+                "give both first_loss_intercept and first_loss_slope, or neither",
+            )
+        if self.first_loss_slope is not None:
+            if self.measure != "held_out":
+                raise keyed_error(
+                    "first_loss_slope",
+                    f"needs measure: held_out (the calibration's), got {self.measure!r}",
+                )
+            if self.anchor is not None:
+                raise keyed_error(
+                    "anchor", "set anchor or first_loss_slope, not both (each moves the pick)"
+                )
         return self
 
 

@@ -28,6 +28,9 @@ from trainables.validation import build
 
 Trigger = TriggerParams | PlateauParams
 """Any params model that holds a plateau trigger's fields."""
+FIRST_LOSS_GATE = 0.3
+"""The first-loss calibration replaces a pick at most this many decades above the running LR;
+a pick higher up (the curve's sign of an LR far too low) and the fallback stay as they are."""
 REDUCE_EPS = 1e-8
 """reduce_on_plateau changes the LR only when old - new > eps (torch's ReduceLROnPlateau)."""
 
@@ -299,9 +302,13 @@ class RangeTestOnPlateauLR(_PlateauPolicy):
     keeps it, ``keep_or_raise`` keeps it unless ``factor`` x the divergence LR is higher.
     ``anchor`` (None: off) moves the pick ``pull`` decades toward ``anchor`` x the old LR, never
     past it: a small disagreement with the cut a plateau usually wants is ignored, a large one
-    is kept. ``max_change`` (None: no limit) keeps the new LR within that factor of the old one,
-    either way; ``max_raise`` (None: off) keeps it at most that factor above the old one (1:
-    never raise), except at a plateau at chance, where a run held by an LR far too low needs the
+    is kept. ``first_loss_intercept`` / ``first_loss_slope`` (None: off) replace a pick at most
+    FIRST_LOSS_GATE decade above the old LR by the old LR x 10^(intercept + slope x the curve's
+    first loss), below the curve's smoothed minimum: a per-optimizer calibration of how deep a
+    plateau's cut should go as training progresses (``benchmarks/level_rule.py``).
+    ``max_change`` (None: no limit) keeps the new LR within that factor of the old one, either
+    way; ``max_raise`` (None: off) keeps it at most that factor above the old one (1: never
+    raise), except at a plateau at chance, where a run held by an LR far too low needs the
     raise. The new LR is then clamped to ``[min_lr, max_lr]``; the detector's cooldown
     then applies.
     ``beta=None`` fits the smoothing to the test's length and noise (``suggest.auto_beta``). The
@@ -321,6 +328,11 @@ class RangeTestOnPlateauLR(_PlateauPolicy):
         self.measure, self.rule, self.factor, self.beta = p.measure, p.rule, p.factor, p.beta
         self.fallback, self.max_change, self.max_raise = p.fallback, p.max_change, p.max_raise
         self.anchor, self.pull = p.anchor, p.pull
+        self.first_loss_fit = (
+            None
+            if p.first_loss_intercept is None or p.first_loss_slope is None
+            else (p.first_loss_intercept, p.first_loss_slope)
+        )
         self.min_lr, self.max_lr, self.num_steps = p.min_lr, p.max_lr, p.num_steps
         self.epoch_fraction, self.min_steps = p.epoch_fraction, p.min_steps
 
@@ -342,8 +354,10 @@ class RangeTestOnPlateauLR(_PlateauPolicy):
     ) -> RangeTestDecision:
         """The LR to continue with after the range test ``result``, from ``old_lr``.
 
-        The rule's pick (moved toward ``anchor`` x ``old_lr`` when set) when the curve has a
-        usable descent, else the fallback's LR; kept within ``max_change`` of ``old_lr``, at
+        The rule's pick (moved toward ``anchor`` x ``old_lr`` when set; replaced by the
+        first-loss calibration's LR, below the smoothed minimum, when that is set and the pick
+        lies at most FIRST_LOSS_GATE decade above ``old_lr``) when the curve has a usable
+        descent, else the fallback's LR; kept within ``max_change`` of ``old_lr``, at
         most ``max_raise`` x ``old_lr`` unless ``at_chance`` (the plateau's metric is no better
         than chance), clamped to ``[min_lr, max_lr]``, and never inside
         the curve's diverging part (that guard wins over the limit). A pure function of
@@ -354,7 +368,19 @@ class RangeTestOnPlateauLR(_PlateauPolicy):
         if curve.ok:
             target = suggested = pick(curve, self.rule)
             decision = f"range test suggested {fmt(target)} ({self.rule})"
-            if self.anchor is not None:
+            first = result.losses[0]
+            if (
+                self.first_loss_fit is not None
+                and math.isfinite(first)
+                and target <= old_lr * 10**FIRST_LOSS_GATE
+            ):
+                moved = first_loss_lr(old_lr, first, *self.first_loss_fit)
+                target = min(moved, float(curve.lrs[curve.minimum]))
+                decision += (
+                    f", set to {fmt(target)} by the curve's first loss"
+                    f" ({first:.3f}; first_loss_intercept, first_loss_slope)"
+                )
+            elif self.anchor is not None:
                 target = pull_toward(target, old_lr * self.anchor, self.pull)
                 decision += (
                     f", moved to {fmt(target)} (at most {self.pull:g} decade toward"
@@ -461,6 +487,12 @@ def at_chance(metric: float, chance: float, mode: str, margin: float) -> bool:
     if mode == "min":
         return metric >= chance * (1 - margin)
     return metric <= chance + margin * (1 - chance)
+
+
+def first_loss_lr(old_lr: float, first_loss: float, intercept: float, slope: float) -> float:
+    """``old_lr`` moved by ``intercept + slope * first_loss`` decades (``first_loss``: the range
+    test's loss at its lowest LR, where a step changes nothing: the loss at the state)."""
+    return old_lr * 10 ** (intercept + slope * first_loss)
 
 
 def pull_toward(lr: float, anchor: float, decades: float) -> float:
