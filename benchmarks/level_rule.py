@@ -97,6 +97,12 @@ PLATEAUS = {f"{k} ({'12' if 'fresh' in k else '10'})": v for k, v in PLATEAU.ite
 BADLY_SET = {"LR set badly (48)": POPULATIONS["LR set badly"]}
 BADLY_SET_FRESH = {"LR set badly, fresh seeds 12-13 (8)": (MISSET_TEST3,)}
 BADLY_SET_FRESH4 = {"LR set badly, fresh seeds 14-15 (8)": (MISSET_TEST4,)}
+#: Every state not fitted on, pooled: the well-set ones (the 72 and both fresh sets), the badly
+#: set ones (the 48 and both fresh sets).
+POOLED = {
+    "well-set, all held out (96)": (*HELD_OUT["held out (72)"], FULL_TEST4, FULL_TEST5),
+    "LR set badly, all (64)": (*BADLY_SET["LR set badly (48)"], MISSET_TEST3, MISSET_TEST4),
+}
 #: Every population scored, beside the design states the rules are fitted on (the 72 held-out
 #: states pooled, then each of their populations alone).
 POPULATIONS_READ = (
@@ -108,6 +114,7 @@ POPULATIONS_READ = (
     | BADLY_SET
     | BADLY_SET_FRESH
     | BADLY_SET_FRESH4
+    | POOLED
 )
 
 
@@ -266,7 +273,7 @@ def plot(rules: dict[str, Any], groups: dict[str, list[tuple[dict, dict]]], path
 
     fig = Figure(figsize=(11, 4.5), layout="constrained")
     FigureCanvasAgg(fig)
-    groups = {k: v for k, v in groups.items() if k not in HELD_OUT}  # drawn one by one
+    groups = {k: v for k, v in groups.items() if k not in HELD_OUT | POOLED}  # drawn one by one
     markers = dict(zip(groups, "o^sDvPXh*p<>", strict=False))
     for j, opt in enumerate(OPTIMIZERS):
         ax = fig.add_subplot(1, 2, j + 1)
@@ -306,7 +313,7 @@ def read(
     lines = [f"\n{label}: half an epoch / 2 epochs, against the mean oracle"]
     lines += [row_line(name, s) for name, s in scored.items()]
     entry: dict[str, Any] = {"scores": scored}
-    if label in HELD_OUT or label in FRESH or label in FRESH5:
+    if label in HELD_OUT or label in FRESH or label in FRESH5 or label in POOLED:
         entry["targets"] = {name: meets(scored[name]) for name in rules}
         for ours, key in (("level", "closer_than"), (ON_A_PICK, "closer_than_on_a_pick")):
             entry[key] = {
