@@ -33,8 +33,10 @@ with its reading fixed first: 12 well-set states (``oracle.FULL_TEST4``: ``level
 ``level on a pick`` (``level`` where the default rule picks an LR at most 0.3 decade above the
 running LR, else the default policy's applied LR) was set post hoc on all of these states and
 read on two more fresh sets by a reading fixed before they were trained (``oracle.FULL_TEST5``,
-12 well-set states; ``oracle.MISSET_TEST4``, 8 badly set ones). None of these rules is a policy
-setting (docs/range_test_oracle.md, "What the curve's first loss knows").
+12 well-set states; ``oracle.MISSET_TEST4``, 8 badly set ones): it held on the badly set states
+and missed on the well-set ones (0.22 / 0.21 decade). It is the policy's option
+``first_loss_intercept`` / ``first_loss_slope``, off by default; none of the others is a policy
+setting (docs/range_test_oracle.md, "What the curve's first loss knows", "Gated on the pick").
 
     .venv/bin/python benchmarks/level_rule.py     # ~10 s
 """
