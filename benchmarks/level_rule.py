@@ -51,7 +51,7 @@ from typing import Any
 
 import _common as C
 import numpy as np
-from _oracle_analysis import HORIZONS, quantile, score, with_errors
+from _oracle_analysis import HORIZONS, our_pick, quantile, score, with_errors
 from oracle import FULL, FULL_TEST4, FULL_TEST5, MISSET_TEST3, MISSET_TEST4, Setup
 from oracle_pooled import POPULATIONS, committed_loss_noise, setup_rows
 from progress_rule import CALIBRATION, OPTIMIZERS, PLATEAU, TARGET, VALIDATION
@@ -84,10 +84,12 @@ HOLDS_WHEN_SET_BADLY_FRESH = "applied 2-epoch median |e| and worse count <= the 
 GUARD_ON_PICK = frozenset(
     {"level, guarded on a pick", "gated, guarded on a pick", "level on a pick"}
 )
-#: ``level on a pick``: ``level`` where the default rule picks an LR at most GATE decade above the
-#: running LR, else the default policy's applied LR (its fallback on a declined curve). Set post
-#: hoc on every state above; read on two fresh sets by the reading fixed before they were
-#: trained (``oracle.FULL_TEST5``: HOLDS_OUT_OF_SAMPLE; ``oracle.MISSET_TEST4``:
+#: ``level on a pick``: ``level`` where the default rule picks an LR at most 0.3 decade above the
+#: running LR, else the default policy's applied LR (its fallback on a declined curve): the
+#: policy's own ``decide()`` with ``first_loss_intercept`` / ``first_loss_slope`` set to
+#: ``level``'s fit (already guarded as the policy guards, so the guard above changes nothing).
+#: Set post hoc on every state above; read on two fresh sets by the reading fixed before they
+#: were trained (``oracle.FULL_TEST5``: HOLDS_OUT_OF_SAMPLE; ``oracle.MISSET_TEST4``:
 #: HOLDS_WHEN_SET_BADLY_FRESH). Both must hold.
 ON_A_PICK = "level on a pick"
 #: The reading fixed before the fresh well-set states (``oracle.FULL_TEST4``) were trained.
@@ -170,11 +172,6 @@ def guarded(row: dict, lr: float, *, on_pick_only: bool = False) -> float:
     return lr
 
 
-def picks_at_most(row: dict, decades: float) -> bool:
-    """Did the default rule pick an LR, at most ``decades`` above the running LR?"""
-    return row["pick"] is not None and math.log10(row["pick"] / row["running_lr"]) <= decades
-
-
 def level_rules(
     design: list[tuple[dict[str, list[dict]], dict]],
 ) -> tuple[dict[str, Callable[[dict, dict], float]], dict[str, Any]]:
@@ -201,7 +198,14 @@ def level_rules(
     # the same two, guarded as the policy guards (GUARD_ON_PICK); post hoc, after MISSET_TEST3
     rules["level, guarded on a pick"] = rules["level"]
     rules["gated, guarded on a pick"] = rules["gated"]
-    rules[ON_A_PICK] = lambda r, e: rules["level"](r, e) if picks_at_most(r, GATE) else r["applied"]
+
+    def on_a_pick(r: dict, e: dict) -> float:
+        slope, intercept = one[r["optimizer"]]
+        settings = {"first_loss_intercept": intercept, "first_loss_slope": slope}
+        curve = e["range_tests"]["held_out_default"]
+        return our_pick(curve, None, r["running_lr"], settings)[1]
+
+    rules[ON_A_PICK] = on_a_pick
     return rules, {"level": one, "level, 2-epoch fit": two, "applied + level": corr}
 
 
