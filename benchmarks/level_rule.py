@@ -52,7 +52,16 @@ from typing import Any
 import _common as C
 import numpy as np
 from _oracle_analysis import HORIZONS, our_pick, quantile, score, with_errors
-from oracle import FULL, FULL_TEST4, FULL_TEST5, MISSET_TEST3, MISSET_TEST4, Setup
+from oracle import (
+    FULL,
+    FULL_TEST4,
+    FULL_TEST5,
+    FULL_TEST6,
+    MISSET_TEST3,
+    MISSET_TEST4,
+    MISSET_TEST5,
+    Setup,
+)
 from oracle_pooled import POPULATIONS, committed_loss_noise, setup_rows
 from progress_rule import CALIBRATION, OPTIMIZERS, PLATEAU, TARGET, VALIDATION
 
@@ -82,7 +91,12 @@ HOLDS_WHEN_SET_BADLY_FRESH = "applied 2-epoch median |e| and worse count <= the 
 #: Rules whose smoothed-minimum bound applies only where the default's rule answered the curve,
 #: as the policy's bound does: looked at after MISSET_TEST3 (post hoc; no fresh set read them).
 GUARD_ON_PICK = frozenset(
-    {"level, guarded on a pick", "gated, guarded on a pick", "level on a pick"}
+    {
+        "level, guarded on a pick",
+        "gated, guarded on a pick",
+        "level on a pick",
+        "level on a pick, declines none",
+    }
 )
 #: ``level on a pick``: ``level`` where the default rule picks an LR at most 0.3 decade above the
 #: running LR, else the default policy's applied LR (its fallback on a declined curve): the
@@ -92,15 +106,24 @@ GUARD_ON_PICK = frozenset(
 #: were trained (``oracle.FULL_TEST5``: HOLDS_OUT_OF_SAMPLE; ``oracle.MISSET_TEST4``:
 #: HOLDS_WHEN_SET_BADLY_FRESH). Both must hold.
 ON_A_PICK = "level on a pick"
+#: ``level on a pick`` scored as the default rule is scored: where the policy's rule declines the
+#: curve it has no pick ("none") and applies the default's fallback. ``ON_A_PICK`` counts that
+#: fallback as its pick. Read on two fresh sets by the reading fixed before they were trained
+#: (``oracle.FULL_TEST6``: HOLDS_AS_DEFAULT; ``oracle.MISSET_TEST5``: HOLDS_WHEN_SET_BADLY_FRESH).
+ON_A_PICK_NONE = "level on a pick, declines none"
+#: The reading fixed before ``oracle.FULL_TEST6`` was trained, for ``ON_A_PICK_NONE``.
+HOLDS_AS_DEFAULT = f"median |e| <= {TARGET} decade at both horizons and |2-epoch bias| <= 0.1"
 #: The reading fixed before the fresh well-set states (``oracle.FULL_TEST4``) were trained.
 HOLDS_OUT_OF_SAMPLE = f"level's median |e| <= {TARGET} decade at both horizons"
 HELD_OUT = {"held out (72)": tuple(s for setups in VALIDATION.values() for s in setups)}
 FRESH = {"fresh well-set, seeds 30-31 (12)": (FULL_TEST4,)}
 FRESH5 = {"fresh well-set, seeds 32-33 (12)": (FULL_TEST5,)}
+FRESH6 = {"fresh well-set, seeds 34-35 (12)": (FULL_TEST6,)}
 PLATEAUS = {f"{k} ({'12' if 'fresh' in k else '10'})": v for k, v in PLATEAU.items()}
 BADLY_SET = {"LR set badly (48)": POPULATIONS["LR set badly"]}
 BADLY_SET_FRESH = {"LR set badly, fresh seeds 12-13 (8)": (MISSET_TEST3,)}
 BADLY_SET_FRESH4 = {"LR set badly, fresh seeds 14-15 (8)": (MISSET_TEST4,)}
+BADLY_SET_FRESH5 = {"LR set badly, fresh seeds 16-17 (8)": (MISSET_TEST5,)}
 #: Every state not fitted on, pooled: the well-set ones (the 72 and both fresh sets), the badly
 #: set ones (the 48 and both fresh sets).
 POOLED = {
@@ -114,10 +137,12 @@ POPULATIONS_READ = (
     | VALIDATION
     | FRESH
     | FRESH5
+    | FRESH6
     | PLATEAUS
     | BADLY_SET
     | BADLY_SET_FRESH
     | BADLY_SET_FRESH4
+    | BADLY_SET_FRESH5
     | POOLED
 )
 
@@ -206,6 +231,7 @@ def level_rules(
         return our_pick(curve, None, r["running_lr"], settings)[1]
 
     rules[ON_A_PICK] = on_a_pick
+    rules[ON_A_PICK_NONE] = on_a_pick  # its pick is None where the default's is (rule_rows)
     return rules, {"level": one, "level, 2-epoch fit": two, "applied + level": corr}
 
 
@@ -222,7 +248,8 @@ def rule_rows(
             entry = doc["states"][r["state"]]
             for name, rule in rules.items():
                 lr = guarded(r, rule(r, entry), on_pick_only=name in GUARD_ON_PICK)
-                row = {**r, "pick": lr, "applied": lr, "reason": name}
+                pick = None if name == ON_A_PICK_NONE and r["pick"] is None else lr
+                row = {**r, "pick": pick, "applied": lr, "reason": name}
                 out[name].append(with_errors(row, entry["oracle"]["0"]))
     return out
 
@@ -319,9 +346,13 @@ def read(
     lines = [f"\n{label}: half an epoch / 2 epochs, against the mean oracle"]
     lines += [row_line(name, s) for name, s in scored.items()]
     entry: dict[str, Any] = {"scores": scored}
-    if label in HELD_OUT or label in FRESH or label in FRESH5 or label in POOLED:
+    if label in HELD_OUT | FRESH | FRESH5 | FRESH6 | POOLED:
         entry["targets"] = {name: meets(scored[name]) for name in rules}
-        for ours, key in (("level", "closer_than"), (ON_A_PICK, "closer_than_on_a_pick")):
+        for ours, key in (
+            ("level", "closer_than"),
+            (ON_A_PICK, "closer_than_on_a_pick"),
+            (ON_A_PICK_NONE, "closer_than_on_a_pick_declines_none"),
+        ):
             entry[key] = {
                 other: closer_than(scored[ours], scored[other]) for other in COMPARED[1:5]
             }
@@ -356,6 +387,20 @@ def read(
             f"  by the reading fixed before these states were trained ({ON_A_PICK}:"
             f" {HOLDS_WHEN_SET_BADLY_FRESH}): {verdict}"
         )
+    if label in FRESH6:
+        entry["as_default_holds"] = holds_as_default(scored[ON_A_PICK_NONE])
+        verdict = "holds" if entry["as_default_holds"] else "does not hold"
+        lines.append(
+            f"  by the reading fixed before these states were trained ({ON_A_PICK_NONE}:"
+            f" {HOLDS_AS_DEFAULT}): {verdict}"
+        )
+    if label in BADLY_SET_FRESH5:
+        entry["as_default_holds"] = gated_holds(scored[ON_A_PICK_NONE], scored[DEFAULT])
+        verdict = "holds" if entry["as_default_holds"] else "does not hold"
+        lines.append(
+            f"  by the reading fixed before these states were trained ({ON_A_PICK_NONE}:"
+            f" {HOLDS_WHEN_SET_BADLY_FRESH}): {verdict}"
+        )
     if label in BADLY_SET_FRESH:
         entry["gated_holds"] = gated_holds(scored["gated"], scored[DEFAULT])
         verdict = "holds" if entry["gated_holds"] else "does not hold"
@@ -364,6 +409,14 @@ def read(
             f" {HOLDS_WHEN_SET_BADLY_FRESH}): {verdict}"
         )
     return entry, lines
+
+
+def holds_as_default(s: dict[str, Any]) -> bool:
+    """The reading fixed before ``oracle.FULL_TEST6`` was trained (``HOLDS_AS_DEFAULT``): the
+    pick's first two targets, median |e| within 0.2 decade at both horizons and the 2-epoch
+    |bias| within 0.1."""
+    m = meets(s)
+    return m["median_within_0.2_both"] and m["bias_2ep_within_0.1"]
 
 
 def gated_holds(gated: dict[str, Any], default: dict[str, Any]) -> bool:
