@@ -34,9 +34,13 @@ with its reading fixed first: 12 well-set states (``oracle.FULL_TEST4``: ``level
 running LR, else the default policy's applied LR) was set post hoc on all of these states and
 read on two more fresh sets by a reading fixed before they were trained (``oracle.FULL_TEST5``,
 12 well-set states; ``oracle.MISSET_TEST4``, 8 badly set ones): it held on the badly set states
-and missed on the well-set ones (0.22 / 0.21 decade). It is the policy's option
-``first_loss_intercept`` / ``first_loss_slope``, off by default; none of the others is a policy
-setting (docs/range_test_oracle.md, "What the curve's first loss knows", "Gated on the pick").
+and missed on the well-set ones (0.22 / 0.21 decade). That score counted the default's fallback
+as its pick where the default declines the curve; ``level on a pick, declines none`` scores it as
+the default is scored (no pick there: "none"), and was read on two more fresh sets by a reading
+fixed before they were trained (``oracle.FULL_TEST6``, ``oracle.MISSET_TEST5``). It is the
+policy's first-loss calibration (``calibration``, ``first_loss_intercept`` /
+``first_loss_slope``); none of the others is a policy setting (docs/range_test_oracle.md, "What
+the curve's first loss knows", "Gated on the pick", "Scored as the default is").
 
     .venv/bin/python benchmarks/level_rule.py     # ~10 s
 """
@@ -129,6 +133,19 @@ BADLY_SET_FRESH5 = {"LR set badly, fresh seeds 16-17 (8)": (MISSET_TEST5,)}
 POOLED = {
     "well-set, all held out (96)": (*HELD_OUT["held out (72)"], FULL_TEST4, FULL_TEST5),
     "LR set badly, all (64)": (*BADLY_SET["LR set badly (48)"], MISSET_TEST3, MISSET_TEST4),
+    # and with the two sets read for the calibration as the default (ON_A_PICK_NONE)
+    "well-set, all held out (108)": (
+        *HELD_OUT["held out (72)"],
+        FULL_TEST4,
+        FULL_TEST5,
+        FULL_TEST6,
+    ),
+    "LR set badly, all (72)": (
+        *BADLY_SET["LR set badly (48)"],
+        MISSET_TEST3,
+        MISSET_TEST4,
+        MISSET_TEST5,
+    ),
 }
 #: Every population scored, beside the design states the rules are fitted on (the 72 held-out
 #: states pooled, then each of their populations alone).
@@ -307,7 +324,7 @@ def plot(rules: dict[str, Any], groups: dict[str, list[tuple[dict, dict]]], path
     fig = Figure(figsize=(11, 4.5), layout="constrained")
     FigureCanvasAgg(fig)
     groups = {k: v for k, v in groups.items() if k not in HELD_OUT | POOLED}  # drawn one by one
-    markers = dict(zip(groups, "o^sDvPXh*p<>", strict=False))
+    markers = dict(zip(groups, "o^sDvPXh*p<>Hd8", strict=False))
     for j, opt in enumerate(OPTIMIZERS):
         ax = fig.add_subplot(1, 2, j + 1)
         for label, loaded in groups.items():
