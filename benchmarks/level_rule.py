@@ -38,9 +38,10 @@ and missed on the well-set ones (0.22 / 0.21 decade). That score counted the def
 as its pick where the default declines the curve; ``level on a pick, declines none`` scores it as
 the default is scored (no pick there: "none"), and was read on two more fresh sets by a reading
 fixed before they were trained (``oracle.FULL_TEST6``, ``oracle.MISSET_TEST5``). It is the
-policy's first-loss calibration (``calibration``, ``first_loss_intercept`` /
-``first_loss_slope``); none of the others is a policy setting (docs/range_test_oracle.md, "What
-the curve's first loss knows", "Gated on the pick", "Scored as the default is").
+policy's first-loss calibration (``first_loss_intercept`` / ``first_loss_slope``, off by
+default: that reading missed on the 2-epoch bias); none of the others is a policy setting
+(docs/range_test_oracle.md, "What the curve's first loss knows", "Gated on the pick", "Scored as
+the default is").
 
     .venv/bin/python benchmarks/level_rule.py     # ~10 s
 """
@@ -128,12 +129,11 @@ BADLY_SET = {"LR set badly (48)": POPULATIONS["LR set badly"]}
 BADLY_SET_FRESH = {"LR set badly, fresh seeds 12-13 (8)": (MISSET_TEST3,)}
 BADLY_SET_FRESH4 = {"LR set badly, fresh seeds 14-15 (8)": (MISSET_TEST4,)}
 BADLY_SET_FRESH5 = {"LR set badly, fresh seeds 16-17 (8)": (MISSET_TEST5,)}
-#: Every state not fitted on, pooled: the well-set ones (the 72 and both fresh sets), the badly
-#: set ones (the 48 and both fresh sets).
+#: Every state not fitted on, pooled: the well-set ones (the 72 and the fresh sets), the badly
+#: set ones (the 48 and the fresh sets); first without the two sets read last, then with them.
 POOLED = {
     "well-set, all held out (96)": (*HELD_OUT["held out (72)"], FULL_TEST4, FULL_TEST5),
     "LR set badly, all (64)": (*BADLY_SET["LR set badly (48)"], MISSET_TEST3, MISSET_TEST4),
-    # and with the two sets read for the calibration as the default (ON_A_PICK_NONE)
     "well-set, all held out (108)": (
         *HELD_OUT["held out (72)"],
         FULL_TEST4,

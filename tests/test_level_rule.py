@@ -205,3 +205,38 @@ def test_level_on_a_pick_is_level_within_the_gate_and_the_default_elsewhere() ->
                 assert level_rule.guarded(r, got, on_pick_only=True) == pytest.approx(got)
     assert counts["level"] + counts["default"] == 72 + 48
     assert min(counts.values()) >= 20  # both branches are exercised
+
+
+@pytest.mark.parametrize(
+    ("median", "bias", "want"),
+    [
+        ((0.2, 0.2), (0.0, 0.1), True),  # both bounds inclusive
+        ((0.14, 0.11), (0.01, -0.103), False),  # the 2-epoch bias just outside
+        ((0.21, 0.11), (0.0, 0.0), False),  # the half-epoch median just outside
+        ((0.1, 0.1), (0.5, -0.1), True),  # the half-epoch bias has no target
+    ],
+)
+def test_holds_as_default_asks_the_median_and_the_two_epoch_bias(
+    median: tuple[float, float], bias: tuple[float, float], want: bool
+) -> None:
+    assert level_rule.holds_as_default(_scores(median, bias)) is want
+
+
+def test_declines_none_scores_the_calibration_as_the_default_is_scored() -> None:
+    """``level on a pick, declines none``: no pick exactly where the default rule declines the
+    curve, the same applied LR as ``level on a pick`` everywhere."""
+    design = level_rule.load(level_rule.CALIBRATION)
+    rules, _ = level_rule.level_rules(design)
+    loaded = level_rule.load(level_rule.POPULATIONS_READ["held out (72)"])
+    rows = level_rule.rule_rows(loaded, rules)
+    default, old, new = (
+        rows[k] for k in (level_rule.DEFAULT, level_rule.ON_A_PICK, level_rule.ON_A_PICK_NONE)
+    )
+    declined = 0
+    for d, a, b in zip(default, old, new, strict=True):
+        assert d["state"] == a["state"] == b["state"]
+        assert (b["pick"] is None) is (d["pick"] is None)
+        assert a["pick"] is not None  # the old score counts the fallback as a pick
+        assert b["applied"] == a["applied"]
+        declined += d["pick"] is None
+    assert declined >= 5  # the difference is exercised
