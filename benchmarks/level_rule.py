@@ -378,53 +378,19 @@ def read(
                 lost = ", ".join(k for k, ok in c.items() if not ok)
                 verdict = f"not on {lost}" if lost else "closer on every measure"
                 lines.append(f"  {ours} vs {other}: {verdict}")
-    if label in FRESH:
-        entry["holds_out_of_sample"] = holds_out_of_sample(scored["level"])
-        lines.append(
-            f"  by the reading fixed before these states were trained ({HOLDS_OUT_OF_SAMPLE}):"
-            f" {'holds' if entry['holds_out_of_sample'] else 'does not hold'}"
-        )
     if label in BADLY_SET:
         ref = scored[DEFAULT]["2ep"]["applied_median_abs_decades"]
         entry["holds"] = {
             name: scored[name]["2ep"]["applied_median_abs_decades"] <= ref for name in rules
         }
         lines.append(f"  holds ({HOLDS_WHEN_SET_BADLY}, default {ref:.2f}): {entry['holds']}")
-    if label in FRESH5:
-        entry["on_a_pick_holds"] = holds_out_of_sample(scored[ON_A_PICK])
-        verdict = "holds" if entry["on_a_pick_holds"] else "does not hold"
-        lines.append(
-            f"  by the reading fixed before these states were trained ({ON_A_PICK}:"
-            f" median |e| <= {TARGET} decade at both horizons): {verdict}"
-        )
-    if label in BADLY_SET_FRESH4:
-        entry["on_a_pick_holds"] = gated_holds(scored[ON_A_PICK], scored[DEFAULT])
-        verdict = "holds" if entry["on_a_pick_holds"] else "does not hold"
-        lines.append(
-            f"  by the reading fixed before these states were trained ({ON_A_PICK}:"
-            f" {HOLDS_WHEN_SET_BADLY_FRESH}): {verdict}"
-        )
-    if label in FRESH6:
-        entry["as_default_holds"] = holds_as_default(scored[ON_A_PICK_NONE])
-        verdict = "holds" if entry["as_default_holds"] else "does not hold"
-        lines.append(
-            f"  by the reading fixed before these states were trained ({ON_A_PICK_NONE}:"
-            f" {HOLDS_AS_DEFAULT}): {verdict}"
-        )
-    if label in BADLY_SET_FRESH5:
-        entry["as_default_holds"] = gated_holds(scored[ON_A_PICK_NONE], scored[DEFAULT])
-        verdict = "holds" if entry["as_default_holds"] else "does not hold"
-        lines.append(
-            f"  by the reading fixed before these states were trained ({ON_A_PICK_NONE}:"
-            f" {HOLDS_WHEN_SET_BADLY_FRESH}): {verdict}"
-        )
-    if label in BADLY_SET_FRESH:
-        entry["gated_holds"] = gated_holds(scored["gated"], scored[DEFAULT])
-        verdict = "holds" if entry["gated_holds"] else "does not hold"
-        lines.append(
-            "  by the reading fixed before these states were trained (gated:"
-            f" {HOLDS_WHEN_SET_BADLY_FRESH}): {verdict}"
-        )
+    for populations, key, rule, reading, check in READINGS:
+        if label in populations:
+            entry[key] = check(scored[rule], scored[DEFAULT])
+            verdict = "holds" if entry[key] else "does not hold"
+            lines.append(
+                f"  by the reading fixed before these states were trained ({reading}): {verdict}"
+            )
     return entry, lines
 
 
@@ -445,6 +411,48 @@ def gated_holds(gated: dict[str, Any], default: dict[str, Any]) -> bool:
         g["applied_median_abs_decades"] <= d["applied_median_abs_decades"]
         and g["worse_than_running"] <= d["worse_than_running"]
     )
+
+
+#: Each reading fixed before a fresh set was trained: its population, the key it is written
+#: under, the rule it reads, what it asks, and its check (the rule's scores, the default's).
+READINGS: tuple[tuple[dict, str, str, str, Callable[[dict, dict], bool]], ...] = (
+    (
+        FRESH,
+        "holds_out_of_sample",
+        "level",
+        HOLDS_OUT_OF_SAMPLE,
+        lambda s, _: holds_out_of_sample(s),
+    ),
+    (
+        FRESH5,
+        "on_a_pick_holds",
+        ON_A_PICK,
+        f"{ON_A_PICK}: median |e| <= {TARGET} decade at both horizons",
+        lambda s, _: holds_out_of_sample(s),
+    ),
+    (
+        BADLY_SET_FRESH4,
+        "on_a_pick_holds",
+        ON_A_PICK,
+        f"{ON_A_PICK}: {HOLDS_WHEN_SET_BADLY_FRESH}",
+        gated_holds,
+    ),
+    (
+        FRESH6,
+        "as_default_holds",
+        ON_A_PICK_NONE,
+        f"{ON_A_PICK_NONE}: {HOLDS_AS_DEFAULT}",
+        lambda s, _: holds_as_default(s),
+    ),
+    (
+        BADLY_SET_FRESH5,
+        "as_default_holds",
+        ON_A_PICK_NONE,
+        f"{ON_A_PICK_NONE}: {HOLDS_WHEN_SET_BADLY_FRESH}",
+        gated_holds,
+    ),
+    (BADLY_SET_FRESH, "gated_holds", "gated", f"gated: {HOLDS_WHEN_SET_BADLY_FRESH}", gated_holds),
+)
 
 
 def main() -> int:
