@@ -19,13 +19,17 @@ from ray.tune import Callback
 from sweep.run_values import error_summary, not_learning_line, trial_error_text
 from trainables import results as R
 
+#: Seconds one step of Tune's driver loop may take before Tune warns (Ray's default is 0.5).
+SLOW_STEP_S = 2.0
+
 #: Tune's own resume hint names its Python API; the CLI prints ``--resume`` instead.
 _TUNE_RESUME_HINT = "Resume experiment with"
 
 
 def quiet_ray(verbose: bool) -> None:
-    """Before Ray starts: keep trial tracebacks, Tune's resume hint and MLflow's set-up lines
-    out of the terminal (unless ``verbose``)."""
+    """Before Ray starts: keep trial tracebacks, Tune's resume hint, MLflow's set-up lines and
+    Tune's slow-step warnings below ``SLOW_STEP_S`` out of the terminal (unless ``verbose``; a
+    ``TUNE_WARN_THRESHOLD_S`` the user set is kept)."""
     if verbose:
         return
     os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
@@ -34,6 +38,15 @@ def quiet_ray(verbose: bool) -> None:
         tune_log.addFilter(_DropResumeHint())
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # read when mlflow is imported
     logging.getLogger("mlflow").setLevel(logging.WARNING)  # in case it was imported already
+    # Tune warns when one step of its driver loop takes longer than TUNE_WARN_THRESHOLD_S
+    # (0.5 s): "... may be a performance bottleneck. Please consider reporting results less
+    # frequently". A trial reports once per epoch, and its MLflow write takes tens of ms; but
+    # with every core given to trials (a trial per core, as by default) the driver waits for
+    # CPU, and on a 2-core machine that write has read as 0.51 s. Past 2 s it is worth a line.
+    os.environ.setdefault("TUNE_WARN_THRESHOLD_S", str(SLOW_STEP_S))
+    from ray.tune.utils.util import warn_if_slow  # read the variable at import: set it again
+
+    warn_if_slow.DEFAULT_THRESHOLD = float(os.environ["TUNE_WARN_THRESHOLD_S"])
 
 
 class _DropResumeHint(logging.Filter):
