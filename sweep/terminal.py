@@ -40,9 +40,10 @@ def quiet_ray(verbose: bool) -> None:
     logging.getLogger("mlflow").setLevel(logging.WARNING)  # in case it was imported already
     # Tune warns when one step of its driver loop takes longer than TUNE_WARN_THRESHOLD_S
     # (0.5 s): "... may be a performance bottleneck. Please consider reporting results less
-    # frequently". A trial reports once per epoch, and its MLflow write takes tens of ms; but
-    # with every core given to trials (a trial per core, as by default) the driver waits for
-    # CPU, and on a 2-core machine that write has read as 0.51 s. Past 2 s it is worth a line.
+    # frequently". A trial reports once per epoch, and the callbacks that record a result
+    # (the MLflow write among them) take tens of ms; but with every core given to trials (a
+    # trial per core, as in the default spec) the driver waits for CPU, and on a 2-core
+    # machine they have taken 0.51 s. Past 2 s it is worth a line.
     os.environ.setdefault("TUNE_WARN_THRESHOLD_S", str(SLOW_STEP_S))
     from ray.tune.utils.util import warn_if_slow  # read the variable at import: set it again
 

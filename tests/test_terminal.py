@@ -68,7 +68,7 @@ def test_slow_step_warnings_start_at_two_seconds(
     warned: bool,
 ) -> None:
     """Tune warns of every driver step over 0.5 s ("... may be a performance bottleneck"); on a
-    machine whose cores all train, an MLflow write of tens of ms has read as 0.51 s."""
+    machine whose cores all train, the callbacks recording a result have taken 0.51 s."""
     import logging
 
     from ray.tune.utils import util
