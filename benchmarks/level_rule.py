@@ -131,21 +131,13 @@ BADLY_SET_FRESH4 = {"LR set badly, fresh seeds 14-15 (8)": (MISSET_TEST4,)}
 BADLY_SET_FRESH5 = {"LR set badly, fresh seeds 16-17 (8)": (MISSET_TEST5,)}
 #: Every state not fitted on, pooled: the well-set ones (the 72 and the fresh sets), the badly
 #: set ones (the 48 and the fresh sets); first without the two sets read last, then with them.
+_WELL_SET_96 = (*HELD_OUT["held out (72)"], FULL_TEST4, FULL_TEST5)
+_BADLY_SET_64 = (*BADLY_SET["LR set badly (48)"], MISSET_TEST3, MISSET_TEST4)
 POOLED = {
-    "well-set, all held out (96)": (*HELD_OUT["held out (72)"], FULL_TEST4, FULL_TEST5),
-    "LR set badly, all (64)": (*BADLY_SET["LR set badly (48)"], MISSET_TEST3, MISSET_TEST4),
-    "well-set, all held out (108)": (
-        *HELD_OUT["held out (72)"],
-        FULL_TEST4,
-        FULL_TEST5,
-        FULL_TEST6,
-    ),
-    "LR set badly, all (72)": (
-        *BADLY_SET["LR set badly (48)"],
-        MISSET_TEST3,
-        MISSET_TEST4,
-        MISSET_TEST5,
-    ),
+    "well-set, all held out (96)": _WELL_SET_96,
+    "LR set badly, all (64)": _BADLY_SET_64,
+    "well-set, all held out (108)": (*_WELL_SET_96, FULL_TEST6),
+    "LR set badly, all (72)": (*_BADLY_SET_64, MISSET_TEST5),
 }
 #: Every population scored, beside the design states the rules are fitted on (the 72 held-out
 #: states pooled, then each of their populations alone).
