@@ -1,5 +1,5 @@
-"""``python -m sweep``: see :mod:`sweep.cli`."""
+"""``python -m sweep``: see :mod:`sweep.cli` (and :mod:`sweep.entry` for how the process ends)."""
 
-from sweep.cli import main
+from sweep.entry import console
 
-raise SystemExit(main())
+console()
