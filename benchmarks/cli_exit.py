@@ -50,14 +50,14 @@ def run_once(way: str, data_dir: str) -> tuple[float, float]:
         )
         assert proc.stdout is not None
         last_line = start
-        tail: list[str] = []
+        last_lines: list[str] = []  # shown if the run fails
         for line in proc.stdout:
             last_line = time.perf_counter()
-            tail = [*tail[-5:], line.rstrip()]
+            last_lines = [*last_lines[-5:], line.rstrip()]
         code = proc.wait()
         end = time.perf_counter()
         if code != 0:
-            raise SystemExit(f"{way}: exit code {code}:\n" + "\n".join(tail))
+            raise SystemExit(f"{way}: exit code {code}:\n" + "\n".join(last_lines))
     return end - start, end - last_line
 
 

@@ -1,7 +1,7 @@
 """The command's own process (``python -m sweep``, ``plateau-sweep``): :func:`sweep.cli.main`,
 then an exit without the interpreter's teardown.
 
-Once torch, torchvision, Ray and MLflow are imported, CPython spends about 2.5 s after the last
+Once torch, torchvision, Ray and MLflow are imported, CPython spends about 2.4 s after the last
 line is printed freeing every module and object one by one (measured on a 2-core Xeon:
 ``benchmarks/cli_exit.py``), memory the operating system takes back at once anyway. So the
 process ends with ``os._exit`` instead, but only after everything an exit owes has run: the
