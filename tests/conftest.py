@@ -11,7 +11,16 @@ from typing import Any
 import numpy as np
 import pytest
 from helpers import CIFAR as REAL_CIFAR_DIR
-from helpers import LABEL_NAMES, TINY_BATCHES, TINY_PER_BATCH, tiny_batch, write_pickle
+from helpers import (
+    LABEL_NAMES,
+    SMOKE_ARGS,
+    TINY_BATCHES,
+    TINY_PER_BATCH,
+    SmokeSweep,
+    cli,
+    tiny_batch,
+    write_pickle,
+)
 
 
 @pytest.fixture(scope="session")
@@ -53,6 +62,17 @@ def ray_tmp() -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="rf", dir="/tmp"))
     yield path
     shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def smoke_sweep(real_cifar_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> SmokeSweep:
+    """One real smoke sweep per test session, shared by the tests that read a finished one (the
+    CLI's end-to-end test and the MLflow UI's browser test): it takes about 30 s on two cores.
+    Its readers add to the store (a comparison, the UI's saved view) but never a run."""
+    folder = tmp_path_factory.mktemp("smoke-sweep")
+    # RAY_TMPDIR: a short path, since Ray's socket names have a length limit
+    proc = cli(folder, *SMOKE_ARGS, timeout=600, env={"RAY_TMPDIR": "/tmp"})
+    return SmokeSweep(folder, proc)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

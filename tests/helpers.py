@@ -451,3 +451,15 @@ def checkpoint_epoch(checkpoint: Path) -> int | None:
         except (CheckpointError, KeyError, OSError):
             return None
     return _CHECKPOINT_EPOCH[key]
+
+
+@dataclass(frozen=True)
+class SmokeSweep:
+    """A finished ``python -m sweep run --smoke-test``: the folder it ran in and what it said."""
+
+    folder: Path
+    proc: subprocess.CompletedProcess[str]
+
+
+#: How a new user runs it: MLflow in the working folder's default store, results there too.
+SMOKE_ARGS = ("run", "--smoke-test", "--data-dir", str(CIFAR), "--storage-path", "ray_results")

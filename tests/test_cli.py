@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import CIFAR, REPO, cli, needs_cifar
+from helpers import CIFAR, REPO, SMOKE_ARGS, SmokeSweep, cli, needs_cifar
 
 RUN_OPTIONS = (
     "--spec",
@@ -232,21 +232,10 @@ def test_compare_of_a_sweep_without_runs(tmp_path: Path) -> None:
 @pytest.mark.realdata
 @pytest.mark.slow
 @needs_cifar
-def test_smoke_sweep_end_to_end(tmp_path: Path) -> None:
-    db = tmp_path / "mlflow.db"
-    results = tmp_path / "ray_results"
-    args = (
-        "run",
-        "--smoke-test",
-        "--data-dir",
-        str(CIFAR),
-        "--tracking-uri",
-        f"sqlite:///{db}",
-        "--storage-path",
-        str(results),
-    )
-    env = {"RAY_TMPDIR": "/tmp"}  # a short path: Ray's socket names have a length limit
-    proc = cli(tmp_path, *args, timeout=600, env=env)
+def test_smoke_sweep_end_to_end(smoke_sweep: SmokeSweep) -> None:
+    folder, proc = smoke_sweep.folder, smoke_sweep.proc
+    db = folder / "mlflow.db"  # the working folder's default store: no --tracking-uri given
+    results = folder / "ray_results"
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     assert db.is_file()
     assert (results / "policy-compare-smoke").is_dir()
@@ -269,12 +258,12 @@ def test_smoke_sweep_end_to_end(tmp_path: Path) -> None:
     assert (comparison / "val_acc_vs_epoch.png").is_file()
     # The summary fits 120 columns; a path is as long as the user's folders make it.
     summary = out.split("Browse the runs")[0].split("trials finished")[-1]
-    assert max(len(line) for line in summary.replace(str(tmp_path), "<tmp>").splitlines()) <= 120
+    assert max(len(line) for line in summary.replace(str(folder), "<tmp>").splitlines()) <= 120
 
     # The finished sweep can be compared again, and a second run of it is refused.
-    proc = cli(tmp_path, "compare", "policy-compare-smoke", "--tracking-uri", f"sqlite:///{db}")
+    proc = cli(folder, "compare", "policy-compare-smoke")
     assert proc.returncode == 0, proc.stderr
-    again = cli(tmp_path, *args, env=env)
+    again = cli(folder, *SMOKE_ARGS, env={"RAY_TMPDIR": "/tmp"})
     assert_user_error(again, "already exists")
 
 

@@ -3,9 +3,9 @@ Chromium -- that the link really opens on every trial run of a real smoke sweep.
 
 The fast tests build a small MLflow store by hand (parent and child runs tagged as the
 tracker tags them); bad input goes through ``sweep.cli.main`` in-process with the server start
-replaced by a failure, so "nothing started" is checked, not assumed. The slow test runs a
-real smoke sweep, starts ``python -m sweep ui`` as a user would, and reads the page's DOM
-(``chromium --dump-dom``).
+replaced by a failure, so "nothing started" is checked, not assumed. The slow test takes a
+real smoke sweep (the session's ``smoke_sweep``, shared with the CLI's end-to-end test), starts
+``python -m sweep ui`` as a user would, and reads the page's DOM (``chromium --dump-dom``).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from helpers import CIFAR, REPO, cli, needs_cifar
+from helpers import REPO, SmokeSweep, cli, needs_cifar
 from mlflow import MlflowClient
 
 from sweep import runs_view, ui
@@ -322,13 +322,12 @@ def texts(dom: str) -> set[str]:
 @pytest.mark.realdata
 @needs_cifar
 @pytest.mark.skipif(not CHROMIUM.is_file(), reason=f"no headless browser at {CHROMIUM}")
-def test_the_link_opens_on_every_trial_run(tmp_path: Path) -> None:
-    args = ("run", "--smoke-test", "--data-dir", str(CIFAR), "--storage-path", "ray_results")
-    proc = cli(tmp_path, *args, timeout=600, env={"RAY_TMPDIR": "/tmp"})
+def test_the_link_opens_on_every_trial_run(smoke_sweep: SmokeSweep, tmp_path: Path) -> None:
+    work, proc = smoke_sweep.folder, smoke_sweep.proc
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "\n  python -m sweep ui policy-compare-smoke\n" in proc.stdout
 
-    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    client = MlflowClient(f"sqlite:///{work}/mlflow.db")
     (parent,) = client.search_runs(
         [client.get_experiment_by_name("policy-compare-smoke").experiment_id],
         "tags.`plateau_sweep.role` = 'parent'",
@@ -341,7 +340,7 @@ def test_the_link_opens_on_every_trial_run(tmp_path: Path) -> None:
     port = _free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "sweep", "ui", "policy-compare-smoke", "--port", str(port)],
-        cwd=tmp_path,
+        cwd=work,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
