@@ -14,6 +14,7 @@ from helpers import CIFAR as REAL_CIFAR_DIR
 from helpers import (
     LABEL_NAMES,
     SMOKE_ARGS,
+    SMOKE_ENV,
     TINY_BATCHES,
     TINY_PER_BATCH,
     SmokeSweep,
@@ -70,8 +71,7 @@ def smoke_sweep(real_cifar_dir: Path, tmp_path_factory: pytest.TempPathFactory) 
     CLI's end-to-end test and the MLflow UI's browser test): it takes about 30 s on two cores.
     Its readers add to the store (a comparison, the UI's saved view) but never a run."""
     folder = tmp_path_factory.mktemp("smoke-sweep")
-    # RAY_TMPDIR: a short path, since Ray's socket names have a length limit
-    proc = cli(folder, *SMOKE_ARGS, timeout=600, env={"RAY_TMPDIR": "/tmp"})
+    proc = cli(folder, *SMOKE_ARGS, timeout=600, env=SMOKE_ENV)
     return SmokeSweep(folder, proc)
 
 

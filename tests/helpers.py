@@ -463,3 +463,5 @@ class SmokeSweep:
 
 #: How a new user runs it: MLflow in the working folder's default store, results there too.
 SMOKE_ARGS = ("run", "--smoke-test", "--data-dir", str(CIFAR), "--storage-path", "ray_results")
+#: A short RAY_TMPDIR: Ray's socket names have a length limit.
+SMOKE_ENV = {"RAY_TMPDIR": "/tmp"}

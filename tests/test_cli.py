@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import CIFAR, REPO, SMOKE_ARGS, SmokeSweep, cli, needs_cifar
+from helpers import CIFAR, REPO, SMOKE_ARGS, SMOKE_ENV, SmokeSweep, cli, needs_cifar
 
 RUN_OPTIONS = (
     "--spec",
@@ -234,7 +234,7 @@ def test_compare_of_a_sweep_without_runs(tmp_path: Path) -> None:
 @needs_cifar
 def test_smoke_sweep_end_to_end(smoke_sweep: SmokeSweep) -> None:
     folder, proc = smoke_sweep.folder, smoke_sweep.proc
-    db = folder / "mlflow.db"  # the working folder's default store: no --tracking-uri given
+    db = folder / "mlflow.db"
     results = folder / "ray_results"
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     assert db.is_file()
@@ -263,7 +263,7 @@ def test_smoke_sweep_end_to_end(smoke_sweep: SmokeSweep) -> None:
     # The finished sweep can be compared again, and a second run of it is refused.
     proc = cli(folder, "compare", "policy-compare-smoke")
     assert proc.returncode == 0, proc.stderr
-    again = cli(folder, *SMOKE_ARGS, env={"RAY_TMPDIR": "/tmp"})
+    again = cli(folder, *SMOKE_ARGS, env=SMOKE_ENV)
     assert_user_error(again, "already exists")
 
 
