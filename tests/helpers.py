@@ -465,3 +465,15 @@ class SmokeSweep:
 SMOKE_ARGS = ("run", "--smoke-test", "--data-dir", str(CIFAR), "--storage-path", "ray_results")
 #: A short RAY_TMPDIR: Ray's socket names have a length limit.
 SMOKE_ENV = {"RAY_TMPDIR": "/tmp"}
+
+
+def plant_orphaned_staging(root: Path) -> Path:
+    """What a trial process killed during a report leaves in its temporary directory: a staging
+    folder (see ``trainables.staging``) whose lock nobody holds, with a checkpoint in it."""
+    from trainables import staging
+
+    folder = root / f"{staging.PREFIX}999999-orphaned"
+    (folder / "checkpoint").mkdir(parents=True)
+    (folder / "checkpoint" / "state.pt").write_bytes(b"\0" * 4096)
+    (folder / staging.LOCK).touch()
+    return folder

@@ -46,6 +46,7 @@ from helpers import (
     mlflow_runs,
     needs_cifar,
     output,
+    plant_orphaned_staging,
     results,
     run_args,
     session_pids,
@@ -55,6 +56,7 @@ from helpers import (
 )
 
 from trainables import results as R
+from trainables import staging
 from trainables.checkpoint import CheckpointError, load_state, save_state
 from trainables.tune_entry import PRUNED
 
@@ -91,7 +93,11 @@ def test_killed_worker_is_retried_exactly_and_a_nan_trial_fails(
         max_concurrent_trials=2,
         checkpoint_num_to_keep=3,
     )
-    env = sweep_env(ray_tmp, PLATEAU_SWEEP_FAKE_TOKEN=FAKE_TOKEN)
+    # The trials' own temporary directory, holding what a trial killed on this node before left.
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    orphan = plant_orphaned_staging(tmp)
+    env = sweep_env(ray_tmp, PLATEAU_SWEEP_FAKE_TOKEN=FAKE_TOKEN, TMPDIR=str(tmp))
     log = work / "run.out"
     experiment = work / "results" / "fault1"
     with driver(work, run_args(spec, work), env, "run") as proc:
@@ -164,6 +170,10 @@ def test_killed_worker_is_retried_exactly_and_a_nan_trial_fails(
     assert bad.data.tags["plateau_sweep.failures"] == "1"
     assert "plateau_sweep.previous_error" not in bad.data.tags
     assert "failed, not retried (it would fail the same way)" in text
+    # No checkpoint stayed behind on the node: the orphan and whatever the killed worker was
+    # staging were removed by a trial's start, the others' folders at their processes' exits.
+    assert not orphan.exists()
+    assert not list(tmp.glob(f"{staging.PREFIX}*")), sorted(tmp.iterdir())
     # The recovered kill is one line, not a traceback; the full text is in the run's tags.
     assert "retrying from its last checkpoint (failure 1 of at most 1)" in text
     assert "Traceback" not in text

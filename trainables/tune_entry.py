@@ -10,7 +10,9 @@ Checkpoints are listed from the trial's own folder in the run's storage, not tak
 bookkeeping: Tune saves its experiment state every few seconds, so after a driver crash it may
 point at an older checkpoint than the newest one written (or at one already pruned). The trial
 also prunes its own old checkpoints (``keep``), so Tune never deletes one that is already gone;
-a pruned folder is emptied, not removed, so that Ray can still restore from it by name.
+a pruned folder is emptied, not removed, so that Ray can still restore from it by name. A
+checkpoint waits on the worker's disk in :mod:`trainables.staging`, whose leftovers from killed
+trial processes each trial's start removes.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ import logging
 import math
 import re
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +31,7 @@ import ray
 from ray import tune
 
 from trainables import results as R
+from trainables import staging
 from trainables.checkpoint import CheckpointError, load_state, save_state
 from trainables.config import TrialConfig
 from trainables.data import DataSplits, load_options
@@ -139,7 +141,7 @@ class TuneReporter:
         if state is None:
             tune.report(metrics)
             return
-        with tempfile.TemporaryDirectory(prefix="plateau-sweep-ckpt-") as directory:
+        with staging.staged_checkpoint() as directory:
             save_state(state, directory)
             # tune.report persists the folder to the run's storage before it returns.
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
@@ -201,6 +203,7 @@ def train_trial(
         logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
         sys.unraisablehook = quiet_exit_hook
     cfg = TrialConfig.trusted(config)
+    staging.remove_orphans()  # checkpoints left on this node by killed trial processes
     cpus, gpus = assigned_resources()
     setup = select_device(cfg.device, gpus_assigned=gpus, cpus_assigned=cpus)
     if data is None:  # not shipped by the driver: load it here
