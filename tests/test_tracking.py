@@ -305,7 +305,7 @@ def test_restored_epoch_the_driver_never_logged_is_logged_once(uri: str) -> None
     assert dict(history(client, run_id, R.VAL_ACC))[2] == pytest.approx(0.42)
 
 
-def test_checkpoint_fallback_becomes_a_tag_and_an_event(uri: str) -> None:
+def test_checkpoint_fallback_becomes_a_tag_and_an_event(uri: str, tmp_path: Path) -> None:
     tracker = make_tracker(uri)
     tracker.setup()
     trial = StubTrial("t", config(), status="RUNNING")
@@ -322,7 +322,8 @@ def test_checkpoint_fallback_becomes_a_tag_and_an_event(uri: str) -> None:
         for f in client.list_artifacts(run.info.run_id, "events")
         if "checkpoint_fallback" in f.path
     ]
-    event = json.loads(Path(client.download_artifacts(run.info.run_id, artifact)).read_text())
+    downloaded = client.download_artifacts(run.info.run_id, artifact, str(tmp_path))
+    event = json.loads(Path(downloaded).read_text())
     assert event == {"kind": "checkpoint_fallback", **note}
 
 
