@@ -232,7 +232,7 @@ def rule_names() -> list[str]:
 def state_rows(doc: dict, probe: str) -> dict[str, list[dict]]:
     """For every rule, one row per state: pick, applied LR, curve facts, errors, loss deltas."""
     from trainables.lr import analyse_curve
-    from trainables.lr.plateau import pull_toward
+    from trainables.lr.range_test_policy import pull_toward
 
     rows: dict[str, list[dict]] = {name: [] for name in rule_names()}
     for sid, entry in sorted(doc["states"].items()):

@@ -183,7 +183,7 @@ def test_level_on_a_pick_is_level_within_the_gate_and_the_default_elsewhere() ->
     benchmark's own pieces: ``level`` guarded as the policy guards a pick where the default
     picks at most FIRST_LOSS_GATE decade above the running LR, the default's applied LR
     elsewhere; and the benchmark's guard leaves the policy's LR as it is."""
-    from trainables.lr.plateau import FIRST_LOSS_GATE
+    from trainables.lr.range_test_policy import FIRST_LOSS_GATE
 
     design = level_rule.load(level_rule.CALIBRATION)
     rules, _ = level_rule.level_rules(design)

@@ -31,8 +31,8 @@ from trainables.lr import (
     suggest_lr_with_reason,
 )
 from trainables.lr.params import MIN_RANGE_TEST_STEPS
-from trainables.lr.plateau import first_loss_lr, pull_toward
 from trainables.lr.policy_base import fmt
+from trainables.lr.range_test_policy import first_loss_lr, pull_toward
 
 # -- fake probes -------------------------------------------------------------------------------
 

@@ -21,15 +21,11 @@ from trainables.lr.params import (
     ReduceOnPlateauParams,
     TriggerParams,
 )
-from trainables.lr.plateau import (
-    PlateauDetector,
-    RangeTestDecision,
-    RangeTestOnPlateauLR,
-    ReduceOnPlateauLR,
-)
+from trainables.lr.plateau import PlateauDetector, ReduceOnPlateauLR
 from trainables.lr.policies import POLICIES, make_policy, policy_param_names
 from trainables.lr.policy_base import LRPolicy, PolicyEvent, RangeProbe
 from trainables.lr.range_test import STOP_REASONS, RangeTestResult, lr_ladder
+from trainables.lr.range_test_policy import RangeTestDecision, RangeTestOnPlateauLR
 from trainables.lr.schedules import ConstantLR, CyclicalLR
 from trainables.lr.suggest import (
     BETA_RANGE,

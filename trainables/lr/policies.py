@@ -8,8 +8,9 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from trainables.lr.params import POLICY_NAMES, Params, param_names
-from trainables.lr.plateau import RangeTestOnPlateauLR, ReduceOnPlateauLR
+from trainables.lr.plateau import ReduceOnPlateauLR
 from trainables.lr.policy_base import LRPolicy
+from trainables.lr.range_test_policy import RangeTestOnPlateauLR
 from trainables.lr.schedules import ConstantLR, CyclicalLR
 from trainables.validation import did_you_mean
 
