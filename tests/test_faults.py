@@ -171,7 +171,7 @@ def test_killed_worker_is_retried_exactly_and_a_nan_trial_fails(
     assert "plateau_sweep.previous_error" not in bad.data.tags
     assert "failed, not retried (it would fail the same way)" in text
     # No checkpoint stayed behind on the node: the orphan and whatever the killed worker was
-    # staging were removed by a trial's start, the others' folders at their processes' exits.
+    # staging were removed by a trial's start, every other trial's folder at the trial's end.
     assert not orphan.exists()
     assert not list(tmp.glob(f"{staging.PREFIX}*")), sorted(tmp.iterdir())
     # The recovered kill is one line, not a traceback; the full text is in the run's tags.

@@ -24,6 +24,8 @@ def own_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.setattr("tempfile.tempdir", str(root))
     monkeypatch.setattr(staging, "_folder", None)
     monkeypatch.setattr(staging, "_lock_fd", None)
+    monkeypatch.setattr(staging, "_registered", False)
+    monkeypatch.setattr("atexit.register", lambda fn: fn)  # not pytest's own exit
     yield root
     if staging._lock_fd is not None:
         os.close(staging._lock_fd)
@@ -66,6 +68,19 @@ def test_a_checkpoint_is_staged_in_an_empty_folder_removed_after_the_block(own_t
     assert not again.exists()
     # one folder per process, reused: it stays (locked) for the process's life
     assert staging_folders(own_tmp) == [folder.parent]
+
+
+def test_release_removes_the_folder_and_a_later_checkpoint_gets_a_new_one(own_tmp: Path) -> None:
+    with staging.staged_checkpoint() as folder:
+        pass
+    staging.release()  # the trial's end
+    assert not folder.parent.exists() and staging_folders(own_tmp) == []
+    with staging.staged_checkpoint() as again:
+        assert again.parent != folder.parent
+    assert staging_folders(own_tmp) == [again.parent]
+    staging.release()
+    staging.release()  # twice: nothing left to do
+    assert staging_folders(own_tmp) == []
 
 
 def test_a_killed_process_leaves_its_folder_and_the_next_start_removes_it(own_tmp: Path) -> None:

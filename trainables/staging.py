@@ -9,10 +9,11 @@ optimizer's state would stay in the node's temporary directory for good, one per
 
 So each trial process stages its checkpoints in one folder of its own,
 ``<tmp>/plateau-sweep-ckpt-<pid>-XXXXXXXX``, and holds an exclusive ``flock`` on the folder's
-``.lock`` for as long as it lives. The kernel drops that lock when the process ends, however it
-ends, and :func:`remove_orphans` (run at every trial's start) removes each such folder whose
-lock it can take: the leftovers of dead processes, never a live one's. A folder is locked
-before it gets its ``.lock`` name, so none is ever seen unlocked while its owner lives.
+``.lock`` until the trial's function ends (:func:`release` removes the folder then) or the
+process does. The kernel drops that lock when the process ends, however it ends, and
+:func:`remove_orphans` (run at every trial's start) removes each such folder whose lock it can
+take: the leftovers of dead processes, never a live one's. A folder is locked before it gets its
+``.lock`` name, so none is ever seen unlocked while its owner lives.
 """
 
 from __future__ import annotations
@@ -30,12 +31,14 @@ PREFIX = "plateau-sweep-ckpt-"
 LOCK = ".lock"
 
 _folder: Path | None = None  # this process's staging folder, once made
-_lock_fd: int | None = None  # held open (and locked) for the process's life
+_lock_fd: int | None = None  # held open (and locked) while the folder exists
+_registered = False  # the exit handler, once per process
 
 
 def _own_folder() -> Path:
-    """This process's staging folder, made and locked on first use, removed at a clean exit."""
-    global _folder, _lock_fd
+    """This process's staging folder, made and locked on first use; removed by :func:`release`
+    (the trial's end) or else at a clean exit."""
+    global _folder, _lock_fd, _registered
     if _folder is not None and _folder.is_dir():
         return _folder
     folder = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-"))
@@ -44,8 +47,9 @@ def _own_folder() -> Path:
     os.rename(folder / f"{LOCK}.new", folder / LOCK)  # visible to remove_orphans only now
     if _lock_fd is not None:
         os.close(_lock_fd)
-    else:
+    if not _registered:
         atexit.register(_remove_own_folder)
+        _registered = True
     _folder, _lock_fd = folder, fd
     return folder
 
@@ -53,6 +57,16 @@ def _own_folder() -> Path:
 def _remove_own_folder() -> None:
     if _folder is not None:
         shutil.rmtree(_folder, ignore_errors=True)
+
+
+def release() -> None:
+    """Remove this process's staging folder and drop its lock (the trial is over); the next
+    :func:`staged_checkpoint` makes a new one."""
+    global _folder, _lock_fd
+    _remove_own_folder()
+    if _lock_fd is not None:
+        os.close(_lock_fd)
+    _folder, _lock_fd = None, None
 
 
 @contextlib.contextmanager

@@ -215,3 +215,5 @@ def train_trial(
     except NonFiniteLossError as exc:
         reporter.fail_without_retry(exc)
         raise
+    finally:
+        staging.release()  # not left to the process's exit, which Ray may cut short
