@@ -66,6 +66,18 @@ def ray_tmp() -> Iterator[Path]:
 
 
 @pytest.fixture(scope="session")
+def empty_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty MLflow SQLite store as MLflow creates it, made once per test session; tests take
+    copies (``helpers.new_store``, the ``uri`` fixtures). The tests that are about creating a
+    store (the CLI's, the store checks, the faults) still let MLflow create theirs."""
+    from mlflow import MlflowClient
+
+    db = tmp_path_factory.mktemp("empty-store") / "mlflow.db"
+    MlflowClient(tracking_uri=f"sqlite:///{db}").search_experiments()
+    return db
+
+
+@pytest.fixture(scope="session")
 def smoke_sweep(real_cifar_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> SmokeSweep:
     """One real smoke sweep per test session, shared by the tests that read a finished one (the
     CLI's end-to-end test and the MLflow UI's browser test): it takes about 30 s on two cores.

@@ -477,3 +477,18 @@ def plant_orphaned_staging(root: Path) -> Path:
     (folder / "checkpoint" / "state.pt").write_bytes(b"\0" * 4096)
     (folder / staging.LOCK).touch()
     return folder
+
+
+def new_store(template: Path, folder: Path) -> str:
+    """A new, empty MLflow SQLite store ``folder/mlflow.db``, copied from ``template`` (the
+    session's ``empty_store``); its URI. MLflow takes about 2 s of schema migrations to create
+    one, the copy milliseconds, and the copy is the very file MLflow made."""
+    import sqlite3
+
+    db = folder / "mlflow.db"
+    with (
+        contextlib.closing(sqlite3.connect(template)) as src,
+        contextlib.closing(sqlite3.connect(db)) as dst,
+    ):
+        src.backup(dst)
+    return f"sqlite:///{db}"

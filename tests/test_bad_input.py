@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
-from helpers import LABEL_NAMES, TINY_BATCHES, tiny_batch, write_pickle
+from helpers import LABEL_NAMES, TINY_BATCHES, new_store, tiny_batch, write_pickle
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = yaml.safe_load((REPO / "sweep" / "specs" / "smoke.yaml").read_text())
@@ -198,10 +198,13 @@ def _tiny_cifar(root: Path) -> Path:
     return folder
 
 
-def _empty_store(db: Path) -> None:
+def _empty_store(folder: Path, template: Path) -> str:
     """An MLflow store with one unrelated experiment (made before the 'before' listing)."""
-    code = f"import mlflow\nmlflow.MlflowClient({f'sqlite:///{db}'!r}).create_experiment('o')\n"
-    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, timeout=120)
+    from mlflow import MlflowClient
+
+    uri = new_store(template, folder)
+    MlflowClient(uri).create_experiment("o")
+    return uri
 
 
 @dataclass
@@ -212,7 +215,7 @@ class Prepared:
     before: set[str]
 
 
-def _prepare(case: Case, root: Path) -> Prepared:
+def _prepare(case: Case, root: Path, empty_store: Path) -> Prepared:
     work = root / "work"
     work.mkdir(parents=True)
     args = list(case.args)
@@ -226,9 +229,8 @@ def _prepare(case: Case, root: Path) -> Prepared:
         spec.write_text(yaml.safe_dump(raw, sort_keys=False))
         args += ["--spec", str(spec), "--data-dir", str(data_dir)]
     if args[-1:] == ["--tracking-uri"]:
-        db = root / "store.db"
-        _empty_store(db)
-        args.append(f"sqlite:///{db}")
+        (root / "store").mkdir()
+        args.append(_empty_store(root / "store", empty_store))
     return Prepared(root, work, args, _listing(root))
 
 
@@ -269,9 +271,12 @@ class Outcome:
 
 
 @pytest.fixture(scope="module")
-def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome]:
+def outcomes(tmp_path_factory: pytest.TempPathFactory, empty_store: Path) -> dict[str, Outcome]:
     base = tmp_path_factory.mktemp("bad_input")
-    prepared = {cid: _prepare(case, base / cid) for cid, case in zip(_ids(), CASES, strict=True)}
+    prepared = {
+        cid: _prepare(case, base / cid, empty_store)
+        for cid, case in zip(_ids(), CASES, strict=True)
+    }
     jobs = [{"id": cid, "cwd": str(p.work), "args": p.args} for cid, p in prepared.items()]
     (base / "jobs.json").write_text(json.dumps(jobs))
     proc = subprocess.run(
@@ -314,9 +319,9 @@ def test_bad_input(case: Case, outcomes: dict[str, Outcome]) -> None:
     "cid",
     ["spec-num-steps-too-short-to-suggest", "data-pickle-imports-os", "cli-resume-no-such-sweep"],
 )
-def test_bad_input_as_a_real_process(cid: str, tmp_path: Path) -> None:
+def test_bad_input_as_a_real_process(cid: str, tmp_path: Path, empty_store: Path) -> None:
     case = CASES[_ids().index(cid)]
-    prepared = _prepare(case, tmp_path / "case")
+    prepared = _prepare(case, tmp_path / "case", empty_store)
     proc = subprocess.run(
         [sys.executable, "-m", "sweep", *prepared.args],
         cwd=prepared.work,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import CIFAR, REPO, SMOKE_ARGS, SMOKE_ENV, SmokeSweep, cli, needs_cifar
+from helpers import CIFAR, REPO, SMOKE_ARGS, SMOKE_ENV, SmokeSweep, cli, needs_cifar, new_store
 
 RUN_OPTIONS = (
     "--spec",
@@ -210,15 +210,10 @@ def test_existing_sweep_needs_resume(tmp_path: Path) -> None:
     assert listing(tmp_path) == before
 
 
-def test_compare_of_a_sweep_without_runs(tmp_path: Path) -> None:
-    pytest.importorskip("mlflow")
-    db = tmp_path / "mlflow.db"
-    code = (
-        "import mlflow\n"
-        f"client = mlflow.MlflowClient({f'sqlite:///{db}'!r})\n"
-        "client.create_experiment('other')\n"
-    )
-    subprocess.run([sys.executable, "-c", code], cwd=tmp_path, check=True, capture_output=True)
+def test_compare_of_a_sweep_without_runs(tmp_path: Path, empty_store: Path) -> None:
+    from mlflow import MlflowClient
+
+    MlflowClient(new_store(empty_store, tmp_path)).create_experiment("other")
     before = listing(tmp_path)
     proc = cli(tmp_path, "compare", "nobody-ran-this", "--out", "report")
     assert_user_error(proc, "nobody-ran-this")

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import PNG_SIGNATURE, StubTrial
+from helpers import PNG_SIGNATURE, StubTrial, new_store
 from mlflow import MlflowClient
 
 from sweep.compare import CompareError, compare_sweep, spec_target
@@ -129,9 +129,9 @@ def log_sweep(
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, MLflowTracker]:
+def store(tmp_path_factory: pytest.TempPathFactory, empty_store: Path) -> tuple[str, MLflowTracker]:
     root = tmp_path_factory.mktemp("store")
-    uri = f"sqlite:///{root}/mlflow.db"
+    uri = new_store(empty_store, root)
     return uri, log_sweep(uri, "main")
 
 
@@ -246,8 +246,8 @@ def test_without_target_and_default_out_dir(
     assert "no target" in comp.format()
 
 
-def test_default_out_dir_is_in_the_sweeps_results_folder(tmp_path: Path) -> None:
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+def test_default_out_dir_is_in_the_sweeps_results_folder(tmp_path: Path, empty_store: Path) -> None:
+    uri = new_store(empty_store, tmp_path)
     results = tmp_path / "ray_results" / "placed"
     results.mkdir(parents=True)
     log_sweep(uri, "placed", fail_one=False, results_dir=str(results))
@@ -258,9 +258,9 @@ def test_default_out_dir_is_in_the_sweeps_results_folder(tmp_path: Path) -> None
     )
 
 
-def test_target_defaults_to_the_sweeps_own_spec(tmp_path: Path) -> None:
+def test_target_defaults_to_the_sweeps_own_spec(tmp_path: Path, empty_store: Path) -> None:
     """Without target_val_acc, compare uses the target of the spec the sweep ran with."""
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    uri = new_store(empty_store, tmp_path)
     log_sweep(uri, "targeted", fail_one=False, target=str(TARGET))
     comp = compare_sweep(uri, "targeted", log_to_parent=False)
     assert comp.target_val_acc == TARGET
@@ -300,8 +300,8 @@ def test_unusable_stores(tmp_path: Path) -> None:
     assert not (tmp_path / "sub").exists()
 
 
-def test_sweep_without_finished_children(tmp_path: Path) -> None:
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+def test_sweep_without_finished_children(tmp_path: Path, empty_store: Path) -> None:
+    uri = new_store(empty_store, tmp_path)
     tracker = MLflowTracker(
         tracking_uri=uri, experiment_name="e", sweep_name="fresh", spec_text="name: fresh\n"
     )
@@ -389,9 +389,9 @@ def test_paired_uses_only_the_seeds_both_ran() -> None:
     assert Paired.of([]).format() == "-" and Paired.of([]).better_text == "-"
 
 
-def test_runs_at_chance_are_counted_and_said(tmp_path: Path) -> None:
+def test_runs_at_chance_are_counted_and_said(tmp_path: Path, empty_store: Path) -> None:
     """A run whose plateau was at chance (a not_learning event) is counted per policy."""
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    uri = new_store(empty_store, tmp_path)
     tracker = MLflowTracker(
         tracking_uri=uri, experiment_name="exp-dead", sweep_name="dead", spec_text="name: dead\n"
     )

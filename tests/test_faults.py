@@ -45,6 +45,7 @@ from helpers import (
     metric_history,
     mlflow_runs,
     needs_cifar,
+    new_store,
     output,
     plant_orphaned_staging,
     results,
@@ -359,13 +360,13 @@ def test_locked_sqlite_store_fails_before_any_trial(tmp_path: Path) -> None:
     assert listing(work) == set()
 
 
-def test_transient_logging_error_is_retried(tmp_path: Path) -> None:
+def test_transient_logging_error_is_retried(tmp_path: Path, empty_store: Path) -> None:
     """One failing MlflowClient call inside a hook: retried, the run completes, nothing lost."""
     from mlflow import MlflowClient
 
     from sweep.tracking import MLflowTracker
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = new_store(empty_store, tmp_path)
     tracker = MLflowTracker(
         tracking_uri=uri,
         experiment_name="e",

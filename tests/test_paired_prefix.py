@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import new_store
 from mlflow import MlflowClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -69,9 +70,12 @@ def _log_arm(client: MlflowClient, exp_id: str, label: str, seed: int, lrs: list
 
 
 def test_paired_prefix_reads_both_arms_from_a_real_mlflow_store(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    empty_store: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = new_store(empty_store, tmp_path)
     client = MlflowClient(tracking_uri=uri)
     new, old = client.create_experiment("new"), client.create_experiment("old")
     for seed in (3, 4):

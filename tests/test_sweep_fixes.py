@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
-from helpers import StubTrial, config, make_tracker, range_event, result
+from helpers import StubTrial, config, make_tracker, new_store, range_event, result
 from mlflow import MlflowClient
 
 from sweep import cli, preflight
@@ -29,8 +29,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
-def uri(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path}/mlflow.db"
+def uri(tmp_path: Path, empty_store: Path) -> str:
+    return new_store(empty_store, tmp_path)
 
 
 def _children(client: MlflowClient, tracker: MLflowTracker) -> list[Any]:

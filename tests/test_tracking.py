@@ -24,6 +24,7 @@ from helpers import (
     StubTrial,
     config,
     make_tracker,
+    new_store,
     range_event,
     reduce_event,
     result,
@@ -54,8 +55,8 @@ from trainables.results import downsample
 
 
 @pytest.fixture
-def uri(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path}/mlflow.db"
+def uri(tmp_path: Path, empty_store: Path) -> str:
+    return new_store(empty_store, tmp_path)
 
 
 def pid(tracker: MLflowTracker) -> str:

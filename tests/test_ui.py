@@ -25,7 +25,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from helpers import REPO, SmokeSweep, cli, needs_cifar
+from helpers import REPO, SmokeSweep, cli, needs_cifar, new_store
 from mlflow import MlflowClient
 
 from sweep import runs_view, ui
@@ -76,10 +76,10 @@ def _log_sweep(client: MlflowClient, exp: str, sweep: str) -> str:
     return parent.info.run_id
 
 
-def make_store(folder: Path) -> dict[str, Any]:
+def make_store(folder: Path, empty_store: Path) -> dict[str, Any]:
     """Sweep 'demo' (one finished trial without best_val_acc, one still running) and sweep
     'other' in a second experiment."""
-    uri = f"sqlite:///{folder}/mlflow.db"
+    uri = new_store(empty_store, folder)
     client = MlflowClient(uri)
     exp = client.create_experiment("demo")
     parent = _log_sweep(client, exp, "demo")
@@ -93,14 +93,14 @@ def make_store(folder: Path) -> dict[str, Any]:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> dict[str, Any]:
-    return make_store(tmp_path)
+def store(tmp_path: Path, empty_store: Path) -> dict[str, Any]:
+    return make_store(tmp_path, empty_store)
 
 
 @pytest.fixture(scope="module")
-def store_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
+def store_uri(tmp_path_factory: pytest.TempPathFactory, empty_store: Path) -> str:
     """A store that the tests using it only read."""
-    return str(make_store(tmp_path_factory.mktemp("store"))["uri"])
+    return str(make_store(tmp_path_factory.mktemp("store"), empty_store)["uri"])
 
 
 def saved_state(client: MlflowClient, experiment_id: str, key: str) -> dict[str, Any]:
