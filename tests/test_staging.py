@@ -24,8 +24,6 @@ def own_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.setattr("tempfile.tempdir", str(root))
     monkeypatch.setattr(staging, "_folder", None)
     monkeypatch.setattr(staging, "_lock_fd", None)
-    monkeypatch.setattr(staging, "_registered", False)
-    monkeypatch.setattr("atexit.register", lambda fn: fn)  # not pytest's own exit
     yield root
     if staging._lock_fd is not None:
         os.close(staging._lock_fd)

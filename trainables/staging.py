@@ -32,13 +32,12 @@ LOCK = ".lock"
 
 _folder: Path | None = None  # this process's staging folder, once made
 _lock_fd: int | None = None  # held open (and locked) while the folder exists
-_registered = False  # the exit handler, once per process
 
 
 def _own_folder() -> Path:
     """This process's staging folder, made and locked on first use; removed by :func:`release`
     (the trial's end) or else at a clean exit."""
-    global _folder, _lock_fd, _registered
+    global _folder, _lock_fd
     if _folder is not None and _folder.is_dir():
         return _folder
     folder = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-"))
@@ -47,9 +46,6 @@ def _own_folder() -> Path:
     os.rename(folder / f"{LOCK}.new", folder / LOCK)  # visible to remove_orphans only now
     if _lock_fd is not None:
         os.close(_lock_fd)
-    if not _registered:
-        atexit.register(_remove_own_folder)
-        _registered = True
     _folder, _lock_fd = folder, fd
     return folder
 
@@ -57,6 +53,9 @@ def _own_folder() -> Path:
 def _remove_own_folder() -> None:
     if _folder is not None:
         shutil.rmtree(_folder, ignore_errors=True)
+
+
+atexit.register(_remove_own_folder)  # a no-op in a process that never staged a checkpoint
 
 
 def release() -> None:
@@ -92,9 +91,7 @@ def remove_orphans(root: str | os.PathLike[str] | None = None) -> list[Path]:
         candidates = [p for p in top.iterdir() if p.name.startswith(PREFIX)]
     except OSError:
         return removed
-    for folder in candidates:
-        if folder == _folder:
-            continue
+    for folder in candidates:  # this process's own is held too: flock refuses a second lock
         try:
             if not folder.is_dir() or folder.stat().st_uid != os.getuid():
                 continue
