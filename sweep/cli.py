@@ -2,8 +2,8 @@
 
     python -m sweep run [--spec FILE] [--smoke-test] [--resume] [--address ADDR]
                         [--data-dir DIR] [--tracking-uri URI] [--name NAME] [--storage-path PATH]
-    python -m sweep compare [NAME] [--tracking-uri URI] [--experiment NAME] [--out DIR]
-                            [--target-acc X]
+    python -m sweep compare [NAME ...] [--tracking-uri URI] [--experiment NAME] [--out DIR]
+                            [--target-acc X] [--reference POLICY]
     python -m sweep ui [NAME] [--tracking-uri URI] [--port P]
 
 Every user error prints one line, ``error: <problem>; <fix>``, on stderr and exits with 2.
@@ -128,22 +128,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="compare the policies of a finished (or running) sweep",
         description=(
             "Read a sweep's runs from MLflow and print, per policy, final and best val/test "
-            "accuracy and the epochs/images needed to reach the target accuracy; the table and "
-            "plots are also logged to the sweep's parent run."
+            "accuracy and the epochs/images needed to reach the target accuracy, and each policy "
+            "paired with a reference seed by seed; the table and plots are also logged to the "
+            "sweep's parent run. Several names pool sweeps of one spec run with other seeds."
         ),
     )
-    _add_sweep_and_store(compare)
+    _add_sweep_and_store(compare, several=True)
     compare.add_argument(
         "--experiment",
         metavar="NAME",
-        help="MLflow experiment holding the sweep (default: the sweep name)",
+        help="MLflow experiment holding the sweep(s) (default: the sweep's own)",
     )
     compare.add_argument(
         "--out",
         metavar="DIR",
         help="write the comparison (table, JSON and plots) to this folder (default: "
         "comparison/ in the sweep's results folder, or ./NAME-comparison when that is not "
-        "a local folder); it is also logged to the sweep's parent run",
+        "a local folder, ./A+B-comparison for pooled sweeps); it is also logged to the "
+        "sweep's parent run",
     )
     compare.add_argument(
         "--wide",
@@ -189,13 +191,19 @@ def build_parser() -> argparse.ArgumentParser:
 # ---------------------------------------------------------------------------------------------
 # Entry point
 # ---------------------------------------------------------------------------------------------
-def _add_sweep_and_store(parser: argparse.ArgumentParser) -> None:
-    """The NAME and --tracking-uri a command reading a sweep back takes."""
+def _add_sweep_and_store(parser: argparse.ArgumentParser, *, several: bool = False) -> None:
+    """The NAME (``several``: NAME ...) and --tracking-uri a command reading sweeps back takes."""
+    default = "default: the default spec's name, policy-compare"
     parser.add_argument(
         "name",
-        nargs="?",
+        nargs="*" if several else "?",
         metavar="NAME",
-        help="sweep name (default: the default spec's name, policy-compare)",
+        help=(
+            f"sweep name ({default}); several names pool their sweeps' seeds: sweeps of one "
+            "spec run with different seeds, compared as one (not logged to any parent run)"
+            if several
+            else f"sweep name ({default})"
+        ),
     )
     parser.add_argument(
         "--tracking-uri",
@@ -253,7 +261,7 @@ def cmd_compare(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from sweep.spec import builtin_spec_text, parse_yaml
 
     default = parse_yaml(builtin_spec_text("default"))
-    name = args.name or default["name"]
+    names = list(args.name) or [default["name"]]
     cwd = Path.cwd()
     uri = normalize_tracking_uri(args.tracking_uri or default["mlflow"]["tracking_uri"], cwd)
     if args.target_acc is not None and not 0 < args.target_acc <= 1:
@@ -276,11 +284,11 @@ def cmd_compare(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from sweep.store_check import check_tracking_store
 
     check_tracking_store(uri)
-    from sweep.compare import compare_sweep
+    from sweep.compare import compare_sweeps
 
-    comparison = compare_sweep(
+    comparison = compare_sweeps(
         uri,
-        name,
+        names,
         experiment_name=args.experiment,
         out_dir=out,
         target_val_acc=args.target_acc,
@@ -288,7 +296,7 @@ def cmd_compare(args: argparse.Namespace, argv: Sequence[str]) -> int:
         log_to_parent=True,
     )
     print(comparison.format(wide=args.wide))
-    print_outputs(comparison, ui_command(name, uri, cwd))
+    print_outputs(comparison, *(ui_command(name, uri, cwd) for name in names))
     return 0
 
 

@@ -14,6 +14,9 @@ All arms of a sweep share their seeds (data split, data order, initial weights),
 is also compared with a reference policy (``constant`` by default) seed by seed: the mean of
 the per-seed differences over the seeds both ran, its 95% t interval, and the number of seeds
 where the policy did better. Pairing removes the seed-to-seed spread that both arms share.
+
+:func:`compare_sweeps` compares several sweeps of one spec, run on other seeds, as one
+population of seeds, when :mod:`sweep.pooling` finds them poolable.
 """
 
 from __future__ import annotations
@@ -30,10 +33,12 @@ from typing import TYPE_CHECKING
 from sweep.comparison import (
     Comparison,
     RunSummary,
+    SweepSource,
     paired_rows,
     policy_rows,
     seed_key,
 )
+from sweep.pooling import PooledRun, pooling_problem
 from sweep.store import (
     LR_STEP_METRIC,
     RANGE_TEST_LR_METRIC,
@@ -293,8 +298,116 @@ def compare_sweep(
     (default: :func:`default_out_dir`) and, when ``log_to_parent``, logs them to the parent run
     under ``comparison/``. Raises :class:`CompareError` with one line.
     """
+    return compare_sweeps(
+        tracking_uri,
+        [sweep_name],
+        experiment_name=experiment_name,
+        out_dir=out_dir,
+        target_val_acc=target_val_acc,
+        reference=reference,
+        log_to_parent=log_to_parent,
+    )
+
+
+def compare_sweeps(
+    tracking_uri: str,
+    sweep_names: Sequence[str],
+    *,
+    experiment_name: str | None = None,
+    out_dir: Path | None = None,
+    target_val_acc: float | None = None,
+    reference: str | None = None,
+    log_to_parent: bool = True,
+) -> Comparison:
+    """:func:`compare_sweep` over the finished trial runs of one sweep or of several pooled.
+
+    Several sweeps are compared as one population of seeds only when
+    :func:`sweep.pooling.pooling_problem` finds nothing against it (same setup, same arms,
+    no seed run twice); a pooled comparison is written to ``out_dir`` (default
+    ``./<A>+<B>-comparison``) and logged to no parent run: no one sweep owns it.
+    """
+    names = list(sweep_names)
+    if not names:
+        raise CompareError("no sweep named; pass the name of the sweep to compare")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise CompareError(f"sweep '{twice[0]}' is named twice; name each sweep once")
     client = _client(tracking_uri)
     assert client is not None
+    sources: list[tuple[Run, str]] = []
+    finished: list[Run] = []
+    sweep_of: dict[str, str] = {}
+    excluded: dict[str, int] = {}
+    for name in names:
+        parent, exp_name, done, skipped = _finished_runs(
+            client, tracking_uri, name, experiment_name
+        )
+        sources.append((parent, exp_name))
+        finished += done
+        sweep_of.update({r.info.run_id: name for r in done})
+        for status, n in skipped.items():
+            excluded[status] = excluded.get(status, 0) + n
+
+    labels = group_labels(finished)
+    problem = pooling_problem(
+        [
+            PooledRun(sweep_of[r.info.run_id], labels[r.info.run_id], _seed_of(r), r.data.params)
+            for r in finished
+        ]
+    )
+    if problem is not None:
+        raise CompareError(problem)
+    if target_val_acc is None:
+        target_val_acc = _spec_target_of(client, names, sources)
+    runs: list[RunSummary] = []
+    curves: dict[str, list[dict[int, float]]] = {}
+    traces: dict[str, list[list[tuple[int, float]]]] = {}
+    for run in sorted(finished, key=lambda r: (labels[r.info.run_id], seed_key(_seed_of(r)))):
+        summary, val, trace = _summarise_run(client, run, target_val_acc)
+        summary = dataclasses.replace(summary, policy=labels[run.info.run_id])
+        runs.append(summary)
+        curves.setdefault(summary.policy, []).append(val)
+        traces.setdefault(summary.policy, []).append(trace)
+
+    shown = " + ".join(names)
+    labels_run = {r.policy for r in runs}
+    if reference is not None and reference not in labels_run:
+        which = "sweep" if len(names) == 1 else "sweeps"
+        raise CompareError(
+            f"--reference {reference!r} is not a policy of {which} '{shown}' "
+            f"(its policies: {', '.join(sorted(labels_run))}); pass one of those"
+        )
+    if reference is None and DEFAULT_REFERENCE in labels_run:
+        reference = DEFAULT_REFERENCE
+    parent, exp_name = sources[0]
+    pooled = [
+        SweepSource(name, exp, p.info.run_id) for name, (p, exp) in zip(names, sources, strict=True)
+    ]
+    comparison = Comparison(
+        tracking_uri=tracking_uri,
+        sweep_name=shown,
+        experiment_name=exp_name,
+        parent_run_id=parent.info.run_id,
+        results_dir=parent.data.tags.get(TAG_RESULTS_DIR) if len(names) == 1 else None,
+        target_val_acc=target_val_acc,
+        rows=policy_rows(runs, target_val_acc),
+        runs=runs,
+        excluded=excluded,
+        reference=reference,
+        paired=paired_rows(runs, reference) if reference is not None else [],
+        pooled=pooled if len(names) > 1 else [],
+    )
+    _write(comparison, curves, traces, out_dir)
+    if log_to_parent and len(names) == 1:
+        _log_to_parent(client, comparison)
+    return comparison
+
+
+def _finished_runs(
+    client: MlflowClient, tracking_uri: str, sweep_name: str, experiment_name: str | None
+) -> tuple[Run, str, list[Run], dict[str, int]]:
+    """A sweep's parent run, its experiment, its FINISHED child runs and the others' count by
+    status; raises :class:`CompareError` when it has no finished child run."""
     try:
         parent, exp_name = _find_parent(client, tracking_uri, sweep_name, experiment_name)
         children = search_all_runs(
@@ -315,45 +428,20 @@ def compare_sweep(
             f"sweep '{sweep_name}' has no finished child runs (child runs: {states}); "
             f"run `python -m sweep run --name {sweep_name}` first"
         )
+    return parent, exp_name, finished, excluded
 
-    if target_val_acc is None:
-        target_val_acc = spec_target(client, parent.info.run_id)
-    runs: list[RunSummary] = []
-    curves: dict[str, list[dict[int, float]]] = {}
-    traces: dict[str, list[list[tuple[int, float]]]] = {}
-    labels = group_labels(finished)
-    for run in sorted(finished, key=lambda r: (labels[r.info.run_id], seed_key(_seed_of(r)))):
-        summary, val, trace = _summarise_run(client, run, target_val_acc)
-        summary = dataclasses.replace(summary, policy=labels[run.info.run_id])
-        runs.append(summary)
-        curves.setdefault(summary.policy, []).append(val)
-        traces.setdefault(summary.policy, []).append(trace)
 
-    labels_run = {r.policy for r in runs}
-    if reference is not None and reference not in labels_run:
+def _spec_target_of(
+    client: MlflowClient, names: Sequence[str], sources: Sequence[tuple[Run, str]]
+) -> float | None:
+    """The sweeps' common ``target_val_acc`` (from their specs); several differing ones raise."""
+    targets = [spec_target(client, parent.info.run_id) for parent, _ in sources]
+    if len(set(targets)) > 1:
+        shown = ", ".join(f"'{n}' {t}" for n, t in zip(names, targets, strict=True))
         raise CompareError(
-            f"--reference {reference!r} is not a policy of sweep '{sweep_name}' "
-            f"(its policies: {', '.join(sorted(labels_run))}); pass one of those"
+            f"the sweeps' specs set different target_val_acc ({shown}); pass --target-acc X"
         )
-    if reference is None and DEFAULT_REFERENCE in labels_run:
-        reference = DEFAULT_REFERENCE
-    comparison = Comparison(
-        tracking_uri=tracking_uri,
-        sweep_name=sweep_name,
-        experiment_name=exp_name,
-        parent_run_id=parent.info.run_id,
-        results_dir=parent.data.tags.get(TAG_RESULTS_DIR),
-        target_val_acc=target_val_acc,
-        rows=policy_rows(runs, target_val_acc),
-        runs=runs,
-        excluded=excluded,
-        reference=reference,
-        paired=paired_rows(runs, reference) if reference is not None else [],
-    )
-    _write(comparison, curves, traces, out_dir)
-    if log_to_parent:
-        _log_to_parent(client, comparison)
-    return comparison
+    return targets[0]
 
 
 def _write(
@@ -382,11 +470,12 @@ def _write(
 
 def default_out_dir(comparison: Comparison) -> Path:
     """``comparison/`` in the sweep's results folder when that is a local folder here, else
-    ``./<sweep>-comparison``."""
+    ``./<sweep>-comparison`` (pooled sweeps: ``./<A>+<B>-comparison``)."""
     results = comparison.results_dir
     if results and "://" not in results and Path(results).is_dir():
         return Path(results) / COMPARISON_ARTIFACT_DIR
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", comparison.sweep_name)
+    names = [s.sweep for s in comparison.pooled] or [comparison.sweep_name]
+    safe = "+".join(re.sub(r"[^A-Za-z0-9._-]+", "_", n) for n in names)
     return Path.cwd() / f"{safe}-comparison"
 
 

@@ -29,6 +29,15 @@ class PairedRow:
 
 
 @dataclass(frozen=True)
+class SweepSource:
+    """One sweep of a pooled comparison, as MLflow holds it."""
+
+    sweep: str
+    experiment: str
+    parent_run_id: str
+
+
+@dataclass(frozen=True)
 class RunSummary:
     """What one finished child run contributes."""
 
@@ -90,6 +99,7 @@ class Comparison:
     results_dir: str | None = None  # the sweep's Tune folder, from its parent run
     out_dir: Path | None = None
     files: dict[str, Path] = field(default_factory=dict)
+    pooled: list[SweepSource] = field(default_factory=list)  # the sweeps, when more than one
 
     def row(self, policy: str) -> PolicyRow:
         for r in self.rows:
@@ -106,6 +116,13 @@ class Comparison:
             f"sweep '{self.sweep_name}': {len(self.runs)} finished trial runs",
             f"(MLflow experiment '{self.experiment_name}', parent run {self.parent_run_id})",
         ]
+        if self.pooled:
+            names = " + ".join(f"'{s.sweep}'" for s in self.pooled)
+            head = [f"sweeps {names} pooled: {len(self.runs)} finished trial runs"]
+            head += [
+                f"  {s.sweep}: MLflow experiment '{s.experiment}', parent run {s.parent_run_id}"
+                for s in self.pooled
+            ]
         if self.excluded:
             parts = ", ".join(f"{n} {s}" for s, n in sorted(self.excluded.items()))
             head.append(f"not compared (not FINISHED): {parts}")
@@ -225,6 +242,7 @@ class Comparison:
                 "sweep_name": self.sweep_name,
                 "experiment_name": self.experiment_name,
                 "parent_run_id": self.parent_run_id,
+                "pooled": [asdict(s) for s in self.pooled],
                 "target_val_acc": self.target_val_acc,
                 "excluded": dict(self.excluded),
                 "reference": self.reference,

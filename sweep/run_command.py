@@ -253,13 +253,13 @@ def report_run(
     return code
 
 
-def print_outputs(comparison: Any, ui: str) -> None:
-    """Where the comparison's files are, and how to browse the runs."""
+def print_outputs(comparison: Any, *ui: str) -> None:
+    """Where the comparison's files are, and how to browse the runs (a command per sweep)."""
     folder = comparison.out_dir
     print(f"\ncomparison table and plots in {folder}:", flush=True)
     for path in comparison.files.values():
         print(f"  {path}")
-    print(f"\nBrowse the runs with:\n  {ui}", flush=True)
+    print("\nBrowse the runs with:\n" + "\n".join(f"  {u}" for u in ui), flush=True)
 
 
 def ui_command(sweep_name: str, tracking_uri: str, cwd: Path | None = None) -> str:
