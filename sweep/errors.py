@@ -31,7 +31,7 @@ _KNOWN: tuple[tuple[str, str, str], ...] = (
     ("trainables.config", "ConfigError", "fix the sweep spec and rerun"),
     ("trainables.cifar_files", "DataError", "pass --data-dir with the CIFAR-10 python batches"),
     ("sweep.store", "TrackingError", "pass a usable --tracking-uri"),
-    ("sweep.compare", "CompareError", "check the sweep name and --tracking-uri"),
+    ("sweep.readback", "CompareError", "check the sweep name and --tracking-uri"),
 )
 
 

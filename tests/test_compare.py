@@ -15,8 +15,9 @@ import pytest
 from helpers import PNG_SIGNATURE, StubTrial, new_store
 from mlflow import MlflowClient
 
-from sweep.compare import CompareError, compare_sweep, spec_target
+from sweep.compare import CompareError, compare_sweep
 from sweep.comparison import Comparison
+from sweep.readback import spec_target
 from sweep.stats import Paired, Stat, t_critical_95
 from sweep.tracking import MLflowTracker
 from trainables import results as R
