@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import json
 import math
+import shlex
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sweep.errors import PROG
 from sweep.stats import MIN_SEEDS_FOR_CI, Paired, Stat
 
 #: The widest a policy label gets in a table (longer ones are cut with "…").
@@ -163,13 +165,25 @@ class Comparison:
         lines = [*head, "", *aligned(table)]
         if not wide:
             lines += self._format_range_tests()
-        return "\n".join([*lines, *self._format_not_learning(), *self._format_paired()]) + "\n"
+        tail = [*self._format_not_learning(), *self._format_paired(), *self._format_more_seeds()]
+        return "\n".join([*lines, *tail]) + "\n"
 
     @property
     def _few(self) -> bool:
         return any(r.final_test_acc.few for r in self.rows) or any(
             len(p.seeds) < MIN_SEEDS_FOR_CI for p in self.paired
         )
+
+    def _format_more_seeds(self) -> list[str]:
+        """Where the intervals are flagged, how to get more seeds: another sweep, pooled."""
+        if not self._few:
+            return []
+        names = " ".join(shlex.quote(s.sweep) for s in self.pooled) or shlex.quote(self.sweep_name)
+        return [
+            "",
+            "too few seeds to read: run the spec again on other seeds (seeds: [...], --name NEW),",
+            f"then '{PROG} compare {names} NEW' compares them all as one",
+        ]
 
     def _format_not_learning(self) -> list[str]:
         flagged = [

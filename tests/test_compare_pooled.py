@@ -115,7 +115,7 @@ def test_two_sweeps_pool_their_seeds(uri: str, tmp_path: Path) -> None:
     text = comp.format()
     assert text.startswith("sweeps 'first' + 'more' pooled: 8 finished trial runs\n")
     assert [s.sweep for s in comp.pooled] == ["first", "more"]
-    assert "n<3" not in text  # four seeds: the intervals are read
+    assert "n<3" not in text and "too few seeds" not in text  # four seeds: the intervals are read
     out = tmp_path / "first+more-comparison"
     assert comp.out_dir == out
     assert sorted(p.name for p in out.iterdir()) == [
@@ -135,7 +135,11 @@ def test_two_sweeps_pool_their_seeds(uri: str, tmp_path: Path) -> None:
 def test_one_sweep_is_compared_alone_and_logged(uri: str) -> None:
     comp = compare_sweep(uri, "first")
     assert comp.pooled == [] and comp.row("constant").n == 2
-    assert comp.format().startswith("sweep 'first': 4 finished trial runs\n")
+    text = comp.format()
+    assert text.startswith("sweep 'first': 4 finished trial runs\n")
+    # two seeds: the intervals are flagged, and the way to more seeds is said
+    assert "(n=2<3)" in text
+    assert text.endswith("then 'python -m sweep compare first NEW' compares them all as one\n")
     client = MlflowClient(tracking_uri=uri)
     assert client.list_artifacts(comp.parent_run_id, "comparison")
 
