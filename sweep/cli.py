@@ -1,7 +1,8 @@
 """``python -m sweep``: run a sweep of LR policies, compare the runs of one, or browse them.
 
     python -m sweep run [--spec FILE] [--smoke-test] [--resume] [--address ADDR]
-                        [--data-dir DIR] [--tracking-uri URI] [--name NAME] [--storage-path PATH]
+                        [--data-dir DIR] [--tracking-uri URI] [--name NAME] [--seeds LIST]
+                        [--storage-path PATH]
     python -m sweep compare [NAME ...] [--tracking-uri URI] [--experiment NAME] [--out DIR]
                             [--target-acc X] [--reference POLICY]
     python -m sweep ui [NAME] [--tracking-uri URI] [--port P]
@@ -36,6 +37,22 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         raise SweepError(message.rstrip("."), f"see {self.prog} --help")
+
+
+def seed_list(text: str) -> list[int]:
+    """``--seeds``: ``2,3``, ``2-6`` (inclusive) or both (``0-2,7``) -> the seeds, in order."""
+    seeds: list[int] = []
+    for part in text.split(","):
+        first, dash, last = part.strip().partition("-")
+        if not first.isdigit() or (dash and not last.isdigit()):
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not a list of seeds (integers >= 0 such as 2,3 or a range 2-6)"
+            )
+        low, high = int(first), int(last) if dash else int(first)
+        if high < low:
+            raise argparse.ArgumentTypeError(f"{text!r}: the range {part.strip()} is empty")
+        seeds.extend(range(low, high + 1))
+    return seeds
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -108,6 +125,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="sweep name (Ray run name, MLflow experiment unless mlflow.experiment is set); "
         "overrides the spec's name",
+    )
+    run.add_argument(
+        "--seeds",
+        metavar="LIST",
+        type=seed_list,
+        help="the seeds to run, overriding the spec's: a list such as 2,3 or a range such as "
+        "2-6 (inclusive). More seeds of a finished sweep: the same options with --seeds of "
+        "other seeds and --name NEW, then 'compare OLD NEW' compares them as one",
     )
     run.add_argument(
         "--storage-path",

@@ -40,11 +40,18 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
         bind_ray_to_loopback()
 
     # 1. The spec (with the command line's overrides), fully validated.
+    if args.resume and args.seeds is not None:
+        raise SweepError(
+            "--seeds cannot change a sweep being resumed (its trials are fixed)",
+            "run the other seeds as another sweep (--seeds ... --name NEW) and "
+            f"'{PROG} compare OLD NEW'",
+        )
     overrides = {
         "name": args.name,
         "data.dir": args.data_dir,
         "mlflow.tracking_uri": args.tracking_uri,
         "storage_path": args.storage_path,
+        "seeds": args.seeds,
     }
     spec: SweepSpec
     fix_spec = f"fix {args.spec}" if args.spec else "fix the command-line options"
@@ -201,6 +208,7 @@ def _spec_fix(message: str, args: argparse.Namespace) -> str:
         "data.dir:": ("--data-dir", args.data_dir),
         "mlflow.tracking_uri:": ("--tracking-uri", args.tracking_uri),
         "storage_path:": ("--storage-path", args.storage_path),
+        "seeds": ("--seeds", args.seeds),
     }
     for prefix, (option, value) in options.items():
         if message.startswith(prefix) and value is not None:

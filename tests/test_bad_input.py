@@ -168,6 +168,27 @@ CASES: list[Case] = [
     Case(
         "cli", "resume-no-such-sweep", "no sweep named 'bad-input' under", {}, ("run", "--resume")
     ),
+    Case(
+        "cli",
+        "seeds-not-a-list",
+        "argument --seeds: 'two' is not a list of seeds",
+        args=("run", "--seeds", "two"),
+    ),
+    Case("cli", "seeds-empty-range", "the range 4-2 is empty", args=("run", "--seeds", "4-2")),
+    Case(
+        "cli",
+        "seeds-twice",
+        "seeds[2]: duplicate seed 2; list each seed once; fix --seeds",
+        {},
+        ("run", "--seeds", "1-2,2"),
+    ),
+    Case(
+        "cli",
+        "seeds-on-resume",
+        "--seeds cannot change a sweep being resumed",
+        {},
+        ("run", "--resume", "--seeds", "3"),
+    ),
     Case("cli", "compare-no-store", "no MLflow database at", args=("compare", "bad-input")),
     Case("cli", "compare-no-runs", "bad-input", args=("compare", "bad-input", "--tracking-uri")),
     Case(

@@ -6,6 +6,7 @@ traceback, and leave nothing behind: no mlflow.db, no ray_results, no mlruns, no
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -262,6 +263,41 @@ def test_smoke_sweep_end_to_end(smoke_sweep: SmokeSweep) -> None:
     assert_user_error(again, "already exists")
 
 
+@pytest.mark.ray
+@pytest.mark.realdata
+@pytest.mark.slow
+@needs_cifar
+def test_more_seeds_are_another_sweep_compared_as_one(
+    smoke_sweep: SmokeSweep, tmp_path: Path
+) -> None:
+    """The smoke sweep ran seed 0; its comparison says how to get more, and doing so (another
+    sweep with --seeds, then compare of both) compares every seed as one."""
+    assert smoke_sweep.proc.returncode == 0, smoke_sweep.proc.stderr[-3000:]
+    assert "'--seeds 1-4 --name NEW'" in smoke_sweep.proc.stdout
+    import sqlite3
+
+    work = tmp_path / "work"  # a copy of the finished sweep's store: the fixture stays as it is
+    work.mkdir()
+    with (
+        contextlib.closing(sqlite3.connect(smoke_sweep.folder / "mlflow.db")) as src,
+        contextlib.closing(sqlite3.connect(work / "mlflow.db")) as dst,
+    ):
+        src.backup(dst)
+    more = cli(
+        work, *SMOKE_ARGS, "--seeds", "1", "--name", "more-smoke", timeout=600, env=SMOKE_ENV
+    )
+    assert more.returncode == 0, more.stdout[-3000:] + more.stderr[-3000:]
+
+    both = cli(work, "compare", "policy-compare-smoke", "more-smoke")
+    assert both.returncode == 0, both.stderr
+    assert (
+        "sweeps 'policy-compare-smoke' + 'more-smoke' pooled: 4 finished trial runs" in both.stdout
+    )
+    table = both.stdout.split("paired with constant")[1]
+    assert "range_test_on_plateau  2      " in table, table  # seeds 0 and 1, paired
+    assert (work / "policy-compare-smoke+more-smoke-comparison" / "comparison.json").is_file()
+
+
 # ---------------------------------------------------------------------------------------------
 # Helpers, in-process
 # ---------------------------------------------------------------------------------------------
@@ -376,3 +412,23 @@ def test_trial_command_line_refuses_a_key_given_twice(capsys: pytest.CaptureFixt
 
     assert main(["policy_params={patience: 0, patience: 1}"]) == 2
     assert "duplicate key 'patience'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("text", "seeds"),
+    [("3", [3]), ("2,3", [2, 3]), ("2-4", [2, 3, 4]), ("0-1, 7", [0, 1, 7]), ("5-5", [5])],
+)
+def test_seeds_option_takes_lists_and_ranges(text: str, seeds: list[int]) -> None:
+    from sweep.cli import seed_list
+
+    assert seed_list(text) == seeds
+
+
+@pytest.mark.parametrize("text", ["", "two", "-1", "1.5", "3-", "4-2", "1,,2"])
+def test_seeds_option_refuses_what_is_no_list_of_seeds(text: str) -> None:
+    import argparse
+
+    from sweep.cli import seed_list
+
+    with pytest.raises(argparse.ArgumentTypeError):
+        seed_list(text)
