@@ -181,9 +181,17 @@ class Comparison:
         names = " ".join(shlex.quote(s.sweep) for s in self.pooled) or shlex.quote(self.sweep_name)
         return [
             "",
-            "too few seeds to read: run the spec again on other seeds (seeds: [...], --name NEW),",
+            "too few seeds to read: run the sweep again with the same spec and options plus "
+            f"'--seeds {self._next_seeds()} --name NEW',",
             f"then '{PROG} compare {names} NEW' compares them all as one",
         ]
+
+    def _next_seeds(self) -> str:
+        """Seeds none of the runs used, enough for 5 per policy: ``2-4`` after seeds 0 and 1."""
+        used = [int(r.seed) for r in self.runs if r.seed is not None and r.seed.isdigit()]
+        start = max(used, default=-1) + 1
+        more = max(MIN_SEEDS_FOR_CI, 5 - max((r.n for r in self.rows), default=0))
+        return f"{start}-{start + more - 1}"
 
     def _format_not_learning(self) -> list[str]:
         flagged = [

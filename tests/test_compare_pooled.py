@@ -139,7 +139,11 @@ def test_one_sweep_is_compared_alone_and_logged(uri: str) -> None:
     assert text.startswith("sweep 'first': 4 finished trial runs\n")
     # two seeds: the intervals are flagged, and the way to more seeds is said
     assert "(n=2<3)" in text
-    assert text.endswith("then 'python -m sweep compare first NEW' compares them all as one\n")
+    assert text.endswith(
+        "too few seeds to read: run the sweep again with the same spec and options plus "
+        "'--seeds 2-4 --name NEW',\n"
+        "then 'python -m sweep compare first NEW' compares them all as one\n"
+    )
     client = MlflowClient(tracking_uri=uri)
     assert client.list_artifacts(comp.parent_run_id, "comparison")
 
