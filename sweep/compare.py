@@ -166,7 +166,6 @@ def compare_sweeps(
     if twice:
         raise CompareError(f"sweep '{twice[0]}' is named twice; name each sweep once")
     client = client_for(tracking_uri)
-    assert client is not None
     sources: list[tuple[Run, str]] = []
     finished: list[Run] = []
     sweep_of: dict[str, str] = {}
