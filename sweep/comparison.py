@@ -109,7 +109,7 @@ class Comparison:
                 return r
         raise KeyError(policy)
 
-    def format(self, *, wide: bool = False) -> str:
+    def format(self, *, wide: bool = False, more_seeds: Sequence[str] = ()) -> str:
         """Plain-text tables that fit 120 columns: per policy (mean ± std over seeds, the 95%
         interval of the final test accuracy), the range tests, and each policy paired with the
         reference seed by seed. ``wide`` adds the images-to-target and range-test columns to
@@ -165,7 +165,8 @@ class Comparison:
         lines = [*head, "", *aligned(table)]
         if not wide:
             lines += self._format_range_tests()
-        tail = [*self._format_not_learning(), *self._format_paired(), *self._format_more_seeds()]
+        more = self._format_more_seeds(more_seeds)
+        tail = [*self._format_not_learning(), *self._format_paired(), *more]
         return "\n".join([*lines, *tail]) + "\n"
 
     @property
@@ -174,19 +175,23 @@ class Comparison:
             len(p.seeds) < MIN_SEEDS_FOR_CI for p in self.paired
         )
 
-    def _format_more_seeds(self) -> list[str]:
-        """Where the intervals are flagged, how to get more seeds: another sweep, pooled."""
+    def _format_more_seeds(self, commands: Sequence[str]) -> list[str]:
+        """Where the intervals are flagged, how to get more seeds: another sweep, pooled; the
+        exact ``commands`` when the caller knows them (``run`` does), else their shape."""
         if not self._few:
             return []
-        names = " ".join(shlex.quote(s.sweep) for s in self.pooled) or shlex.quote(self.sweep_name)
+        if commands:
+            head = "too few seeds to read; more seeds, compared with these as one:"
+            return ["", head, *(f"  {c}" for c in commands)]
+        names = shlex.join([s.sweep for s in self.pooled] or [self.sweep_name])
         return [
             "",
             "too few seeds to read: run the sweep again with the same spec and options plus "
-            f"'--seeds {self._next_seeds()} --name NEW',",
+            f"'--seeds {self.next_seeds()} --name NEW',",
             f"then '{PROG} compare {names} NEW' compares them all as one",
         ]
 
-    def _next_seeds(self) -> str:
+    def next_seeds(self) -> str:
         """Seeds none of the runs used, enough for 5 per policy: ``2-4`` after seeds 0 and 1."""
         used = [int(r.seed) for r in self.runs if r.seed is not None and r.seed.isdigit()]
         start = max(used, default=-1) + 1

@@ -256,9 +256,31 @@ def report_run(
         print(one_line(exc), file=sys.stderr)
         return code or 1
     print()
-    print(comparison.format())
+    more = more_seeds_commands(argv, spec.name, tracking_uri, comparison.next_seeds())
+    print(comparison.format(more_seeds=more))
     print_outputs(comparison, ui_command(spec.name, tracking_uri))
     return code
+
+
+def more_seeds_commands(
+    argv: Sequence[str], name: str, tracking_uri: str, seeds: str
+) -> tuple[str, str]:
+    """The ``run`` that adds ``seeds`` to a finished sweep (its own arguments, those seeds and a
+    new name) and the ``compare`` that pools the two."""
+    new = f"{name}-seeds-{seeds}"
+    args: list[str] = []
+    skip = False
+    for arg in argv:  # the sweep's own arguments less --seeds, --name and --resume
+        if skip or arg == "--resume" or arg.startswith(("--seeds=", "--name=")):
+            skip = False
+            continue
+        if arg in ("--seeds", "--name"):
+            skip = True
+            continue
+        args.append(arg)
+    run = shlex.join([*args, "--seeds", seeds, "--name", new])
+    compare = f"{PROG} compare {shlex.join([name, new])}{_uri_option(tracking_uri)}"
+    return f"{PROG} {run}", compare
 
 
 def print_outputs(comparison: Any, *ui: str) -> None:
@@ -272,12 +294,16 @@ def print_outputs(comparison: Any, *ui: str) -> None:
 
 def ui_command(sweep_name: str, tracking_uri: str, cwd: Path | None = None) -> str:
     """The ``sweep ui`` command for a sweep; --tracking-uri only when not the default here."""
+    return f"{PROG} ui {shlex.quote(sweep_name)}{_uri_option(tracking_uri, cwd)}"
+
+
+def _uri_option(tracking_uri: str, cwd: Path | None = None) -> str:
+    """`` --tracking-uri URI`` for a command run here, or nothing for the default store."""
     from sweep.spec import builtin_spec_text, parse_yaml
 
     default_uri = parse_yaml(builtin_spec_text("default"))["mlflow"]["tracking_uri"]
     default = normalize_tracking_uri(default_uri, cwd or Path.cwd())
-    option = "" if tracking_uri == default else f" --tracking-uri {shlex.quote(tracking_uri)}"
-    return f"{PROG} ui {shlex.quote(sweep_name)}{option}"
+    return "" if tracking_uri == default else f" --tracking-uri {shlex.quote(tracking_uri)}"
 
 
 def resume_command(argv: Sequence[str]) -> str:

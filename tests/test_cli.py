@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -252,9 +253,11 @@ def test_smoke_sweep_end_to_end(smoke_sweep: SmokeSweep) -> None:
     comparison = results / "policy-compare-smoke" / "comparison"
     assert f"comparison table and plots in {comparison}" in out
     assert (comparison / "val_acc_vs_epoch.png").is_file()
-    # The summary fits 120 columns; a path is as long as the user's folders make it.
+    # The summary fits 120 columns; a path is as long as the user's folders make it, and a
+    # command to copy (the more-seeds run repeats the sweep's own options) is never wrapped.
     summary = out.split("Browse the runs")[0].split("trials finished")[-1]
-    assert max(len(line) for line in summary.replace(str(folder), "<tmp>").splitlines()) <= 120
+    lines = summary.replace(str(folder), "<tmp>").splitlines()
+    assert max(len(line) for line in lines if not line.startswith("  python -m sweep ")) <= 120
 
     # The finished sweep can be compared again, and a second run of it is refused.
     proc = cli(folder, "compare", "policy-compare-smoke")
@@ -273,7 +276,10 @@ def test_more_seeds_are_another_sweep_compared_as_one(
     """The smoke sweep ran seed 0; its comparison says how to get more, and doing so (another
     sweep with --seeds, then compare of both) compares every seed as one."""
     assert smoke_sweep.proc.returncode == 0, smoke_sweep.proc.stderr[-3000:]
-    assert "'--seeds 1-4 --name NEW'" in smoke_sweep.proc.stdout
+    out = smoke_sweep.proc.stdout
+    assert "too few seeds to read; more seeds, compared with these as one:" in out
+    assert f"  python -m sweep {shlex.join(SMOKE_ARGS)} --seeds 1-4 --name " in out
+    assert "  python -m sweep compare policy-compare-smoke policy-compare-smoke-seeds-1-4\n" in out
     import sqlite3
 
     work = tmp_path / "work"  # a copy of the finished sweep's store: the fixture stays as it is
@@ -432,3 +438,46 @@ def test_seeds_option_refuses_what_is_no_list_of_seeds(text: str) -> None:
 
     with pytest.raises(argparse.ArgumentTypeError):
         seed_list(text)
+
+
+@pytest.mark.parametrize(
+    ("argv", "uri", "run", "compare"),
+    [
+        (
+            ["run", "--data-dir", "/d"],
+            "default",
+            "run --data-dir /d --seeds 2-4 --name sw-seeds-2-4",
+            "compare sw sw-seeds-2-4",
+        ),
+        (  # the sweep's own --name, --seeds and --resume give way; a path is quoted
+            ["run", "--resume", "--name", "sw", "--seeds=0,1", "--spec", "a b.yaml"],
+            "default",
+            "run --spec 'a b.yaml' --seeds 2-4 --name sw-seeds-2-4",
+            "compare sw sw-seeds-2-4",
+        ),
+        (  # another store: compare is told where
+            ["run", "--tracking-uri", "sqlite:////x/m.db", "--seeds", "7"],
+            "sqlite:////x/m.db",
+            "run --tracking-uri sqlite:////x/m.db --seeds 2-4 --name sw-seeds-2-4",
+            "compare sw sw-seeds-2-4 --tracking-uri sqlite:////x/m.db",
+        ),
+    ],
+)
+def test_more_seeds_commands_repeat_the_sweeps_own_options(
+    argv: list[str],
+    uri: str,
+    run: str,
+    compare: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from sweep.run_command import more_seeds_commands
+    from sweep.store import normalize_tracking_uri
+
+    monkeypatch.chdir(tmp_path)
+    if uri == "default":
+        uri = normalize_tracking_uri("sqlite:///mlflow.db", tmp_path)
+    assert more_seeds_commands(argv, "sw", uri, "2-4") == (
+        f"python -m sweep {run}",
+        f"python -m sweep {compare}",
+    )
