@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 
 class CompareError(ValueError):
-    """A sweep that cannot be compared; the message is one line with the fix."""
+    """A sweep that cannot be read back or compared; the message is one line with the fix."""
 
 
 def client_for(tracking_uri: str) -> MlflowClient:
@@ -79,11 +79,12 @@ def _experiment_ids(client: MlflowClient) -> list[str]:
             return ids
 
 
-def _parents(client: MlflowClient, experiment_ids: list[str]) -> list[Run]:
+def _parents(client: MlflowClient, experiment_ids: list[str], also: str = "") -> list[Run]:
+    """Parent runs in the experiments (``also``: more of the filter), newest first."""
     if not experiment_ids:
         return []
     return search_all_runs(
-        client, experiment_ids, parent_filter(), order_by=["attributes.start_time DESC"]
+        client, experiment_ids, parent_filter() + also, order_by=["attributes.start_time DESC"]
     )
 
 
@@ -151,8 +152,10 @@ def seed_of(run: Run) -> str | None:
 
 
 def find_parent(
-    client: MlflowClient, tracking_uri: str, sweep_name: str, experiment_name: str | None
+    client: MlflowClient, tracking_uri: str, sweep_name: str, experiment_name: str | None = None
 ) -> tuple[Run, str]:
+    """The sweep's newest parent run and its experiment's name, searched in ``experiment_name``
+    or in every active experiment; the other sweeps are listed only to name them on a miss."""
     if experiment_name is not None:
         exp = client.get_experiment_by_name(experiment_name)
         if exp is None or exp.lifecycle_stage != "active":
@@ -163,12 +166,11 @@ def find_parent(
         ids = [str(exp.experiment_id)]
     else:
         ids = _experiment_ids(client)
-    parents = _parents(client, ids)
-    for run in parents:  # newest first
-        if run.data.tags.get(TAG_SWEEP) == sweep_name:
-            exp_name = experiment_name or client.get_experiment(run.info.experiment_id).name
-            return run, exp_name
-    known = sorted({n for r in parents if (n := r.data.tags.get(TAG_SWEEP))})
+    own = _parents(client, ids, f" and tags.`{TAG_SWEEP}` = '{sweep_name}'")
+    if own:  # newest first
+        run = own[0]
+        return run, experiment_name or client.get_experiment(run.info.experiment_id).name
+    known = sorted({n for r in _parents(client, ids) if (n := r.data.tags.get(TAG_SWEEP))})
     where = f" (experiment '{experiment_name}')" if experiment_name else ""
     hint = (
         f"; known sweeps: {', '.join(known)}"

@@ -126,46 +126,13 @@ def saved_view(name: str, state: dict[str, Any], now_ms: int) -> str:
 
 
 # -- the store ---------------------------------------------------------------------------------
-def find_parent(client: MlflowClient, tracking_uri: str, sweep_name: str) -> Run:
-    """The newest parent run of the sweep, in any active experiment. Raises SweepError."""
-    from mlflow.entities import ViewType
-
-    ids: list[str] = []
-    token: str | None = None
-    while True:
-        page = client.search_experiments(
-            view_type=ViewType.ACTIVE_ONLY, max_results=1000, page_token=token
-        )
-        ids.extend(str(e.experiment_id) for e in page)
-        token = page.token
-        if not token:
-            break
-    parents = (
-        search_all_runs(
-            client,
-            ids,
-            f"tags.`{TAG_ROLE}` = '{ROLE_PARENT}'",
-            order_by=["attributes.start_time DESC"],
-        )
-        if ids
-        else []
-    )
-    for run in parents:
-        if run.data.tags.get(TAG_SWEEP) == sweep_name:
-            return run
-    known = sorted({name for run in parents if (name := run.data.tags.get(TAG_SWEEP))})
-    if known:
-        fix = f"pass one of the sweeps it holds: {', '.join(known)}"
-    else:
-        fix = "run 'python -m sweep run' first, or pass the --tracking-uri the sweep used"
-    raise SweepError(f"no sweep named '{sweep_name}' in {tracking_uri}", fix)
-
-
 def publish_view(client: MlflowClient, tracking_uri: str, sweep_name: str) -> SweepView:
     """Save the sweep's runs view in its experiment (and mark the experiment as model
     training); return it. Writes only tags, plus ``best_val_acc`` for finished trial runs
-    logged before the tracker wrote it. Raises SweepError."""
-    parent = find_parent(client, tracking_uri, sweep_name)
+    logged before the tracker wrote it. Raises SweepError, or CompareError for an unknown sweep."""
+    from sweep.readback import find_parent
+
+    parent, _ = find_parent(client, tracking_uri, sweep_name)
     experiment_id = str(parent.info.experiment_id)
     parents = search_all_runs(
         client,
