@@ -309,9 +309,9 @@ def cmd_compare(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from sweep.store_check import check_tracking_store
 
     check_tracking_store(uri)
-    from sweep.compare import compare_sweeps
+    from sweep.compare import compare_sweep
 
-    comparison = compare_sweeps(
+    comparison = compare_sweep(
         uri,
         names,
         experiment_name=args.experiment,

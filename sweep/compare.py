@@ -15,8 +15,8 @@ is also compared with a reference policy (``constant`` by default) seed by seed:
 the per-seed differences over the seeds both ran, its 95% t interval, and the number of seeds
 where the policy did better. Pairing removes the seed-to-seed spread that both arms share.
 
-:func:`compare_sweeps` compares several sweeps of one spec, run on other seeds, as one
-population of seeds, when :mod:`sweep.pooling` finds them poolable.
+Given several names, :func:`compare_sweep` compares sweeps of one spec, run on other seeds, as
+one population of seeds, when :mod:`sweep.pooling` finds them poolable.
 """
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ def _summarise_run(
 
 def compare_sweep(
     tracking_uri: str,
-    sweep_name: str,
+    sweep_names: str | Sequence[str],
     *,
     experiment_name: str | None = None,
     out_dir: Path | None = None,
@@ -119,7 +119,8 @@ def compare_sweep(
     reference: str | None = None,
     log_to_parent: bool = True,
 ) -> Comparison:
-    """Read a sweep back from MLflow and compare its policies over seeds.
+    """Read a sweep (a name) or several (names) back from MLflow and compare their policies
+    over seeds.
 
     ``reference``: the policy (label) the others are paired with, seed by seed; by default
     ``constant`` when the sweep has it (else no paired table). A reference the sweep does not
@@ -130,36 +131,13 @@ def compare_sweep(
     Writes comparison.txt/.json, val_acc_vs_epoch.png and lr_vs_step.png to ``out_dir``
     (default: :func:`default_out_dir`) and, when ``log_to_parent``, logs them to the parent run
     under ``comparison/``. Raises :class:`CompareError` with one line.
-    """
-    return compare_sweeps(
-        tracking_uri,
-        [sweep_name],
-        experiment_name=experiment_name,
-        out_dir=out_dir,
-        target_val_acc=target_val_acc,
-        reference=reference,
-        log_to_parent=log_to_parent,
-    )
-
-
-def compare_sweeps(
-    tracking_uri: str,
-    sweep_names: Sequence[str],
-    *,
-    experiment_name: str | None = None,
-    out_dir: Path | None = None,
-    target_val_acc: float | None = None,
-    reference: str | None = None,
-    log_to_parent: bool = True,
-) -> Comparison:
-    """:func:`compare_sweep` over the finished trial runs of one sweep or of several pooled.
 
     Several sweeps are compared as one population of seeds only when
     :func:`sweep.pooling.pooling_problem` finds nothing against it (same setup, same arms,
     no seed run twice); a pooled comparison is written to ``out_dir`` (default
     ``./<A>+<B>-comparison``) and logged to no parent run: no one sweep owns it.
     """
-    names = list(sweep_names)
+    names = [sweep_names] if isinstance(sweep_names, str) else list(sweep_names)
     if not names:
         raise CompareError("no sweep named; pass the name of the sweep to compare")
     twice = sorted({n for n in names if names.count(n) > 1})

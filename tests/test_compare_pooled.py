@@ -1,7 +1,7 @@
 """`compare A B`: sweeps of one spec run on other seeds, compared as one population of seeds.
 
 Synthetic sweeps logged through MLflowTracker into a real SQLite store, compared through
-compare_sweeps and through the CLI. Sweep "first" ran seeds 0-1, "more" seeds 2-3 of the same
+compare_sweep and through the CLI. Sweep "first" ran seeds 0-1, "more" seeds 2-3 of the same
 two arms; range_test_on_plateau - constant in final test_acc per seed: +0.02, +0.01, -0.01,
 +0.02 -> mean +0.01 over 4 seeds, better in 3.
 """
@@ -17,7 +17,7 @@ from helpers import StubTrial, new_store
 from mlflow import MlflowClient
 
 from sweep.cli import main
-from sweep.compare import CompareError, compare_sweep, compare_sweeps
+from sweep.compare import CompareError, compare_sweep
 from sweep.stats import t_critical_95
 from trainables import results as R
 
@@ -100,7 +100,7 @@ def _in_tmp_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_two_sweeps_pool_their_seeds(uri: str, tmp_path: Path) -> None:
-    comp = compare_sweeps(uri, ["first", "more"])
+    comp = compare_sweep(uri, ["first", "more"])
 
     assert {r.policy: r.n for r in comp.rows} == {"constant": 4, "range_test_on_plateau": 4}
     assert comp.row("constant").seeds == ["0", "1", "2", "3"]
@@ -167,7 +167,7 @@ def test_sweeps_that_do_not_pool_are_refused(
     uri: str, tmp_path: Path, names: list[str], message: str
 ) -> None:
     with pytest.raises(CompareError, match="^" + message.replace("(", r"\(")):
-        compare_sweeps(uri, names)
+        compare_sweep(uri, names)
     assert not list(tmp_path.iterdir())  # nothing written
 
 
