@@ -15,6 +15,8 @@ from typing import Any
 from sweep.errors import PROG
 from sweep.stats import MIN_SEEDS_FOR_CI, Paired, Stat
 
+#: Seeds per policy the "more seeds" commands aim at (intervals are read from 3).
+SEEDS_WANTED = 5
 #: The widest a policy label gets in a table (longer ones are cut with "…").
 POLICY_COLUMN = 32
 
@@ -192,10 +194,11 @@ class Comparison:
         ]
 
     def next_seeds(self) -> str:
-        """Seeds none of the runs used, enough for 5 per policy: ``2-4`` after seeds 0 and 1."""
+        """Seeds none of the runs used, enough for every policy to reach ``SEEDS_WANTED``:
+        ``2-4`` after seeds 0 and 1."""
         used = [int(r.seed) for r in self.runs if r.seed is not None and r.seed.isdigit()]
         start = max(used, default=-1) + 1
-        more = max(MIN_SEEDS_FOR_CI, 5 - max((r.n for r in self.rows), default=0))
+        more = max(1, SEEDS_WANTED - min((r.n for r in self.rows), default=0))
         return f"{start}-{start + more - 1}"
 
     def _format_not_learning(self) -> list[str]:
