@@ -169,3 +169,50 @@ def test_epoch8_curve_default_rule_applies_an_lr_inside_the_descent() -> None:
     chosen = RangeTestOnPlateauLR(base_lr=1e-3, steps_per_epoch=80, rule="steepest")
     picked = chosen.decide(result, 1e-3)
     assert picked.suggested_lr == pytest.approx(steepest) == picked.new_lr < minimum
+
+
+# Two real held-out curves (benchmarks/results/oracle_misset*_curves, 20 steps 1e-6..1) with a
+# lone spike that the divergence cut keeps (a running median of 3 ignores one point), found by
+# the oracle's "real descent that got no suggestion" count. SGD with momentum at 2e-3, 10x too
+# low (`misset-test4`, seed 15, epoch 3): a slow, clean descent of 0.064 to 2.2176 at 0.234, then
+# 3.8055 once. Smoothed as it was, the spike (24x the descent's depth) buried the descent: "no
+# usable descent".
+SPIKE_LRS = [1e-06, 2.07e-06, 4.28e-06, 8.86e-06, 1.83e-05, 3.79e-05, 7.85e-05, 0.000162,
+             0.000336, 0.000695, 0.00144, 0.00298, 0.00616, 0.0127, 0.0264, 0.0546, 0.113, 0.234,
+             0.483, 1.0]  # fmt: skip
+SGD_LOW_LOSSES = [2.2816, 2.2816, 2.2816, 2.2816, 2.2816, 2.2816, 2.2816, 2.2816, 2.2815,
+                  2.2813, 2.281, 2.2804, 2.279, 2.2765, 2.2714, 2.2602, 2.2481, 2.2176, 3.8055,
+                  2.3034]  # fmt: skip
+# SGD at 0.1, 5x too high (`misset-test`, seed 9, epoch 3): down to 2.0056 at 0.0127, up, a lone
+# 2.1740 at 0.0546, 1.9616, then the blow-up. The spike pulled the smoothed minimum back to
+# 3e-3, a quarter of the descent's end.
+SGD_HIGH_LOSSES = [2.0397, 2.0397, 2.0397, 2.0397, 2.0396, 2.0396, 2.0394, 2.0391, 2.0384,
+                   2.0369, 2.034, 2.0282, 2.0172, 2.0056, 2.0236, 2.174, 1.9616, 4.0138, 2.1502,
+                   3.6782]  # fmt: skip
+
+
+@pytest.mark.parametrize("rule", SUGGESTION_RULES)
+def test_a_lone_spike_does_not_bury_the_descent_before_it(rule: str) -> None:
+    curve = analyse_curve(SPIKE_LRS, SGD_LOW_LOSSES)
+    assert curve.ok, curve.reason
+    assert curve.lrs[curve.minimum] == pytest.approx(0.234)  # the descent's last point
+    pick = suggest_lr(SPIKE_LRS, SGD_LOW_LOSSES, rule)
+    assert pick is not None and pick <= 0.234, pick
+    assert curve.raw[curve.minimum + 1] == pytest.approx(3.8055)  # the spike is kept, not cut
+
+
+def test_a_lone_spike_does_not_move_the_smoothed_minimum_back() -> None:
+    curve = analyse_curve(SPIKE_LRS, SGD_HIGH_LOSSES)
+    assert curve.ok, curve.reason
+    assert curve.lrs[curve.minimum] == pytest.approx(0.0127)  # the raw descent's lowest point
+    assert curve.diverge_lr == pytest.approx(0.113)
+
+
+def test_a_lone_spike_curve_through_the_policy() -> None:
+    """The policy caps one test's move at x 10: the pick (0.11, 56x the running LR) is applied
+    as 0.02, the well-set LR of this recipe; the reason says it was suggested, not a fallback."""
+    policy = RangeTestOnPlateauLR(base_lr=2e-3, steps_per_epoch=80)
+    result = RangeTestResult(tuple(SPIKE_LRS), tuple(SGD_LOW_LOSSES), "completed", 0, 0.0)
+    decision = policy.decide(result, 2e-3)
+    assert decision.suggested_lr is not None and decision.suggested_lr > 0.02
+    assert decision.new_lr == pytest.approx(0.02)

@@ -11,9 +11,11 @@ The curve is read in four steps (:func:`analyse_curve`), and every rule works on
    Nothing from there on is smoothed, searched or picked;
 3. the rest smoothed with a zero-lag (two-sided) exponential kernel, weights ``beta**|i-j|``:
    unlike a causal EMA it does not shift the curve toward larger LRs, and the blow-up that was
-   cut off cannot leak back into the descent. ``beta=None`` fits the kernel to the test
-   (:func:`auto_beta`): it reaches ``SMOOTH_DECADES`` of LR whatever the number of steps, and
-   further when the curve is noisy for its depth;
+   cut off cannot leak back into the descent. A lone spike above that level, too short to be
+   cut, is smoothed as if at the level (it says the loss rose, not by how much): a spike many
+   times the descent's depth cannot bury the descent before it. ``beta=None`` fits the kernel
+   to the test (:func:`auto_beta`): it reaches ``SMOOTH_DECADES`` of LR whatever the number of
+   steps, and further when the curve is noisy for its depth;
 4. the descent: the smoothed curve up to its minimum. The noise estimate (:func:`batch_noise`)
    and every rule look at the descent only, never past its minimum.
 
@@ -195,14 +197,14 @@ def analyse_curve(
         reason = f"too few usable points ({max(end - start, 0)} < {MIN_POINTS} after skipping)"
         return CurveAnalysis(empty, empty, empty, 0, 0.0, beta or 0.0, None, reason)
 
-    cut, noise, depth = _diverging_part(raw)
+    cut, noise, depth, limit = _diverging_part(raw)
     diverge_lr = float(lr_w[cut]) if cut < len(raw) else None
     used_beta = auto_beta(lr_w, noise, depth) if beta is None else float(beta)
     lr_w, raw = lr_w[:cut], raw[:cut]
     if len(raw) < 2:
         reason = "no usable descent"
         return CurveAnalysis(lr_w, raw, raw.copy(), 0, noise, used_beta, diverge_lr, reason)
-    smoothed = smooth_curve(raw, used_beta)
+    smoothed = smooth_curve(np.minimum(raw, limit), used_beta)  # a lone spike counts at the limit
     m = int(np.argmin(smoothed))
     noise = batch_noise(raw[: max(m + 1, NOISE_POINTS)])
     first, lowest = float(smoothed[0]), float(smoothed[m])
@@ -290,8 +292,9 @@ def check_rule(rule: Any) -> str:
     return str(rule)
 
 
-def _diverging_part(raw: np.ndarray) -> tuple[int, float, float]:
-    """(first index of the diverging part or ``len(raw)``, the noise, the descent's depth).
+def _diverging_part(raw: np.ndarray) -> tuple[int, float, float, float]:
+    """(first index of the diverging part or ``len(raw)``, the noise, the descent's depth, the
+    level that counts as diverging).
 
     The start level is the median of the first three points. The noise is measured on the raw
     curve up to the minimum of its running median of 5 (at least ``NOISE_POINTS`` points): not
@@ -306,7 +309,7 @@ def _diverging_part(raw: np.ndarray) -> tuple[int, float, float]:
     cut = int(above[0]) + 1 if len(above) else len(raw)
     m = int(np.argmin(med[:cut]))  # and measured again on what is kept
     noise = batch_noise(raw[: min(max(m + 1, NOISE_POINTS), cut)])
-    return cut, noise, max(0.0, level - float(med[m]))
+    return cut, noise, max(0.0, level - float(med[m])), limit
 
 
 def _running_median(x: np.ndarray, width: int) -> np.ndarray:
