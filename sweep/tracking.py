@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -25,14 +24,13 @@ from typing import TYPE_CHECKING, Any
 from ray.tune import Callback
 
 from sweep.event_artifacts import EventArtifacts
+from sweep.result_batch import Written, lr_trace_budget, result_batch
 from sweep.run_values import (
     child_run_name,
     error_summary,
     flatten_config,
     integer,
-    not_learning_line,
     now_ms,
-    number,
     running_best,
     trial_error_text,
 )
@@ -40,7 +38,6 @@ from sweep.store import (
     BEST_VAL_ACC_METRIC,
     LR_STEP_METRIC,
     NODE_TAGS,
-    RANGE_TEST_LR_METRIC,
     ROLE_CHILD,
     TAG_CHECKPOINT_FALLBACK,
     TAG_ERROR,
@@ -48,7 +45,6 @@ from sweep.store import (
     TAG_FAILURES,
     TAG_FINAL_LOGGED,
     TAG_LAST_EPOCH,
-    TAG_NOT_LEARNING,
     TAG_PARENT_RUN_ID,
     TAG_POLICY,
     TAG_POLICY_LABEL,
@@ -64,7 +60,7 @@ from trainables import results as R
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
-    from mlflow.entities import Metric, Run
+    from mlflow.entities import Run
 
 log = logging.getLogger(__name__)
 
@@ -307,71 +303,47 @@ class MLflowTracker(ParentRun, Callback):
             else:
                 if isinstance(restored, dict):
                     self.log_result(trial, restored)
-        epoch = integer(result.get(R.EPOCH))
-        if epoch is None:
-            epoch = integer(result.get("training_iteration"))
-        if epoch is None:
+        before = self._written(child)
+        batch = result_batch(result, before, self._lr_budget(trial, child), tid)
+        if batch is None:
             log.debug("mlflow: result of trial %s has no epoch; not logged", tid)
             return
-        repeat = epoch <= child.last_epoch
-        ts = now_ms()
-        metrics: list[Metric] = []
-        tags: dict[str, str] = {}
-        events: list[dict[str, Any]] = []
-        n_lr = 0
-        if not repeat:
-            for key in R.EPOCH_METRICS:
-                value = number(result.get(key))
-                if value is not None:
-                    metrics.append(Metric(key, value, ts, epoch))
-            best = running_best(child.best_val_acc, number(result.get(R.VAL_ACC)))
-            if best is not None:
-                metrics.append(Metric(BEST_VAL_ACC_METRIC, best, ts, epoch))
-            lr_points = self._lr_points(trial, child, result, tid)
-            metrics.extend(Metric(LR_STEP_METRIC, v, ts, s) for s, v in lr_points)
-            n_lr = len(lr_points)
-            try:
-                events = [e for e in R.decode_events(dict(result)) if isinstance(e, dict)]
-            except (TypeError, ValueError) as exc:
-                log.warning("mlflow: trial %s epoch %d: bad policy_events (%s)", tid, epoch, exc)
-            for ev in events:
-                new_lr = number(ev.get("new_lr"))
-                if ev.get("kind") == "range_test" and new_lr is not None and math.isfinite(new_lr):
-                    metrics.append(Metric(RANGE_TEST_LR_METRIC, new_lr, ts, epoch))
-                if ev.get("kind") == "not_learning":
-                    tags[TAG_NOT_LEARNING] = not_learning_line(ev)
-            tags[TAG_LAST_EPOCH] = str(epoch)
-        final = False
-        if not child.final_logged or not repeat:
-            for key in R.FINAL_METRICS:
-                value = number(result.get(key))
-                if value is not None:
-                    metrics.append(Metric(key, value, ts, epoch))
-                    final = True
-            if final:
-                tags[TAG_FINAL_LOGGED] = "true"
-        node = {
-            tag: str(result[key])
-            for key, tag in NODE_TAGS.items()
-            if result.get(key) is not None and child.node.get(tag) != str(result[key])
-        }
-        tags.update(node)
-        if repeat and not final:
-            if node:
-                self._log_batch(child.run_id, tags=node, what=f"node tags of trial {tid}")
-                child.node.update(node)
-            log.debug("mlflow: trial %s epoch %d already logged; skipped", tid, epoch)
+        if batch.only_node_tags:
+            if batch.node:
+                self._log_batch(
+                    child.run_id, tags=dict(batch.node), what=f"node tags of trial {tid}"
+                )
+            self._remember(child, batch.written(before))
+            log.debug("mlflow: trial %s epoch %d already logged; skipped", tid, batch.epoch)
             return
-        self._log_batch(child.run_id, metrics=metrics, tags=tags, what=f"metrics of trial {tid}")
-        child.node.update(node)
-        child.final_logged = child.final_logged or final
-        if not repeat:
-            child.last_epoch = epoch
-            child.lr_points += n_lr
-            child.best_val_acc = running_best(child.best_val_acc, number(result.get(R.VAL_ACC)))
-        if events:
-            with self._dropping(f"policy events of trial {tid}, epoch {epoch}"):
-                self._artifacts.log_events(self.client, child.run_id, epoch, events)
+        ts = now_ms()
+        metrics = [Metric(key, value, ts, step) for key, value, step in batch.points]
+        self._log_batch(
+            child.run_id, metrics=metrics, tags=dict(batch.tags), what=f"metrics of trial {tid}"
+        )
+        self._remember(child, batch.written(before))
+        if batch.events:
+            with self._dropping(f"policy events of trial {tid}, epoch {batch.epoch}"):
+                self._artifacts.log_events(
+                    self.client, child.run_id, batch.epoch, list(batch.events)
+                )
+
+    @staticmethod
+    def _written(child: _Child) -> Written:
+        return Written(
+            child.last_epoch, child.lr_points, child.final_logged, child.best_val_acc, child.node
+        )
+
+    @staticmethod
+    def _remember(child: _Child, written: Written) -> None:
+        child.last_epoch, child.lr_points = written.last_epoch, written.lr_points
+        child.final_logged, child.best_val_acc = written.final_logged, written.best_val_acc
+        child.node = dict(written.node)
+
+    def _lr_budget(self, trial: Any, child: _Child) -> int:
+        config = trial.config if isinstance(getattr(trial, "config", None), Mapping) else {}
+        epochs = integer(config.get("epochs"))
+        return lr_trace_budget(epochs, self.lr_trace_max_points, child.lr_points)
 
     def _log_fallback(self, child: _Child, tid: str, text: str) -> None:
         """A restore skipped damaged checkpoints: a tag and an event artifact on the child."""
@@ -389,27 +361,6 @@ class MLflowTracker(ParentRun, Callback):
         )
         event = {"kind": "checkpoint_fallback", "restored": restored, "skipped": skipped}
         self._artifacts.log_fallback(self.client, child.run_id, event)
-
-    def _lr_points(
-        self, trial: Any, child: _Child, result: Mapping[str, Any], tid: str
-    ) -> list[tuple[int, float]]:
-        try:
-            trace = R.decode_lr_trace(dict(result))
-        except (TypeError, ValueError) as exc:
-            log.warning("mlflow: trial %s: bad lr_trace (%s)", tid, exc)
-            return []
-        trace = [(s, v) for s, v in trace if math.isfinite(v)]
-        if not trace:
-            return []
-        config = trial.config if isinstance(getattr(trial, "config", None), Mapping) else {}
-        epochs = integer(config.get("epochs"))
-        per_epoch = (
-            max(1, self.lr_trace_max_points // epochs)
-            if epochs and epochs > 0
-            else self.lr_trace_max_points
-        )
-        budget = min(per_epoch, self.lr_trace_max_points - child.lr_points)
-        return R.downsample(trace, budget)
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         with self._dropping(f"completion of trial {trial.trial_id}"):

@@ -31,7 +31,7 @@ from helpers import (
 )
 from mlflow import MlflowClient
 
-from sweep import run_values, store, tracking
+from sweep import result_batch, run_values, store
 from sweep.plots import plot_range_test
 from sweep.run_values import flatten_config
 from sweep.store import (
@@ -759,7 +759,7 @@ def test_experiment_kind_run_names_and_best_val_acc(
 ) -> None:
     client = MlflowClient(tracking_uri=uri)
     # The first driver predates best_val_acc: it logs under another name.
-    monkeypatch.setattr(tracking, "BEST_VAL_ACC_METRIC", "not_best_val_acc")
+    monkeypatch.setattr(result_batch, "BEST_VAL_ACC_METRIC", "not_best_val_acc")
     first = make_tracker(uri, name_keys=("lr", "missing"))
     first.setup()
     trial = StubTrial("t_1", config("constant", seed=3, epochs=4), status="RUNNING")
