@@ -1,0 +1,44 @@
+"""benchmarks/spike_fix.py: the reading fixed before its sweeps ran, and the reading before the
+fix loaded from git (it must differ from today's on the curve that motivated the fix)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_lr_suggest_curves import SGD_LOW_LOSSES, SPIKE_LRS
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import spike_fix as SF
+
+from sweep.stats import Paired
+from trainables.lr import suggest
+
+
+@pytest.mark.parametrize(
+    ("diffs", "expected"),
+    [
+        ([-0.01, -0.02, -0.015, -0.012], "worse: revert the fix"),
+        ([0.0, 0.0, 0.01, -0.01, 0.0], "no difference shown: the fix stays"),
+        ([0.01, 0.02, 0.015, 0.012], "better: the fix stays"),
+        ([0.01], "not enough seeds"),
+    ],
+)
+def test_reading(diffs: list[float], expected: str) -> None:
+    assert SF.reading(Paired.of([(d, 0.0) for d in diffs])) == expected
+
+
+def test_the_reading_before_the_fix_is_the_one_that_missed_the_descent() -> None:
+    root = Path(__file__).resolve().parents[1]
+    found = subprocess.run(
+        ["git", "cat-file", "-e", f"{SF.BEFORE}^{{commit}}"], cwd=root, capture_output=True
+    )
+    if found.returncode != 0:
+        pytest.skip(f"commit {SF.BEFORE} is not in this clone (a shallow one?)")
+    before = SF.before_reading()
+    assert SF.read(before, SPIKE_LRS, SGD_LOW_LOSSES) == (None, "no usable descent")
+    pick, reason = SF.read(suggest, SPIKE_LRS, SGD_LOW_LOSSES)
+    assert reason == "ok" and pick is not None
