@@ -3,6 +3,7 @@ fix loaded from git (it must differ from today's on the curve that motivated the
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -42,3 +43,12 @@ def test_the_reading_before_the_fix_is_the_one_that_missed_the_descent() -> None
     assert SF.read(before, SPIKE_LRS, SGD_LOW_LOSSES) == (None, "no usable descent")
     pick, reason = SF.read(suggest, SPIKE_LRS, SGD_LOW_LOSSES)
     assert reason == "ok" and pick is not None
+
+
+def test_the_committed_sweeps_read_as_documented() -> None:
+    """The figures docs/performance.md 6b and the oracle docs quote, from spike_fix.json."""
+    doc = json.loads((SF.C.RESULTS_DIR / "spike_fix.json").read_text())
+    assert doc["paired"]["n"] == 10 and doc["paired"]["diffs"] == [0.0] * 10
+    assert doc["reading"] == "no difference shown: the fix stays"
+    for side in ("before", "after"):
+        assert doc["replay"][side] == {"tests": 15, "read_differently": 0, "not_own": 0}
