@@ -185,7 +185,7 @@ SGD_LOW_LOSSES = [2.2816, 2.2816, 2.2816, 2.2816, 2.2816, 2.2816, 2.2816, 2.2816
                   2.3034]  # fmt: skip
 # SGD at 0.1, 5x too high (`misset-test`, seed 9, epoch 3): down to 2.0056 at 0.0127, up, a lone
 # 2.1740 at 0.0546, 1.9616, then the blow-up. The spike pulled the smoothed minimum back to
-# 3e-3, a quarter of the descent's end.
+# 6.2e-3, half the descent's end.
 SGD_HIGH_LOSSES = [2.0397, 2.0397, 2.0397, 2.0397, 2.0396, 2.0396, 2.0394, 2.0391, 2.0384,
                    2.0369, 2.034, 2.0282, 2.0172, 2.0056, 2.0236, 2.174, 1.9616, 4.0138, 2.1502,
                    3.6782]  # fmt: skip
