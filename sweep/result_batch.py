@@ -54,33 +54,13 @@ class ResultBatch:
     tags: Mapping[str, str]  # node tags included
     node: Mapping[str, str]  # the node tags that changed
     events: tuple[dict[str, Any], ...]
-    lr_points: int  # of ``points``, LR trace points
     final: bool  # carries final (test) metrics
+    after: Written  # what the child run has received once this batch is written
 
     @property
     def only_node_tags(self) -> bool:
         """Nothing to write but changed node tags (perhaps not even those)."""
         return self.repeat and not self.final
-
-    def written(self, before: Written) -> Written:
-        """What the child run has received once this batch is written."""
-        node = {**before.node, **self.node}
-        if self.repeat:
-            return Written(
-                before.last_epoch,
-                before.lr_points,
-                before.final_logged or self.final,
-                before.best_val_acc,
-                node,
-            )
-        best = next((v for k, v, _ in self.points if k == BEST_VAL_ACC_METRIC), None)
-        return Written(
-            self.epoch,
-            before.lr_points + self.lr_points,
-            before.final_logged or self.final,
-            running_best(before.best_val_acc, best),
-            node,
-        )
 
 
 def lr_trace_budget(epochs: int | None, max_points: int, written: int) -> int:
@@ -102,6 +82,7 @@ def result_batch(
     if epoch is None:
         return None
     repeat = epoch <= before.last_epoch
+    best = before.best_val_acc
     points: list[Point] = []
     tags: dict[str, str] = {}
     events: list[dict[str, Any]] = []
@@ -111,7 +92,7 @@ def result_batch(
             value = number(result.get(key))
             if value is not None:
                 points.append((key, value, epoch))
-        best = running_best(before.best_val_acc, number(result.get(R.VAL_ACC)))
+        best = running_best(best, number(result.get(R.VAL_ACC)))
         if best is not None:
             points.append((BEST_VAL_ACC_METRIC, best, epoch))
         lr_points = _lr_points(result, lr_budget, trial_id)
@@ -139,9 +120,14 @@ def result_batch(
         if result.get(key) is not None and before.node.get(tag) != str(result[key])
     }
     tags.update(node)
-    return ResultBatch(
-        epoch, repeat, tuple(points), tags, node, tuple(events), len(lr_points), final
+    after = Written(
+        before.last_epoch if repeat else epoch,
+        before.lr_points + len(lr_points),
+        before.final_logged or final,
+        best,
+        {**before.node, **node},
     )
+    return ResultBatch(epoch, repeat, tuple(points), tags, node, tuple(events), final, after)
 
 
 def _lr_points(result: Mapping[str, Any], budget: int, trial_id: str) -> list[tuple[int, float]]:

@@ -72,14 +72,10 @@ _ERROR_DETAIL_CHARS = 4000
 @dataclass
 class _Child:
     run_id: str
-    last_epoch: int = 0
-    lr_points: int = 0
-    final_logged: bool = False
+    written: Written = field(default_factory=Written)  # what its results have written so far
     status: str = "RUNNING"
     failures: int = 0
     has_error_tag: bool = False
-    node: dict[str, str] = field(default_factory=dict)
-    best_val_acc: float | None = None
 
 
 class MLflowTracker(ParentRun, Callback):
@@ -169,30 +165,31 @@ class MLflowTracker(ParentRun, Callback):
     # -- children -------------------------------------------------------------------------------
     def _adopt(self, trial_id: str, run: Run) -> _Child:
         tags = run.data.tags
-        child = _Child(
-            run_id=run.info.run_id,
-            last_epoch=integer(tags.get(TAG_LAST_EPOCH)) or 0,
-            final_logged=tags.get(TAG_FINAL_LOGGED) == "true",
-            status=run.info.status,
-            failures=integer(tags.get(TAG_FAILURES)) or 0,
-            has_error_tag=TAG_ERROR in tags,
-            node={k: v for k, v in tags.items() if k in NODE_TAGS.values()},
-        )
         history = self._call(
             "lr history", self.client.get_metric_history, run.info.run_id, LR_STEP_METRIC
         )
-        child.lr_points = len(history)
         # MLflow's SQL store commits a batch's metrics and its tags in separate transactions:
         # a driver killed between the two leaves metrics newer than the last_epoch tag.
         val = self._call("val_acc", self.client.get_metric_history, run.info.run_id, R.VAL_ACC)
-        child.last_epoch = max([child.last_epoch, *(m.step for m in val)])
-        child.final_logged = child.final_logged or any(
-            k in run.data.metrics for k in R.FINAL_METRICS
-        )
-        child.best_val_acc = run.data.metrics.get(BEST_VAL_ACC_METRIC)
-        if child.best_val_acc is None:  # a run logged before best_val_acc existed
+        best = run.data.metrics.get(BEST_VAL_ACC_METRIC)
+        if best is None:  # a run logged before best_val_acc existed
             for m in val:
-                child.best_val_acc = running_best(child.best_val_acc, m.value)
+                best = running_best(best, m.value)
+        written = Written(
+            last_epoch=max([integer(tags.get(TAG_LAST_EPOCH)) or 0, *(m.step for m in val)]),
+            lr_points=len(history),
+            final_logged=tags.get(TAG_FINAL_LOGGED) == "true"
+            or any(k in run.data.metrics for k in R.FINAL_METRICS),
+            best_val_acc=best,
+            node={k: v for k, v in tags.items() if k in NODE_TAGS.values()},
+        )
+        child = _Child(
+            run_id=run.info.run_id,
+            written=written,
+            status=run.info.status,
+            failures=integer(tags.get(TAG_FAILURES)) or 0,
+            has_error_tag=TAG_ERROR in tags,
+        )
         self._children[trial_id] = child
         return child
 
@@ -303,8 +300,7 @@ class MLflowTracker(ParentRun, Callback):
             else:
                 if isinstance(restored, dict):
                     self.log_result(trial, restored)
-        before = self._written(child)
-        batch = result_batch(result, before, self._lr_budget(trial, child), tid)
+        batch = result_batch(result, child.written, self._lr_budget(trial, child), tid)
         if batch is None:
             log.debug("mlflow: result of trial %s has no epoch; not logged", tid)
             return
@@ -313,7 +309,7 @@ class MLflowTracker(ParentRun, Callback):
                 self._log_batch(
                     child.run_id, tags=dict(batch.node), what=f"node tags of trial {tid}"
                 )
-            self._remember(child, batch.written(before))
+            child.written = batch.after
             log.debug("mlflow: trial %s epoch %d already logged; skipped", tid, batch.epoch)
             return
         ts = now_ms()
@@ -321,29 +317,17 @@ class MLflowTracker(ParentRun, Callback):
         self._log_batch(
             child.run_id, metrics=metrics, tags=dict(batch.tags), what=f"metrics of trial {tid}"
         )
-        self._remember(child, batch.written(before))
+        child.written = batch.after
         if batch.events:
             with self._dropping(f"policy events of trial {tid}, epoch {batch.epoch}"):
                 self._artifacts.log_events(
                     self.client, child.run_id, batch.epoch, list(batch.events)
                 )
 
-    @staticmethod
-    def _written(child: _Child) -> Written:
-        return Written(
-            child.last_epoch, child.lr_points, child.final_logged, child.best_val_acc, child.node
-        )
-
-    @staticmethod
-    def _remember(child: _Child, written: Written) -> None:
-        child.last_epoch, child.lr_points = written.last_epoch, written.lr_points
-        child.final_logged, child.best_val_acc = written.final_logged, written.best_val_acc
-        child.node = dict(written.node)
-
     def _lr_budget(self, trial: Any, child: _Child) -> int:
         config = trial.config if isinstance(getattr(trial, "config", None), Mapping) else {}
         epochs = integer(config.get("epochs"))
-        return lr_trace_budget(epochs, self.lr_trace_max_points, child.lr_points)
+        return lr_trace_budget(epochs, self.lr_trace_max_points, child.written.lr_points)
 
     def _log_fallback(self, child: _Child, tid: str, text: str) -> None:
         """A restore skipped damaged checkpoints: a tag and an event artifact on the child."""
