@@ -26,11 +26,18 @@ from typing import Any
 import _common as C
 
 from sweep.stats import Paired
-from trainables.lr import suggest as after_reading
+from trainables.lr import suggest_lr_with_reason
 
 BEFORE = "8813530"
 """The last commit with the reading before the fix (2878594)."""
-SWEEPS = {"before": "spike-fix-before", "after": "spike-fix-after"}
+#: Per spec, its two sweeps' names and its result file.
+SPECS = {
+    "patience3": ({"before": "spike-fix-before", "after": "spike-fix-after"}, "spike_fix"),
+    "patience0": (
+        {"before": "spike-fix-p0-before", "after": "spike-fix-p0-after"},
+        "spike_fix_patience0",
+    ),
+}
 RULE = "midpoint"
 
 
@@ -50,11 +57,6 @@ def before_reading() -> ModuleType:
     sys.modules[spec.name] = module  # dataclasses look their module up
     exec(compile(source, f"{BEFORE}:trainables/lr/suggest.py", "exec"), module.__dict__)
     return module
-
-
-def read(module: ModuleType, lrs: list[float], losses: list[float]) -> tuple[float | None, str]:
-    curve = module.analyse_curve(lrs, losses)
-    return (module.pick(curve, RULE) if curve.ok else None), curve.reason
 
 
 def sweep_runs(tracking_uri: str, experiment: str) -> dict[int, dict[str, Any]]:
@@ -108,24 +110,26 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tracking-uri", default="sqlite:///mlflow.db")
     parser.add_argument("--out", default=None)
+    parser.add_argument(
+        "--patience0", action="store_true", help="the sweeps of spike_fix_patience0.yaml"
+    )
     args = parser.parse_args()
     t0 = time.perf_counter()
+    names, result_name = SPECS["patience0" if args.patience0 else "patience3"]
     old = before_reading()
-    sweeps = {k: sweep_runs(args.tracking_uri, name) for k, name in SWEEPS.items()}
+    sweeps = {k: sweep_runs(args.tracking_uri, name) for k, name in names.items()}
     seeds = sorted(set(sweeps["before"]) & set(sweeps["after"]))
     pairs = [(sweeps["after"][s]["test_acc"], sweeps["before"][s]["test_acc"]) for s in seeds]
     paired = Paired.of(pairs)
     replay: dict[str, dict[str, Any]] = {}
     for label, runs in sweeps.items():
-        own = old if label == "before" else after_reading
         tests = [t for r in runs.values() for t in r["tests"]]
         differ = own_mismatch = 0
         for t in tests:
-            a, _ = read(old, t["lrs"], t["losses"])
-            b, _ = read(after_reading, t["lrs"], t["losses"])
+            a, _ = old.suggest_lr_with_reason(t["lrs"], t["losses"], RULE)
+            b, _ = suggest_lr_with_reason(t["lrs"], t["losses"], RULE)
             differ += a != b
-            mine, _ = read(own, t["lrs"], t["losses"])
-            own_mismatch += mine != t["logged_pick"]
+            own_mismatch += (a if label == "before" else b) != t["logged_pick"]
         replay[label] = {"tests": len(tests), "read_differently": differ, "not_own": own_mismatch}
     per_seed = [
         {
@@ -149,7 +153,7 @@ def main() -> int:
     payload = {
         "seconds": round(time.perf_counter() - t0, 2),
         "before_commit": BEFORE,
-        "sweeps": SWEEPS,
+        "sweeps": names,
         "paired": {
             "n": paired.n,
             "mean": paired.mean,
@@ -161,7 +165,7 @@ def main() -> int:
         "replay": replay,
         "per_seed": per_seed,
     }
-    C.write_result("spike_fix", payload, args.out)
+    C.write_result(result_name, payload, args.out)
     return 0
 
 

@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import spike_fix as SF
 
 from sweep.stats import Paired
-from trainables.lr import suggest
+from trainables.lr import suggest_lr_with_reason
 
 
 @pytest.mark.parametrize(
@@ -40,8 +40,11 @@ def test_the_reading_before_the_fix_is_the_one_that_missed_the_descent() -> None
     if found.returncode != 0:
         pytest.skip(f"commit {SF.BEFORE} is not in this clone (a shallow one?)")
     before = SF.before_reading()
-    assert SF.read(before, SPIKE_LRS, SGD_LOW_LOSSES) == (None, "no usable descent")
-    pick, reason = SF.read(suggest, SPIKE_LRS, SGD_LOW_LOSSES)
+    assert before.suggest_lr_with_reason(SPIKE_LRS, SGD_LOW_LOSSES, SF.RULE) == (
+        None,
+        "no usable descent",
+    )
+    pick, reason = suggest_lr_with_reason(SPIKE_LRS, SGD_LOW_LOSSES, SF.RULE)
     assert reason == "ok" and pick is not None
 
 
