@@ -91,7 +91,9 @@ def sweep_runs(tracking_uri: str, experiment: str) -> dict[int, dict[str, Any]]:
                     "new_lr": event.get("new_lr"),
                 }
             )
-        out[seed] = {"test_acc": run.data.metrics.get("test_acc"), "tests": tests}
+        if "test_acc" not in run.data.metrics:
+            raise SystemExit(f"error: {experiment!r} seed {seed} has no test_acc; let it finish")
+        out[seed] = {"test_acc": run.data.metrics["test_acc"], "tests": tests}
     return out
 
 
