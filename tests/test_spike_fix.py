@@ -55,3 +55,13 @@ def test_the_committed_sweeps_read_as_documented() -> None:
     assert doc["reading"] == "no difference shown: the fix stays"
     for side in ("before", "after"):
         assert doc["replay"][side] == {"tests": 15, "read_differently": 0, "not_own": 0}
+
+
+def test_the_committed_patience0_sweeps_read_as_documented() -> None:
+    """README's footnote and docs/performance.md 6b: at patience 0, 1 of 25 tests moved."""
+    doc = json.loads((SF.C.RESULTS_DIR / "spike_fix_patience0.json").read_text())
+    assert doc["paired"]["n"] == 5 and doc["paired"]["diffs"].count(0.0) == 4
+    assert round(100 * doc["paired"]["mean"], 2) == -0.03
+    assert doc["reading"] == "no difference shown: the fix stays"
+    for side in ("before", "after"):
+        assert doc["replay"][side] == {"tests": 25, "read_differently": 1, "not_own": 0}
