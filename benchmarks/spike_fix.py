@@ -1,7 +1,9 @@
-"""The lone-spike fix of the curve reading, end to end: ``benchmarks/specs/spike_fix.yaml``.
+"""The lone-spike fix of the curve reading, end to end: ``benchmarks/specs/spike_fix*.yaml``.
 
-Two sweeps of that spec on one machine, seeds 80-89: ``spike-fix-before`` with the reading
-before the fix (commit ``BEFORE``, first on PYTHONPATH) and ``spike-fix-after`` with it. This
+Two sweeps of one of those specs on one machine (spike_fix.yaml: seeds 80-89; with
+``--patience0`` spike_fix_patience0.yaml, with ``--default-sweep`` spike_fix_default.yaml):
+``spike-fix-before`` with the reading before the fix (commit ``BEFORE``, first on PYTHONPATH)
+and ``spike-fix-after`` with it. This
 pairs their final test accuracy seed by seed and applies the reading fixed in the spec before
 they ran (the fix is reverted if the 95% t interval of mean test_acc(after) - test_acc(before)
 lies below 0). It also replays every range test each sweep logged through both readings: how
@@ -36,6 +38,10 @@ SPECS = {
     "patience0": (
         {"before": "spike-fix-p0-before", "after": "spike-fix-p0-after"},
         "spike_fix_patience0",
+    ),
+    "default": (
+        {"before": "spike-fix-default-before", "after": "spike-fix-default-after"},
+        "spike_fix_default",
     ),
 }
 RULE = "midpoint"
@@ -112,12 +118,17 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tracking-uri", default="sqlite:///mlflow.db")
     parser.add_argument("--out", default=None)
-    parser.add_argument(
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument(
         "--patience0", action="store_true", help="the sweeps of spike_fix_patience0.yaml"
+    )
+    which.add_argument(
+        "--default-sweep", action="store_true", help="the sweeps of spike_fix_default.yaml"
     )
     args = parser.parse_args()
     t0 = time.perf_counter()
-    names, result_name = SPECS["patience0" if args.patience0 else "patience3"]
+    key = "patience0" if args.patience0 else "default" if args.default_sweep else "patience3"
+    names, result_name = SPECS[key]
     old = before_reading()
     sweeps = {k: sweep_runs(args.tracking_uri, name) for k, name in names.items()}
     seeds = sorted(set(sweeps["before"]) & set(sweeps["after"]))
