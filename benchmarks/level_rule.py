@@ -27,17 +27,17 @@ The form was chosen on 2026-12-02 after the rank correlations of several curve f
 the oracle had been looked at on the well-set and first-plateau populations (not on the badly
 set ones); the reading for the badly set states (``HOLDS_WHEN_SET_BADLY``) and the one-LR fit
 were fixed before any of these rules was scored on them. Two fresh sets were trained after, each
-with its reading fixed first: 12 well-set states (``oracle.FULL_TEST4``: ``level`` holds, 0.09 /
+with its reading fixed first: 12 well-set states (``FULL_TEST4``: ``level`` holds, 0.09 /
 0.11 decade) and, for ``gated`` (set on the 48 badly set states seen), 8 badly set ones
-(``oracle.MISSET_TEST3``: it does not hold, 0.46 decade at 2 epochs against the default's 0.30).
+(``MISSET_TEST3``: it does not hold, 0.46 decade at 2 epochs against the default's 0.30).
 ``level on a pick`` (``level`` where the default rule picks an LR at most 0.3 decade above the
 running LR, else the default policy's applied LR) was set post hoc on all of these states and
-read on two more fresh sets by a reading fixed before they were trained (``oracle.FULL_TEST5``,
-12 well-set states; ``oracle.MISSET_TEST4``, 8 badly set ones): it held on the badly set states
+read on two more fresh sets by a reading fixed before they were trained (``FULL_TEST5``,
+12 well-set states; ``MISSET_TEST4``, 8 badly set ones): it held on the badly set states
 and missed on the well-set ones (0.22 / 0.21 decade). That score counted the default's fallback
 as its pick where the default declines the curve; ``level on a pick, declines none`` scores it as
 the default is scored (no pick there: "none"), and was read on two more fresh sets by a reading
-fixed before they were trained (``oracle.FULL_TEST6``, ``oracle.MISSET_TEST5``). It is the
+fixed before they were trained (``FULL_TEST6``, ``MISSET_TEST5``). It is the
 policy's first-loss calibration (``first_loss_intercept`` / ``first_loss_slope``, off by
 default: that reading missed on the 2-epoch bias); none of the others is a policy setting
 (docs/range_test_oracle.md, "What the curve's first loss knows", "Gated on the pick", "Scored as
@@ -57,7 +57,8 @@ from typing import Any
 import _common as C
 import numpy as np
 from _oracle_analysis import HORIZONS, our_pick, quantile, score, with_errors
-from oracle import (
+from oracle_pooled import POPULATIONS, committed_loss_noise, setup_rows
+from oracle_setups import (
     FULL,
     FULL_TEST4,
     FULL_TEST5,
@@ -67,7 +68,6 @@ from oracle import (
     MISSET_TEST5,
     Setup,
 )
-from oracle_pooled import POPULATIONS, committed_loss_noise, setup_rows
 from progress_rule import CALIBRATION, OPTIMIZERS, PLATEAU, TARGET, VALIDATION
 
 DEFAULT = "ours_midpoint"
@@ -90,7 +90,7 @@ HOLDS_WHEN_SET_BADLY = "applied 2-epoch median |e| <= the default policy's"
 #: ``gated``: the default's applied LR where it lies more than this many decades above the
 #: running LR (the curve's shape says the LR is far too low), else ``level``.
 GATE = 0.3
-#: The reading fixed before ``oracle.MISSET_TEST3`` was trained: ``gated``'s applied 2-epoch
+#: The reading fixed before ``MISSET_TEST3`` was trained: ``gated``'s applied 2-epoch
 #: median |e| no larger than the default's, and worse than keeping the LR in no more states.
 HOLDS_WHEN_SET_BADLY_FRESH = "applied 2-epoch median |e| and worse count <= the default's"
 #: Rules whose smoothed-minimum bound applies only where the default's rule answered the curve,
@@ -108,17 +108,17 @@ GUARD_ON_PICK = frozenset(
 #: policy's own ``decide()`` with ``first_loss_intercept`` / ``first_loss_slope`` set to
 #: ``level``'s fit (already guarded as the policy guards, so the guard above changes nothing).
 #: Set post hoc on every state above; read on two fresh sets by the reading fixed before they
-#: were trained (``oracle.FULL_TEST5``: HOLDS_OUT_OF_SAMPLE; ``oracle.MISSET_TEST4``:
+#: were trained (``FULL_TEST5``: HOLDS_OUT_OF_SAMPLE; ``MISSET_TEST4``:
 #: HOLDS_WHEN_SET_BADLY_FRESH). Both must hold.
 ON_A_PICK = "level on a pick"
 #: ``level on a pick`` scored as the default rule is scored: where the policy's rule declines the
 #: curve it has no pick ("none") and applies the default's fallback. ``ON_A_PICK`` counts that
 #: fallback as its pick. Read on two fresh sets by the reading fixed before they were trained
-#: (``oracle.FULL_TEST6``: HOLDS_AS_DEFAULT; ``oracle.MISSET_TEST5``: HOLDS_WHEN_SET_BADLY_FRESH).
+#: (``FULL_TEST6``: HOLDS_AS_DEFAULT; ``MISSET_TEST5``: HOLDS_WHEN_SET_BADLY_FRESH).
 ON_A_PICK_NONE = "level on a pick, declines none"
-#: The reading fixed before ``oracle.FULL_TEST6`` was trained, for ``ON_A_PICK_NONE``.
+#: The reading fixed before ``FULL_TEST6`` was trained, for ``ON_A_PICK_NONE``.
 HOLDS_AS_DEFAULT = f"median |e| <= {TARGET} decade at both horizons and |2-epoch bias| <= 0.1"
-#: The reading fixed before the fresh well-set states (``oracle.FULL_TEST4``) were trained.
+#: The reading fixed before the fresh well-set states (``FULL_TEST4``) were trained.
 HOLDS_OUT_OF_SAMPLE = f"level's median |e| <= {TARGET} decade at both horizons"
 HELD_OUT = {"held out (72)": tuple(s for setups in VALIDATION.values() for s in setups)}
 FRESH = {"fresh well-set, seeds 30-31 (12)": (FULL_TEST4,)}
@@ -274,7 +274,7 @@ def meets(s: dict[str, Any]) -> dict[str, bool]:
 
 
 def holds_out_of_sample(s: dict[str, Any]) -> bool:
-    """The reading fixed before ``oracle.FULL_TEST4`` was trained (``HOLDS_OUT_OF_SAMPLE``):
+    """The reading fixed before ``FULL_TEST4`` was trained (``HOLDS_OUT_OF_SAMPLE``):
     the first of the pick's targets."""
     return meets(s)["median_within_0.2_both"]
 
@@ -387,7 +387,7 @@ def read(
 
 
 def holds_as_default(s: dict[str, Any]) -> bool:
-    """The reading fixed before ``oracle.FULL_TEST6`` was trained (``HOLDS_AS_DEFAULT``): the
+    """The reading fixed before ``FULL_TEST6`` was trained (``HOLDS_AS_DEFAULT``): the
     pick's first two targets, median |e| within 0.2 decade at both horizons and the 2-epoch
     |bias| within 0.1."""
     m = meets(s)
@@ -395,8 +395,8 @@ def holds_as_default(s: dict[str, Any]) -> bool:
 
 
 def gated_holds(gated: dict[str, Any], default: dict[str, Any]) -> bool:
-    """The reading fixed before ``oracle.MISSET_TEST3`` was trained for ``gated``, and before
-    ``oracle.MISSET_TEST4`` for ``level on a pick`` (2 epochs: the applied LR's median |error|
+    """The reading fixed before ``MISSET_TEST3`` was trained for ``gated``, and before
+    ``MISSET_TEST4`` for ``level on a pick`` (2 epochs: the applied LR's median |error|
     and the count of states worse than keeping the LR, each no larger than the default's)."""
     g, d = gated["2ep"], default["2ep"]
     return (

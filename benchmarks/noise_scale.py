@@ -30,7 +30,6 @@ from typing import Any
 import _common as C
 from _oracle_analysis import HORIZONS
 from oracle import (
-    Setup,
     _shard,
     load_curves,
     load_setup_splits,
@@ -40,6 +39,7 @@ from oracle import (
     stale_message,
     stale_states,
 )
+from oracle_setups import Setup
 from progress_rule import CALIBRATION, VALIDATION
 
 #: The well-set populations ``benchmarks/progress_rule.py`` scores (its epoch is read beside).

@@ -77,12 +77,13 @@ def main() -> int:
 
     import _oracle_analysis as A
     import oracle
+    import oracle_setups
     import torch
 
     from trainables.device import select_device
 
     torch.set_num_threads(1)
-    setup_ = oracle.SETUPS[SETUP]
+    setup_ = oracle_setups.SETUPS[SETUP]
     doc = oracle.load_curves(C.RESULTS_DIR / f"{setup_.name}_curves", setup_)
     if not doc["states"]:
         print(f"no cached curves of {SETUP}: run oracle.py --setup {SETUP} first")

@@ -37,7 +37,8 @@ from _oracle_analysis import (
     state_rows,
     stream_count,
 )
-from oracle import (
+from oracle import load_curves
+from oracle_setups import (
     FULL,
     FULL_8K,
     FULL_PLATEAU,
@@ -52,7 +53,6 @@ from oracle import (
     MISSET_TEST2,
     MISSET_VAL,
     Setup,
-    load_curves,
 )
 
 WELL_SET = (FULL, FULL_TEST, FULL_TEST2, FULL_TEST3)

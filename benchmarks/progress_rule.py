@@ -15,7 +15,7 @@ mean oracle of the other well-set populations: 36 fresh seed_cnn states (seeds 4
 the epoch and the optimizer, never the curve: it measures how much of the oracle a schedule
 knows, not a range test. Nothing is trained.
 
-The states where the policy acts are scored apart (``oracle.FULL_PLATEAU``: each constant-LR
+The states where the policy acts are scored apart (``FULL_PLATEAU``: each constant-LR
 run's first plateau, 5,000 images), by a reading fixed before they were trained
 (``EXTENDS_WITHIN``), with the validation loss each LR gains there against keeping the running
 LR: the oracle's, the policy's applied LR, reduce_on_plateau's x 0.3 and the progress rule's.
@@ -33,7 +33,8 @@ from typing import Any
 import _common as C
 import numpy as np
 from _oracle_analysis import HORIZONS, bootstrap_ci, quantile
-from oracle import (
+from oracle_pooled import pooled_rows
+from oracle_setups import (
     FULL,
     FULL_8K,
     FULL_PLATEAU,
@@ -45,7 +46,6 @@ from oracle import (
     FULL_WD,
     Setup,
 )
-from oracle_pooled import pooled_rows
 
 CALIBRATION: tuple[Setup, ...] = (FULL,)
 VALIDATION: dict[str, tuple[Setup, ...]] = {
@@ -56,7 +56,7 @@ VALIDATION: dict[str, tuple[Setup, ...]] = {
 }
 #: The states where the policy acts (each run's first plateau, by epoch 30), scored apart:
 #: the rule was fitted on epochs 2-10 / 3-14 and is read there by a reading fixed before those
-#: states were trained (``oracle.FULL_PLATEAU``; ``FULL_PLATEAU_TEST``, trained later, is
+#: states were trained (``FULL_PLATEAU``; ``FULL_PLATEAU_TEST``, trained later, is
 #: read by the same reading).
 PLATEAU: dict[str, tuple[Setup, ...]] = {
     "seed_cnn, first plateau": (FULL_PLATEAU,),
