@@ -30,11 +30,11 @@ from _oracle_analysis import (
     HORIZONS,
     LOSS,
     loss_at,
-    num,
     quantile,
     state_rows,
     stream_oracles,
 )
+from _oracle_report import num
 from oracle import load_curves
 from oracle_pooled import POPULATIONS
 

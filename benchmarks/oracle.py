@@ -53,10 +53,9 @@ from _oracle_analysis import (
     best_offset,
     lr_key,
     our_pick,
-    plot_scatter,
     policy_settings,
-    table,
 )
+from _oracle_report import plot_scatter, table
 from oracle_setups import QUICK, SETUPS, Setup
 
 EDGE_STEP, MAX_EDGE = 0.5, 2

@@ -30,13 +30,12 @@ from _oracle_analysis import (
     against_pooled,
     declined,
     loss_noise_of,
-    num,
     rule_names,
     score,
-    score_lines,
     state_rows,
     stream_count,
 )
+from _oracle_report import num, score_lines
 from oracle import load_curves
 from oracle_setups import (
     FULL,
