@@ -65,3 +65,12 @@ def test_the_committed_patience0_sweeps_read_as_documented() -> None:
     assert doc["reading"] == "no difference shown: the fix stays"
     for side in ("before", "after"):
         assert doc["replay"][side] == {"tests": 25, "read_differently": 1, "not_own": 0}
+
+
+def test_the_committed_default_sweeps_read_as_documented() -> None:
+    """docs/performance.md 6b: in the default sweep's arm, seeds 90-99, nothing moved."""
+    doc = json.loads((SF.C.RESULTS_DIR / "spike_fix_default.json").read_text())
+    assert doc["paired"]["n"] == 10 and doc["paired"]["diffs"] == [0.0] * 10
+    assert doc["reading"] == "no difference shown: the fix stays"
+    for side in ("before", "after"):
+        assert doc["replay"][side] == {"tests": 14, "read_differently": 0, "not_own": 0}
