@@ -222,6 +222,8 @@ class Comparison:
         return ["", *aligned(table)]
 
     def _format_paired(self) -> list[str]:
+        if len(self.rows) < 2:  # one arm: nothing to pair it with
+            return []
         if self.reference is None:
             return ["", "no paired comparison: the sweep has no 'constant' arm (pass --reference)"]
         if not self.paired:

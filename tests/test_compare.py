@@ -6,6 +6,7 @@ intervals and reach-the-target numbers below are worked out by hand in the comme
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -363,6 +364,16 @@ def test_paired_table_and_json(comparison: Comparison) -> None:
     data = json.loads(comparison.to_json())
     assert data["reference"] == "constant"
     assert data["paired"][0]["final_test_acc"]["better"] == 2
+
+
+def test_the_paired_table_needs_two_arms(comparison: Comparison) -> None:
+    """Without a 'constant' arm the table says how to get one; a one-arm sweep says nothing."""
+    two = dataclasses.replace(comparison, reference=None, paired=[])
+    assert "no paired comparison: the sweep has no 'constant' arm (pass --reference)" in (
+        two.format().splitlines()
+    )
+    one = dataclasses.replace(two, rows=[comparison.row("rtp")])
+    assert "paired" not in one.format()
 
 
 def test_reference_can_be_any_policy_of_the_sweep(store: tuple[str, MLflowTracker]) -> None:
