@@ -3,7 +3,8 @@
 States: seed_cnn (``--setup full-resnet8``: ResNet-8) on a real CIFAR-10 subset (4,000
 training / 2,000 validation images, batch 50), trained at a constant LR -- Adam 1e-3 and SGD
 with momentum 0.9 at 0.02 -- for several seeds; the state (weights, optimizer, RNGs) is kept at
-several epochs of each run.
+several epochs of each run. Every population (``--setup NAME``) and the reading fixed before it
+was trained: ``oracle_setups.py``.
 
 The oracle, per state: restore the state (``TrainingSnapshot``), train at one LR of a log grid
 for 2 epochs with the loop's own ``Trial.train_steps``, and read the validation loss and
