@@ -20,8 +20,8 @@ import time
 from typing import Any
 
 import _common as C
+import _oracle_setups
 import oracle as O
-import oracle_setups
 import torch
 import torch.nn.functional as F
 from _oracle_analysis import MEASURED_RULE, loss_at, oracle_offset, our_pick, result_of
@@ -78,7 +78,7 @@ def main() -> int:
     rows: list[dict] = []
     t0 = time.perf_counter()
     for name in SETUPS:
-        setup_ = oracle_setups.SETUPS[name]
+        setup_ = _oracle_setups.SETUPS[name]
         splits = O.load_setup_splits(setup_, args.data_dir)
         states = C.RESULTS_DIR / f".{setup_.name}_states"
         curves = O.load_curves(C.RESULTS_DIR / f"{setup_.name}_curves", setup_)["states"]

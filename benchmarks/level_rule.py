@@ -57,8 +57,7 @@ from typing import Any
 import _common as C
 import numpy as np
 from _oracle_analysis import HORIZONS, our_pick, quantile, score, with_errors
-from oracle_pooled import POPULATIONS, committed_loss_noise, setup_rows
-from oracle_setups import (
+from _oracle_setups import (
     FULL,
     FULL_TEST4,
     FULL_TEST5,
@@ -68,6 +67,7 @@ from oracle_setups import (
     MISSET_TEST5,
     Setup,
 )
+from oracle_pooled import POPULATIONS, committed_loss_noise, setup_rows
 from progress_rule import CALIBRATION, OPTIMIZERS, PLATEAU, TARGET, VALIDATION
 
 DEFAULT = "ours_midpoint"

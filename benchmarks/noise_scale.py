@@ -29,6 +29,7 @@ from typing import Any
 
 import _common as C
 from _oracle_analysis import HORIZONS
+from _oracle_setups import Setup
 from oracle import (
     _shard,
     load_curves,
@@ -39,7 +40,6 @@ from oracle import (
     stale_message,
     stale_states,
 )
-from oracle_setups import Setup
 from progress_rule import CALIBRATION, VALIDATION
 
 #: The well-set populations ``benchmarks/progress_rule.py`` scores (its epoch is read beside).

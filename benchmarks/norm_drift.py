@@ -76,14 +76,14 @@ def main() -> int:
     args = parser.parse_args()
 
     import _oracle_analysis as A
+    import _oracle_setups
     import oracle
-    import oracle_setups
     import torch
 
     from trainables.device import select_device
 
     torch.set_num_threads(1)
-    setup_ = oracle_setups.SETUPS[SETUP]
+    setup_ = _oracle_setups.SETUPS[SETUP]
     doc = oracle.load_curves(C.RESULTS_DIR / f"{setup_.name}_curves", setup_)
     if not doc["states"]:
         print(f"no cached curves of {SETUP}: run oracle.py --setup {SETUP} first")

@@ -4,7 +4,7 @@ States: seed_cnn (``--setup full-resnet8``: ResNet-8) on a real CIFAR-10 subset 
 training / 2,000 validation images, batch 50), trained at a constant LR -- Adam 1e-3 and SGD
 with momentum 0.9 at 0.02 -- for several seeds; the state (weights, optimizer, RNGs) is kept at
 several epochs of each run. Every population (``--setup NAME``) and the reading fixed before it
-was trained: ``oracle_setups.py``.
+was trained: ``_oracle_setups.py``.
 
 The oracle, per state: restore the state (``TrainingSnapshot``), train at one LR of a log grid
 for 2 epochs with the loop's own ``Trial.train_steps``, and read the validation loss and
@@ -57,7 +57,7 @@ from _oracle_analysis import (
     policy_settings,
 )
 from _oracle_report import plot_scatter, table
-from oracle_setups import QUICK, SETUPS, Setup
+from _oracle_setups import QUICK, SETUPS, Setup
 
 EDGE_STEP, MAX_EDGE = 0.5, 2
 

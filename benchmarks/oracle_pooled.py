@@ -36,8 +36,7 @@ from _oracle_analysis import (
     stream_count,
 )
 from _oracle_report import num, score_lines
-from oracle import load_curves
-from oracle_setups import (
+from _oracle_setups import (
     FULL,
     FULL_8K,
     FULL_PLATEAU,
@@ -53,6 +52,7 @@ from oracle_setups import (
     MISSET_VAL,
     Setup,
 )
+from oracle import load_curves
 
 WELL_SET = (FULL, FULL_TEST, FULL_TEST2, FULL_TEST3)
 #: Every oracle population, each read with the default 20-step held-out probe.

@@ -31,8 +31,7 @@ from typing import Any
 import _common as C
 import numpy as np
 from _oracle_analysis import HORIZONS, quantile
-from oracle_pooled import pooled_rows
-from oracle_setups import (
+from _oracle_setups import (
     FULL,
     FULL_8K,
     FULL_RESNET8_TEST,
@@ -42,6 +41,7 @@ from oracle_setups import (
     FULL_WD,
     Setup,
 )
+from oracle_pooled import pooled_rows
 
 #: The populations, each scored against its states' mean oracle. ResNet-8 is the settled test
 #: (today's default); the first ResNet-8 set has no settled curves.

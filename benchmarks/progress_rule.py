@@ -33,8 +33,7 @@ from typing import Any
 import _common as C
 import numpy as np
 from _oracle_analysis import HORIZONS, bootstrap_ci, quantile
-from oracle_pooled import pooled_rows
-from oracle_setups import (
+from _oracle_setups import (
     FULL,
     FULL_8K,
     FULL_PLATEAU,
@@ -46,6 +45,7 @@ from oracle_setups import (
     FULL_WD,
     Setup,
 )
+from oracle_pooled import pooled_rows
 
 CALIBRATION: tuple[Setup, ...] = (FULL,)
 VALIDATION: dict[str, tuple[Setup, ...]] = {

@@ -29,9 +29,9 @@ from pathlib import Path
 from typing import Any
 
 import _common as C
+import _oracle_setups
 import numpy as np
 import oracle as O
-import oracle_setups
 import torch
 from _oracle_analysis import MEASURED_RULE, loss_at, oracle_offset, our_pick, pooled_oracle
 from held_out_measure import replay, replay_drift
@@ -83,7 +83,7 @@ def measure(args: Any, shard: tuple[int, int]) -> None:
         for sid in sorted(_curves(name))
     ]
     for name, sid in jobs[shard[0] :: shard[1]]:
-        setup_ = oracle_setups.SETUPS[name]
+        setup_ = _oracle_setups.SETUPS[name]
         entry = _curves(name)[sid]
         states = C.RESULTS_DIR / f".{setup_.name}_states"
         if not (states / f"{sid}.pt").exists():
@@ -193,7 +193,7 @@ _CACHE: dict[str, dict] = {}
 
 def _curves(name: str) -> dict:
     if name not in _CACHE:
-        setup_ = oracle_setups.SETUPS[name]
+        setup_ = _oracle_setups.SETUPS[name]
         path: Path = C.RESULTS_DIR / f"{setup_.name}_curves"
         _CACHE[name] = O.load_curves(path, setup_)["states"]
     return _CACHE[name]

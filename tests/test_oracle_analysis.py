@@ -17,8 +17,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
+import _oracle_setups
 import oracle
-import oracle_setups
 from _oracle_analysis import (
     FALLBACKS,
     HORIZONS,
@@ -97,23 +97,23 @@ def test_a_cache_from_another_machine_is_not_extended(
 
 def test_a_resumed_grid_trains_nothing_new() -> None:
     train, points = Grid(), dict[str, dict]()
-    oracle.run_grid(points, train, oracle_setups.COARSE, oracle_setups.REFINE, lambda: None)
+    oracle.run_grid(points, train, _oracle_setups.COARSE, _oracle_setups.REFINE, lambda: None)
     first = list(train.trained)
-    assert len(first) > len(oracle_setups.COARSE)  # refined around the best
+    assert len(first) > len(_oracle_setups.COARSE)  # refined around the best
     assert min(abs(x + 0.6) for x in first) <= 0.0625  # to 0.125 decade
     # the LR the policy applied, measured after the grid and better than every grid point
     points[lr_key(-0.474)] = {"lr": 10**-0.474, "half": [0.5, 0.6], "2ep": [0.5, 0.6]}
-    oracle.run_grid(points, train, oracle_setups.COARSE, oracle_setups.REFINE, lambda: None)
+    oracle.run_grid(points, train, _oracle_setups.COARSE, _oracle_setups.REFINE, lambda: None)
     assert train.trained == first
 
 
 def test_an_interrupted_grid_resumes_to_the_same_points() -> None:
     whole, points = Grid(), dict[str, dict]()
-    oracle.run_grid(points, whole, oracle_setups.COARSE, oracle_setups.REFINE, lambda: None)
+    oracle.run_grid(points, whole, _oracle_setups.COARSE, _oracle_setups.REFINE, lambda: None)
     for cut in range(1, len(whole.trained)):
         partial = {lr_key(x): points[lr_key(x)] for x in whole.trained[:cut]}
         rest = Grid()
-        oracle.run_grid(partial, rest, oracle_setups.COARSE, oracle_setups.REFINE, lambda: None)
+        oracle.run_grid(partial, rest, _oracle_setups.COARSE, _oracle_setups.REFINE, lambda: None)
         assert whole.trained[:cut] + rest.trained == whole.trained
 
 
@@ -190,18 +190,18 @@ def test_whether_the_pick_follows_the_oracle(
 @pytest.mark.parametrize(
     ("setup", "run", "expected"),
     [
-        (oracle_setups.FULL, ("adam", 1e-3, 0, 5), "adam-s0-e5"),  # the cached curves' names
-        (oracle_setups.FULL, ("sgd", 0.02, 3, 14), "sgd-s3-e14"),
+        (_oracle_setups.FULL, ("adam", 1e-3, 0, 5), "adam-s0-e5"),  # the cached curves' names
+        (_oracle_setups.FULL, ("sgd", 0.02, 3, 14), "sgd-s3-e14"),
         (
-            oracle_setups.MISSET,
+            _oracle_setups.MISSET,
             ("adam", 1e-4, 1, 3),
             "adam0.0001-s1-e3",
         ),  # two Adam LRs: named apart
-        (oracle_setups.MISSET, ("adam", 1e-2, 1, 3), "adam0.01-s1-e3"),
+        (_oracle_setups.MISSET, ("adam", 1e-2, 1, 3), "adam0.01-s1-e3"),
     ],
 )
 def test_state_names_stay_apart(
-    setup: oracle_setups.Setup, run: tuple[str, float, int, int], expected: str
+    setup: _oracle_setups.Setup, run: tuple[str, float, int, int], expected: str
 ) -> None:
     assert setup.state_id(*run) == expected
 
@@ -209,15 +209,15 @@ def test_state_names_stay_apart(
 @pytest.mark.parametrize(
     ("setup", "states"),
     [
-        (oracle_setups.FULL, 24),
-        (oracle_setups.FULL_TEST3, 12),
-        (oracle_setups.FULL_8K, 12),
-        (oracle_setups.FULL_WD, 12),
+        (_oracle_setups.FULL, 24),
+        (_oracle_setups.FULL_TEST3, 12),
+        (_oracle_setups.FULL_8K, 12),
+        (_oracle_setups.FULL_WD, 12),
     ],
-    ids=lambda v: v.name if isinstance(v, oracle_setups.Setup) else str(v),
+    ids=lambda v: v.name if isinstance(v, _oracle_setups.Setup) else str(v),
 )
 def test_every_committed_cache_matches_its_setups_key(
-    setup: oracle_setups.Setup, states: int
+    setup: _oracle_setups.Setup, states: int
 ) -> None:
     """The key carries weight decay only when set: curves cached before it existed still load,
     and a setup with weight decay never picks up the curves of one without."""
@@ -229,21 +229,21 @@ def test_every_committed_cache_matches_its_setups_key(
 
 def test_another_models_setup_keys_its_curves_apart() -> None:
     """ResNet-8's states never load seed_cnn curves cached under the same population."""
-    same_population = dataclasses.replace(oracle_setups.FULL_RESNET8, model="seed_cnn")
-    assert oracle_setups.FULL_RESNET8.key() == {**same_population.key(), "model": "resnet8"}
+    same_population = dataclasses.replace(_oracle_setups.FULL_RESNET8, model="seed_cnn")
+    assert _oracle_setups.FULL_RESNET8.key() == {**same_population.key(), "model": "resnet8"}
 
 
 @pytest.mark.parametrize(
     ("setup", "weight_decay", "model"),
     [
-        (oracle_setups.FULL, 0.0, "SeedCNN"),
-        (oracle_setups.FULL_WD, 5e-4, "SeedCNN"),
-        (oracle_setups.FULL_RESNET8, 0.0, "CifarResNet"),
+        (_oracle_setups.FULL, 0.0, "SeedCNN"),
+        (_oracle_setups.FULL_WD, 5e-4, "SeedCNN"),
+        (_oracle_setups.FULL_RESNET8, 0.0, "CifarResNet"),
     ],
 )
 @pytest.mark.parametrize("optimizer", ["adam", "sgd"])
 def test_the_trial_trains_with_the_setups_weight_decay_and_model(
-    setup: oracle_setups.Setup, weight_decay: float, model: str, optimizer: str
+    setup: _oracle_setups.Setup, weight_decay: float, model: str, optimizer: str
 ) -> None:
     import torch
 
@@ -488,7 +488,7 @@ def test_plateau_setup_keeps_the_state_where_the_detector_first_fires(
     from trainables.device import select_device
 
     setup_ = dataclasses.replace(
-        oracle_setups.QUICK, runs=(("sgd", 1e-9, (max_epochs,)),), plateau_patience=patience
+        _oracle_setups.QUICK, runs=(("sgd", 1e-9, (max_epochs,)),), plateau_patience=patience
     )
     assert setup_.key()["plateau_patience"] == patience
     torch.set_num_threads(1)
