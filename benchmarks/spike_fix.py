@@ -2,8 +2,8 @@
 
 Two sweeps of one of those specs on one machine (spike_fix.yaml: seeds 80-89; with
 ``--patience0`` spike_fix_patience0.yaml, with ``--default-sweep`` spike_fix_default.yaml):
-``spike-fix-before`` with the reading before the fix (commit ``BEFORE``, first on PYTHONPATH)
-and ``spike-fix-after`` with it. This
+``<name>-before`` with the reading before the fix (commit ``BEFORE``, first on PYTHONPATH)
+and ``<name>-after`` with it (the names in ``SPECS``). This
 pairs their final test accuracy seed by seed and applies the reading fixed in the spec before
 they ran (the fix is reverted if the 95% t interval of mean test_acc(after) - test_acc(before)
 lies below 0). It also replays every range test each sweep logged through both readings: how
