@@ -65,24 +65,25 @@ def before_reading() -> ModuleType:
     return module
 
 
-def sweep_runs(tracking_uri: str, experiment: str) -> dict[int, dict[str, Any]]:
+def sweep_runs(tracking_uri: str, sweep: str) -> dict[int, dict[str, Any]]:
     """Per seed: final test_acc and every range test (its curve and logged pick)."""
-    from mlflow import MlflowClient
+    from sweep.readback import CompareError, client_for, finished_runs, seed_of
+    from sweep.store import EVENTS_DIR
 
-    client = MlflowClient(tracking_uri=tracking_uri)
-    exp = client.get_experiment_by_name(experiment)
-    if exp is None:
-        raise SystemExit(f"error: no sweep {experiment!r} in {tracking_uri}; run it first")
+    client = client_for(tracking_uri)
+    try:
+        _, _, runs, unfinished = finished_runs(client, tracking_uri, sweep, None)
+    except CompareError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    if unfinished:  # pairing fewer seeds without a word would hide it
+        raise SystemExit(f"error: {sweep!r} has unfinished trials ({unfinished}); let it finish")
     out: dict[int, dict[str, Any]] = {}
-    runs = client.search_runs(
-        [exp.experiment_id], "tags.`plateau_sweep.role` = 'child'", max_results=1000
-    )
     for run in runs:
-        seed = int(run.data.tags["plateau_sweep.seed"])
+        seed = int(seed_of(run) or -1)
         if seed in out:
-            raise SystemExit(f"error: {experiment!r} ran seed {seed} twice; it has one arm")
+            raise SystemExit(f"error: {sweep!r} ran seed {seed} twice; it has one arm")
         tests = []
-        for art in client.list_artifacts(run.info.run_id, "events"):
+        for art in client.list_artifacts(run.info.run_id, EVENTS_DIR):
             if not art.path.endswith("_range_test.json"):
                 continue
             event = json.loads(
@@ -98,7 +99,7 @@ def sweep_runs(tracking_uri: str, experiment: str) -> dict[int, dict[str, Any]]:
                 }
             )
         if "test_acc" not in run.data.metrics:
-            raise SystemExit(f"error: {experiment!r} seed {seed} has no test_acc; let it finish")
+            raise SystemExit(f"error: {sweep!r} seed {seed} has no test_acc; let it finish")
         out[seed] = {"test_acc": run.data.metrics["test_acc"], "tests": tests}
     return out
 
