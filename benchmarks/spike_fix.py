@@ -79,7 +79,10 @@ def sweep_runs(tracking_uri: str, sweep: str) -> dict[int, dict[str, Any]]:
         raise SystemExit(f"error: {sweep!r} has unfinished trials ({unfinished}); let it finish")
     out: dict[int, dict[str, Any]] = {}
     for run in runs:
-        seed = int(seed_of(run) or -1)
+        tag = seed_of(run)
+        if tag is None:
+            raise SystemExit(f"error: a run of {sweep!r} has no seed tag: not a sweep's trial")
+        seed = int(tag)
         if seed in out:
             raise SystemExit(f"error: {sweep!r} ran seed {seed} twice; it has one arm")
         tests = []
