@@ -213,6 +213,8 @@ def _spec_fix(message: str, args: argparse.Namespace) -> str:
     for prefix, (option, value) in options.items():
         if message.startswith(prefix) and value is not None:
             return f"fix {option}"
+    if args.spec and f"spec file {args.spec} " in message:  # missing or unreadable: its own fix
+        return ""
     if args.spec:
         return f"fix {args.spec} and rerun"
     return "fix the command-line options"

@@ -105,6 +105,16 @@ def test_argument_errors(tmp_path: Path, args: tuple[str, ...], fragment: str) -
     assert listing(tmp_path) == set()
 
 
+def test_missing_spec_file_names_one_fix(tmp_path: Path) -> None:
+    """The error carries its own fix; the CLI adds no second one ("...; fix X and rerun")."""
+    line = assert_user_error(cli(tmp_path, "run", "--spec", "missing.yaml"), "does not exist")
+    assert line == "error: spec file missing.yaml does not exist; pass an existing --spec FILE"
+    # a bad value in an existing spec still names the file to fix
+    spec = write_spec(tmp_path, epochs=0)
+    line = assert_user_error(cli(tmp_path, "run", "--spec", str(spec)), "epochs: must be >= 1")
+    assert line.endswith(f"; fix {spec} and rerun"), line
+
+
 def test_yaml_syntax_error_names_the_line(tmp_path: Path) -> None:
     spec = tmp_path / "broken.yaml"
     spec.write_text("name: x\nepochs: 2\npolicies: [{name: constant}\n")
