@@ -14,10 +14,8 @@ start and more than 5x the descent's noise) and the declines among them. Nothing
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import time
-from pathlib import Path
 from typing import Any
 
 import _common as C
@@ -26,8 +24,14 @@ from _oracle_analysis import real_descent
 
 def range_tests(tracking_uri: str, sweep: str) -> dict[str, list[dict[str, Any]]]:
     """Per arm (policy label): one entry per logged range test of its finished trials."""
-    from sweep.readback import CompareError, client_for, finished_runs, policy_of, seed_of
-    from sweep.store import EVENTS_DIR
+    from sweep.readback import (
+        CompareError,
+        client_for,
+        finished_runs,
+        policy_of,
+        range_test_events,
+        seed_of,
+    )
     from trainables.lr import analyse_curve
 
     client = client_for(tracking_uri)
@@ -39,12 +43,7 @@ def range_tests(tracking_uri: str, sweep: str) -> dict[str, list[dict[str, Any]]
         raise SystemExit(f"error: {sweep!r} has unfinished trials ({unfinished}); let it finish")
     arms: dict[str, list[dict[str, Any]]] = {}
     for run in runs:
-        for art in client.list_artifacts(run.info.run_id, EVENTS_DIR):
-            if not art.path.endswith("_range_test.json"):
-                continue
-            event = json.loads(
-                Path(client.download_artifacts(run.info.run_id, art.path)).read_text()
-            )
+        for event in range_test_events(client, run.info.run_id):
             losses = tuple(math.nan if v is None else float(v) for v in event["losses"])
             curve = analyse_curve(tuple(event["lrs"]), losses)
             arms.setdefault(policy_of(run), []).append(

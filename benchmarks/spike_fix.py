@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import subprocess
 import sys
 import time
@@ -67,8 +66,13 @@ def before_reading() -> ModuleType:
 
 def sweep_runs(tracking_uri: str, sweep: str) -> dict[int, dict[str, Any]]:
     """Per seed: final test_acc and every range test (its curve and logged pick)."""
-    from sweep.readback import CompareError, client_for, finished_runs, seed_of
-    from sweep.store import EVENTS_DIR
+    from sweep.readback import (
+        CompareError,
+        client_for,
+        finished_runs,
+        range_test_events,
+        seed_of,
+    )
 
     client = client_for(tracking_uri)
     try:
@@ -85,22 +89,16 @@ def sweep_runs(tracking_uri: str, sweep: str) -> dict[int, dict[str, Any]]:
         seed = int(tag)
         if seed in out:
             raise SystemExit(f"error: {sweep!r} ran seed {seed} twice; it has one arm")
-        tests = []
-        for art in client.list_artifacts(run.info.run_id, EVENTS_DIR):
-            if not art.path.endswith("_range_test.json"):
-                continue
-            event = json.loads(
-                Path(client.download_artifacts(run.info.run_id, art.path)).read_text()
-            )
-            tests.append(
-                {
-                    "epoch": event["epoch"],
-                    "lrs": event["lrs"],
-                    "losses": event["losses"],
-                    "logged_pick": event.get("suggested_lr"),
-                    "new_lr": event.get("new_lr"),
-                }
-            )
+        tests = [
+            {
+                "epoch": event["epoch"],
+                "lrs": event["lrs"],
+                "losses": event["losses"],
+                "logged_pick": event.get("suggested_lr"),
+                "new_lr": event.get("new_lr"),
+            }
+            for event in range_test_events(client, run.info.run_id)
+        ]
         if "test_acc" not in run.data.metrics:
             raise SystemExit(f"error: {sweep!r} seed {seed} has no test_acc; let it finish")
         out[seed] = {"test_acc": run.data.metrics["test_acc"], "tests": tests}

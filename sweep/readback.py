@@ -8,14 +8,16 @@ written here.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sweep.store import (
+    EVENTS_DIR,
     SPEC_ARTIFACT,
     TAG_POLICY,
     TAG_POLICY_LABEL,
@@ -239,3 +241,16 @@ def spec_target_of(
             f"the sweeps' specs set different target_val_acc ({shown}); pass --target-acc X"
         )
     return targets[0]
+
+
+def range_test_events(client: MlflowClient, run_id: str) -> list[dict[str, Any]]:
+    """The range tests a trial run logged (``events/epoch_NNN_range_test*.json``: each test's
+    curve, pick and applied LR), in epoch order; other events (retries, fallbacks) are left out."""
+    events: list[dict[str, Any]] = []
+    for art in client.list_artifacts(run_id, EVENTS_DIR):
+        if art.is_dir or not art.path.endswith(".json"):
+            continue
+        event = json.loads(Path(client.download_artifacts(run_id, art.path)).read_text())
+        if isinstance(event, dict) and event.get("kind") == "range_test":
+            events.append(event)
+    return sorted(events, key=lambda e: int(e.get("epoch") or 0))

@@ -18,7 +18,7 @@ from mlflow import MlflowClient
 
 from sweep.compare import CompareError, compare_sweep
 from sweep.comparison import Comparison
-from sweep.readback import spec_target
+from sweep.readback import range_test_events, spec_target
 from sweep.stats import Paired, Stat, t_critical_95
 from sweep.tracking import MLflowTracker
 from trainables import results as R
@@ -431,3 +431,34 @@ def test_runs_at_chance_are_counted_and_said(tmp_path: Path, empty_store: Path) 
         "not learning (a plateau at chance; the lr far too high or far too low): rtp 1 of 2 runs"
         in comparison.format().splitlines()
     )
+
+
+def test_range_test_events_reads_a_runs_range_tests_in_epoch_order(
+    tmp_path: Path, empty_store: Path, store: tuple[str, MLflowTracker]
+) -> None:
+    """What benchmarks/spike_fix.py and declines.py read: the tracker's own event files, and
+    only the range tests among them (a second test in one epoch has a suffixed name)."""
+    uri, tracker = store
+    client = MlflowClient(tracking_uri=uri)
+    run_id = tracker.child_run_id("rtp_1")
+    assert run_id is not None
+    events = range_test_events(client, run_id)
+    assert [(e["epoch"], e["new_lr"]) for e in events] == [(2, 2e-3), (4, 1e-3)]
+    assert range_test_events(client, str(tracker.child_run_id("constant_1"))) == []
+
+    client = MlflowClient(tracking_uri=new_store(empty_store, tmp_path))
+    exp = client.create_experiment("e", artifact_location=(tmp_path / "art").as_uri())
+    run = client.create_run(exp).info.run_id
+    for name, event in {
+        "epoch_005_range_test": _event(5, 1e-3),
+        "epoch_002_range_test": _event(2, 3e-3),
+        "epoch_002_range_test_2": _event(2, 4e-3),
+        "epoch_003_reduce": {"epoch": 3, "kind": "reduce", "new_lr": 1e-4},
+    }.items():
+        client.log_text(run, json.dumps(event), f"events/{name}.json")
+    client.log_text(run, "not json", "events/epoch_005_range_test.png")
+    assert [(e["epoch"], e["new_lr"]) for e in range_test_events(client, run)] == [
+        (2, 3e-3),
+        (2, 4e-3),
+        (5, 1e-3),
+    ]
