@@ -7,7 +7,7 @@ declines (no suggestion), the curves with a real descent (the oracle benchmark's
 ``real_descent``: before the diverging part the raw loss falls more than 1% below the window's
 start and more than 5x the descent's noise) and the declines among them. Nothing is trained.
 
-    .venv/bin/python benchmarks/declines.py sgd-patience0 sgd-compare \
+    .venv/bin/python benchmarks/declines.py sgd-compare sgd-patience0 \
         --tracking-uri sqlite:////tmp/sgd/mlflow.db        # ~5 s
 """
 

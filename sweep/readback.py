@@ -247,10 +247,11 @@ def range_test_events(client: MlflowClient, run_id: str) -> list[dict[str, Any]]
     """The range tests a trial run logged (``events/epoch_NNN_range_test*.json``: each test's
     curve, pick and applied LR), in epoch order; other events (retries, fallbacks) are left out."""
     events: list[dict[str, Any]] = []
-    for art in client.list_artifacts(run_id, EVENTS_DIR):
-        if art.is_dir or not art.path.endswith(".json"):
-            continue
-        event = json.loads(Path(client.download_artifacts(run_id, art.path)).read_text())
-        if isinstance(event, dict) and event.get("kind") == "range_test":
-            events.append(event)
+    with tempfile.TemporaryDirectory(prefix="plateau_sweep_readback_") as tmp:
+        for art in client.list_artifacts(run_id, EVENTS_DIR):
+            if art.is_dir or not art.path.endswith(".json"):
+                continue
+            event = json.loads(Path(client.download_artifacts(run_id, art.path, tmp)).read_text())
+            if isinstance(event, dict) and event.get("kind") == "range_test":
+                events.append(event)
     return sorted(events, key=lambda e: int(e.get("epoch") or 0))
