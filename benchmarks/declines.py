@@ -1,11 +1,12 @@
 """How often a sweep's range tests declined, and whether a declined curve had a real descent.
 
-Issue 11's target "at most 5% of tests whose curve has a real descent return no suggestion"
-was measured on the oracle's states; this reads it end to end, from a finished sweep's logged
-range tests (the curves in each trial run's MLflow events). Per range-test arm: the tests, the
-declines (no suggestion), the curves with a real descent (the oracle benchmark's
-``real_descent``: before the diverging part the raw loss falls more than 1% below the window's
-start and more than 5x the descent's noise) and the declines among them. Nothing is trained.
+The target "at most 5% of tests whose curve has a real descent return no suggestion" was
+measured on the oracle's states (docs/range_test_oracle.md, "Targets"); this reads it end to
+end, from a finished sweep's logged range tests (the curves in each trial run's MLflow
+events). Per range-test arm: the tests, the declines (no suggestion), the curves with a real
+descent (the oracle benchmark's ``real_descent``: before the diverging part the raw loss falls
+more than 1% below the window's start and more than 5x the descent's noise) and the declines
+among them. Nothing is trained.
 
     .venv/bin/python benchmarks/declines.py sgd-compare sgd-patience0 \
         --tracking-uri sqlite:////tmp/sgd/mlflow.db        # ~5 s
