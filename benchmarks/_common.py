@@ -161,6 +161,21 @@ def interleave(
     return out
 
 
+def finished_sweep(tracking_uri: str, sweep: str) -> tuple[Any, list[Any]]:
+    """(MLflow client, the sweep's finished trial runs); a sweep that cannot be read, or has
+    unfinished trials (pairing fewer seeds without a word would hide them), exits in one line."""
+    from sweep.readback import CompareError, client_for, finished_runs
+
+    client = client_for(tracking_uri)
+    try:
+        _, _, runs, unfinished = finished_runs(client, tracking_uri, sweep, None)
+    except CompareError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    if unfinished:
+        raise SystemExit(f"error: {sweep!r} has unfinished trials ({unfinished}); let it finish")
+    return client, runs
+
+
 def write_result(name: str, payload: dict[str, Any], out: str | None = None) -> Path:
     """Write ``payload`` (plus machine info) to benchmarks/results/<name>.json (or ``out``)."""
     path = Path(out) if out else RESULTS_DIR / f"{name}.json"

@@ -25,23 +25,10 @@ from _oracle_analysis import real_descent
 
 def range_tests(tracking_uri: str, sweep: str) -> dict[str, list[dict[str, Any]]]:
     """Per arm (policy label): one entry per logged range test of its finished trials."""
-    from sweep.readback import (
-        CompareError,
-        client_for,
-        finished_runs,
-        policy_of,
-        range_test_events,
-        seed_of,
-    )
+    from sweep.readback import policy_of, range_test_events, seed_of
     from trainables.lr import analyse_curve
 
-    client = client_for(tracking_uri)
-    try:
-        _, _, runs, unfinished = finished_runs(client, tracking_uri, sweep, None)
-    except CompareError as exc:
-        raise SystemExit(f"error: {exc}") from None
-    if unfinished:
-        raise SystemExit(f"error: {sweep!r} has unfinished trials ({unfinished}); let it finish")
+    client, runs = C.finished_sweep(tracking_uri, sweep)
     arms: dict[str, list[dict[str, Any]]] = {}
     for run in runs:
         for event in range_test_events(client, run.info.run_id):

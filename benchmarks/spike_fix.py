@@ -66,21 +66,9 @@ def before_reading() -> ModuleType:
 
 def sweep_runs(tracking_uri: str, sweep: str) -> dict[int, dict[str, Any]]:
     """Per seed: final test_acc and every range test (its curve and logged pick)."""
-    from sweep.readback import (
-        CompareError,
-        client_for,
-        finished_runs,
-        range_test_events,
-        seed_of,
-    )
+    from sweep.readback import range_test_events, seed_of
 
-    client = client_for(tracking_uri)
-    try:
-        _, _, runs, unfinished = finished_runs(client, tracking_uri, sweep, None)
-    except CompareError as exc:
-        raise SystemExit(f"error: {exc}") from None
-    if unfinished:  # pairing fewer seeds without a word would hide it
-        raise SystemExit(f"error: {sweep!r} has unfinished trials ({unfinished}); let it finish")
+    client, runs = C.finished_sweep(tracking_uri, sweep)
     out: dict[int, dict[str, Any]] = {}
     for run in runs:
         tag = seed_of(run)
