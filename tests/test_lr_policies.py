@@ -394,6 +394,12 @@ def test_max_change_limits_one_tests_move(
         (1.0, 10.0, False, 1.0, None),  # a cut is never limited by it
         (1.0, 1e-1, True, 1.0, None),  # at chance: the raise a too-low LR needs
         (1.0, 1.0, False, 1.0, None),  # the pick is the running LR: nothing to limit
+        # below 1, a floor under the cut: the pick only chooses a deeper one
+        (0.3, 1e-1, False, 3e-2, "cut to x 0.3 at a plateau (max_raise 0.3"),
+        (0.3, 1.0, False, 0.3, "cut to x 0.3 at a plateau (max_raise 0.3"),  # would keep
+        (0.3, 2.0, False, 0.6, "cut to x 0.3 at a plateau (max_raise 0.3"),  # x 0.5 cut
+        (0.3, 10.0, False, 1.0, None),  # a x 0.1 cut is deeper: the pick stands
+        (0.3, 1e-1, True, 1.0, None),  # at chance: the raise a too-low LR needs
     ],
 )
 def test_max_raise_limits_a_raise_unless_at_chance(
@@ -434,6 +440,8 @@ def test_max_raise_limits_the_fallback_too() -> None:
     assert free.suggested_lr is None and free.new_lr > 1e-3
     kept = make_rtp(min_lr=1e-6, max_change=None, max_raise=1.0).decide(result, 1e-3)
     assert kept.new_lr == pytest.approx(1e-3) and "not raised" in kept.why
+    cut = make_rtp(min_lr=1e-6, max_change=None, max_raise=0.3).decide(result, 1e-3)
+    assert cut.new_lr == pytest.approx(3e-4) and "cut to x 0.3 at a plateau" in cut.why
 
 
 def test_max_raise_reads_the_plateau_at_chance_from_the_metric() -> None:

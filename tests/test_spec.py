@@ -166,9 +166,15 @@ BAD: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
         "policies[0].params.max_change: must be > 1 or null, got 1",
     ),
     (
-        "max-raise-below-one",
-        setter("policies", 0, "params", "max_raise", value=0.5),
-        "policies[0].params.max_raise: must be >= 1 or null, got 0.5",
+        "max-raise-not-positive",
+        setter("policies", 0, "params", "max_raise", value=0),
+        "policies[0].params.max_raise: must be > 0 or null, got 0",
+    ),
+    (
+        "max-raise-below-max-change",
+        setter("policies", 0, "params", "max_raise", value=0.05),
+        "policies[0].params.max_raise: must be >= 1 / max_change (0.1): a floor under the cut"
+        " deeper than max_change allows, got 0.05",
     ),
     (
         "anchor-above-one",

@@ -119,7 +119,8 @@ class RangeTestParams(_PlateauParams):
     ``fallback`` when the curve has no usable descent; ``max_change`` (None: no limit) bounds
     one test's move to that factor either way (10, chosen with ``benchmarks/oracle.py`` on
     badly set LRs it had not seen); ``max_raise`` (None: only ``max_change``) bounds a raise
-    to that factor (1: never raise) unless the plateau is at chance. ``anchor`` (None: off)
+    to that factor (1: never raise; below 1, every test cuts at least to that factor, a floor
+    under the fixed cut) unless the plateau is at chance. ``anchor`` (None: off)
     moves the pick ``pull`` decades toward ``anchor`` x the running LR, never past it.
     ``first_loss_intercept`` and ``first_loss_slope`` (None: off; give both) replace a pick at
     most 0.3 decade above the running LR by the running LR x 10^(intercept + slope x the
@@ -147,7 +148,7 @@ class RangeTestParams(_PlateauParams):
     factor: float = Field(0.1, gt=0, lt=1)
     fallback: Fallback = "below_divergence"
     max_change: float | None = Field(10.0, gt=1)
-    max_raise: float | None = Field(None, ge=1)
+    max_raise: float | None = Field(None, gt=0)
     anchor: float | None = Field(None, gt=0, le=1)
     pull: float = Field(0.25, gt=0, le=2)
     first_loss_intercept: float | None = Field(None, ge=-3, le=3)
@@ -159,6 +160,16 @@ class RangeTestParams(_PlateauParams):
     def _range(self) -> RangeTestParams:
         if self.min_lr >= self.max_lr:
             raise keyed_error("min_lr", f"must be < max_lr ({self.max_lr:g}), got {self.min_lr:g}")
+        if (
+            self.max_raise is not None
+            and self.max_change is not None
+            and self.max_raise * self.max_change < 1
+        ):
+            raise keyed_error(
+                "max_raise",
+                f"must be >= 1 / max_change ({1 / self.max_change:g}): a floor under the cut"
+                f" deeper than max_change allows, got {self.max_raise:g}",
+            )
         if (self.first_loss_intercept is None) != (self.first_loss_slope is None):
             raise keyed_error(
                 "first_loss_slope",

@@ -45,7 +45,8 @@ class RangeTestOnPlateauLR(PlateauPolicy):
     plateau's cut should go as training progresses (``benchmarks/level_rule.py``).
     ``max_change`` (None: no limit) keeps the new LR within that factor of the old one, either
     way; ``max_raise`` (None: off) keeps it at most that factor above the old one (1: never
-    raise), except at a plateau at chance, where a run held by an LR far too low needs the
+    raise; below 1, e.g. 0.3, every test cuts at least that deep and the pick only chooses a
+    deeper cut), except at a plateau at chance, where a run held by an LR far too low needs the
     raise. The new LR is then clamped to ``[min_lr, max_lr]``; the detector's cooldown
     then applies.
     ``beta=None`` fits the smoothing to the test's length and noise (``suggest.auto_beta``). The
@@ -133,6 +134,9 @@ class RangeTestOnPlateauLR(PlateauPolicy):
                 ", not raised at a plateau (max_raise 1)"
                 if self.max_raise == 1
                 else f", raised at most x {self.max_raise:g} at a plateau (max_raise)"
+                if self.max_raise > 1
+                else f", cut to x {self.max_raise:g} at a plateau (max_raise {self.max_raise:g}:"
+                " every test cuts at least that deep)"
             )
         if self.max_change is not None:
             low, high = old_lr / self.max_change, old_lr * self.max_change
